@@ -1,0 +1,235 @@
+"""A convolutional (variational) autoencoder for small RGB frames, and its checkpoint format.
+
+Run `python MyVAE.py` for a self-check: a random batch through both paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cli import UserError
+
+CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable or does not fit the model it describes."""
+
+
+class MyVAE(nn.Module):
+    """Conv encoder -> latent code -> mirrored transposed-conv decoder, outputs in [0, 1].
+
+    With `variational=True` the encoder gives a diagonal Gaussian q(z|x) and training
+    samples from it through the reparameterization trick; with `variational=False` it is
+    a plain autoencoder whose code is a single point.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        latent_dim: int = 10,
+        hidden_dims: Sequence[int] = (32, 64, 128, 256, 512),
+        variational: bool = True,
+        img_size: int = 64,
+    ) -> None:
+        super().__init__()
+        hidden_dims = list(hidden_dims)  # a copy: the caller's sequence is never touched
+        n_down = len(hidden_dims)
+        if img_size < 2**n_down or img_size & (img_size - 1):
+            raise ValueError(
+                f"img_size must be a power of two >= 2**len(hidden_dims) = {2**n_down}, got {img_size}"
+            )
+        self.model_args = dict(
+            in_channels=in_channels,
+            latent_dim=latent_dim,
+            hidden_dims=hidden_dims,
+            variational=variational,
+            img_size=img_size,
+        )
+        self.latent_dim = latent_dim
+        self.variational = variational
+        self.feature_size = img_size // 2**n_down  # side of the encoder's last feature map
+        self.feature_shape = (hidden_dims[-1], self.feature_size, self.feature_size)
+        flat = hidden_dims[-1] * self.feature_size**2
+
+        channels = [in_channels, *hidden_dims]
+        self.encoder = nn.Sequential(
+            *(_down(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:]))
+        )
+        if variational:
+            self.z_mu = nn.Linear(flat, latent_dim)
+            self.z_var = nn.Linear(flat, latent_dim)  # gives log-variance, named as in the homework
+        else:
+            self.z_simple = nn.Linear(flat, latent_dim)
+
+        self.decoder_input = nn.Linear(latent_dim, flat)
+        up = hidden_dims[::-1]
+        self.decoder = nn.Sequential(*(_up(c_in, c_out) for c_in, c_out in zip(up[:-1], up[1:])))
+        self.final_layer = nn.Sequential(
+            _up(up[-1], up[-1]),
+            nn.Conv2d(up[-1], in_channels, kernel_size=3, padding=1),
+            nn.Sigmoid(),  # the data lies in [0, 1], so must the reconstruction
+        )
+
+    def encode(self, x: Tensor) -> list[Tensor] | Tensor:
+        """[mu, log_var] on the VAE path, the code z on the AE path."""
+        h = torch.flatten(self.encoder(x), start_dim=1)
+        if self.variational:
+            return [self.z_mu(h), self.z_var(h)]
+        return self.z_simple(h)
+
+    def decode(self, z: Tensor) -> Tensor:
+        h = self.decoder_input(z).view(-1, *self.feature_shape)
+        return self.final_layer(self.decoder(h))
+
+    @staticmethod
+    def reparameterize(mu: Tensor, log_var: Tensor) -> Tensor:
+        """z = mu + sigma * eps: the noise is an input, so gradients reach mu and log_var."""
+        eps = torch.randn_like(mu)
+        return eps * torch.exp(0.5 * log_var) + mu
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """[reconstruction, x, mu, log_var]; eval mode decodes mu, so it is deterministic."""
+        if self.variational:
+            mu, log_var = self.encode(x)
+            z = self.reparameterize(mu, log_var) if self.training else mu
+        else:
+            mu = z = self.encode(x)
+            log_var = torch.zeros_like(mu)
+        return [self.decode(z), x, mu, log_var]
+
+    def loss(
+        self, recon: Tensor, x: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float
+    ) -> dict[str, Tensor]:
+        """Total loss and its parts: per-pixel MSE, and KL in nats per frame.
+
+        KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma & Welling 2014, Appendix B),
+        summed over latent dimensions and averaged over the batch. The AE has no KL term.
+        """
+        recon_loss = F.mse_loss(recon.float(), x.float())
+        if not self.variational:
+            return {"loss": recon_loss, "recon": recon_loss, "kl": torch.zeros_like(recon_loss)}
+        kl = kl_per_dim(mu.float(), log_var.float()).sum(dim=1).mean()
+        return {"loss": recon_loss + kl_weight * kl, "recon": recon_loss, "kl": kl}
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Decode n latent vectors drawn from the prior N(0, I) (a CPU generator, if given)."""
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        return self.decode(z.to(next(self.parameters()).device))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Encode and decode x (from mu on the VAE path when in eval mode)."""
+        return self.forward(x)[0]
+
+
+def kl_per_dim(mu: Tensor, log_var: Tensor) -> Tensor:
+    """KL(N(mu, exp(log_var)) || N(0, 1)) for each element, in nats."""
+    return -0.5 * (1 + log_var - mu.pow(2) - log_var.exp())
+
+
+def _down(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(),
+    )
+
+
+def _up(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(c_in, c_out, kernel_size=3, stride=2, padding=1, output_padding=1),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(),
+    )
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; a named device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+        torch.empty(1, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise UserError(f"DEVICE={name!r} is not available here ({error}); use 'auto' or 'cpu'") from None
+    return device
+
+
+def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
+    """Write weights, constructor arguments and `extra` (config, optimizer, ...) atomically.
+
+    The file is written beside `path` and renamed over it, so a crash mid-write leaves
+    the previous checkpoint intact.
+    """
+    path = Path(path)
+    payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with weights_only=True; CheckpointError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train one first with `python train_vae.py`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or unsafe files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file")
+    return checkpoint
+
+
+def build_vae(checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> MyVAE:
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    try:
+        model = MyVAE(**checkpoint["model_args"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint does not match its model description ({reason[:200]})") from None
+    return model.to(device).eval()
+
+
+def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MyVAE:
+    """The model saved at `path`, rebuilt from that file alone, in eval mode."""
+    return build_vae(load_checkpoint(path), device)
+
+
+def _self_check() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 64, 64)
+    for variational in (True, False):
+        model = MyVAE(variational=variational)
+        recon, _, mu, log_var = model(x)
+        parts = model.loss(recon, x, mu, log_var, kl_weight=5e-4)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(
+            f"{'VAE' if variational else 'AE '}: input {tuple(x.shape)} -> latent {tuple(mu.shape)} "
+            f"-> output {tuple(recon.shape)}, {n_params:,} parameters, "
+            + ", ".join(f"{k} {v.item():.4f}" for k, v in parts.items())
+        )
+    print("samples:", tuple(model.sample(2).shape))
+
+
+if __name__ == "__main__":
+    _self_check()
