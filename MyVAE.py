@@ -61,7 +61,7 @@ class MyVAE(nn.Module):
 
         channels = [in_channels, *hidden_dims]
         self.encoder = nn.Sequential(
-            *(_down(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:]))
+            *(_down(c_in, c_out) for c_in, c_out in zip(channels[:-1], channels[1:], strict=True))
         )
         if variational:
             self.z_mu = nn.Linear(flat, latent_dim)
@@ -71,7 +71,7 @@ class MyVAE(nn.Module):
 
         self.decoder_input = nn.Linear(latent_dim, flat)
         up = hidden_dims[::-1]
-        self.decoder = nn.Sequential(*(_up(c_in, c_out) for c_in, c_out in zip(up[:-1], up[1:])))
+        self.decoder = nn.Sequential(*(_up(c_in, c_out) for c_in, c_out in zip(up[:-1], up[1:], strict=True)))
         self.final_layer = nn.Sequential(
             _up(up[-1], up[-1]),
             nn.Conv2d(up[-1], in_channels, kernel_size=3, padding=1),
@@ -166,6 +166,23 @@ def pick_device(name: str = "auto") -> torch.device:
     except (RuntimeError, AssertionError) as error:
         raise UserError(f"DEVICE={name!r} is not available here ({error}); use 'auto' or 'cpu'") from None
     return device
+
+
+def pick_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype to autocast to for PRECISION on `device`, or None for plain fp32.
+
+    'auto' takes bf16 where the hardware computes it natively (CUDA with bf16, or a CPU
+    with AVX-512 BF16 / AMX) and fp32 elsewhere, where emulated bf16 would be slower.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"PRECISION must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    if precision == "fp32" or device.type == "mps":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
 def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:

@@ -18,7 +18,9 @@ import ast
 import inspect
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
@@ -106,6 +108,18 @@ def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleN
             config[name.lower()] = _convert(name, text, default)
             print(f"override: {name} = {config[name.lower()]!r}")
     return SimpleNamespace(**config)
+
+
+def prepare_out_dir(out_dir: str) -> Path:
+    """Create OUT_DIR and prove it is writable before any long work."""
+    path = Path(out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise UserError(f"OUT_DIR={out_dir!r} cannot be written ({error.strerror or error})") from None
+    return path
 
 
 def run(main: Callable[[Sequence[str] | None], None]) -> None:

@@ -12,9 +12,9 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +27,7 @@ from tqdm import tqdm
 import cli
 from cli import UserError
 from images import plot_curves, save_comparison
-from MyVAE import MyVAE, pick_device, save_checkpoint
+from MyVAE import MyVAE, pick_autocast_dtype, pick_device, save_checkpoint
 
 # -----------------------------------------------------------------------------
 # data
@@ -51,6 +51,8 @@ VAL_FRACTION = 0.1  # share of the episodes held out for validation
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
 OUT_DIR = "outputs"  # dataset, checkpoints, metrics and pictures go here
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
+PRECISION = "auto"  # auto (bf16 autocast where the hardware has it), bf16, fp32
+CHANNELS_LAST = True  # NHWC memory layout: faster convolutions on CPU and recent GPUs
 # -----------------------------------------------------------------------------
 
 # What each env family needs to know; an env not listed has no angle and keeps its full frame.
@@ -83,6 +85,7 @@ def _require(condition: bool, message: str) -> None:
 
 def validate_config(cfg: SimpleNamespace) -> None:
     """Reject bad constants with one clear message, before any work starts."""
+    make_env(cfg.env_id, cfg.seed).close()  # an unknown id first: the other checks depend on the env
     for name in ("n_frames", "reset_after", "latent_dim", "epochs", "max_steps_per_frame"):
         _require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     _require(cfg.batch_size >= 2, f"BATCH_SIZE must be at least 2 (BatchNorm), got {cfg.batch_size}")
@@ -116,18 +119,6 @@ def validate_config(cfg: SimpleNamespace) -> None:
         f"the training split (~{n_train} frames) is smaller than BATCH_SIZE={cfg.batch_size}: "
         "raise N_FRAMES or lower BATCH_SIZE",
     )
-
-
-def prepare_out_dir(out_dir: str) -> Path:
-    """Create OUT_DIR and prove it is writable before any long work."""
-    path = Path(out_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        raise UserError(f"OUT_DIR={out_dir!r} cannot be written ({error.strerror or error})") from None
-    return path
 
 
 def seed_everything(seed: int) -> None:
@@ -190,7 +181,7 @@ def collect_frames(
 
     obs, _ = env.reset(seed=seed)
     done = False
-    with tqdm(total=n_frames, desc="collecting", unit="frame", leave=False) as bar:
+    with tqdm(total=n_frames, desc="collecting", unit="frame", leave=False, disable=None) as bar:
         while kept < n_frames and seen < max_observations:
             seen += 1
             if angle_range is None or angle_range[0] <= angle_of(obs) <= angle_range[1]:
@@ -217,8 +208,8 @@ def collect_frames(
     )
     if kept < n_frames:
         raise UserError(
-            f"the filters kept only {kept} of N_FRAMES={n_frames} frames in {seen} observations "
-            f"({summary}); widen ANGLE_RANGE (or set it to None), or lower N_FRAMES"
+            f"the filters kept only {kept} of N_FRAMES={n_frames} frames: {summary}; "
+            "widen ANGLE_RANGE (or set it to None), or lower N_FRAMES"
         )
     print(f"collected {env_id}: {summary}")
     return {"frames": frames, "states": states, "episode": episodes, "step": steps}
@@ -318,9 +309,34 @@ def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int) -> tu
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def to_input(frames: torch.Tensor, idx: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 frames at `idx` -> float batch in [0, 1] on `device` (only this batch is ever float)."""
-    return frames[idx].to(device, non_blocking=True).float().div_(255)
+@dataclass(frozen=True)
+class Compute:
+    """Where and how batches run: device, autocast dtype and memory layout."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: SimpleNamespace) -> Compute:
+        device = pick_device(cfg.device)
+        return cls(device, pick_autocast_dtype(cfg.precision, device), cfg.channels_last)
+
+    def inputs(self, frames: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 frames at `idx` -> float batch in [0, 1] on the device; only a batch is ever float."""
+        x = frames[idx].to(self.device, non_blocking=True).float().div_(255)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def prepare(self, model: MyVAE) -> MyVAE:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def __str__(self) -> str:
+        dtype = str(self.autocast_dtype).removeprefix("torch.") if self.autocast_dtype else "fp32"
+        return f"{self.device}, {dtype}{', channels_last' if self.channels_last else ''}"
 
 
 def batch_indices(
@@ -341,7 +357,7 @@ def train_epoch(
     train_idx: torch.Tensor,
     cfg: SimpleNamespace,
     generator: torch.Generator,
-    device: torch.device,
+    compute: Compute,
     desc: str,
 ) -> dict[str, float]:
     """One shuffled pass over the training split; mean loss parts over its batches."""
@@ -350,9 +366,9 @@ def train_epoch(
     n_batches = len(train_idx) // cfg.batch_size
     # drop_last: a final batch of one frame would break BatchNorm
     batches = batch_indices(train_idx, cfg.batch_size, generator, drop_last=True)
-    for idx in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False):
-        x = to_input(frames, idx, device)
-        parts = model.loss(*model(x), kl_weight=cfg.kl_weight)
+    for idx in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False, disable=None):
+        with compute.autocast():
+            parts = model.loss(*model(compute.inputs(frames, idx)), kl_weight=cfg.kl_weight)
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
@@ -363,13 +379,14 @@ def train_epoch(
 
 @torch.no_grad()
 def evaluate(
-    model: MyVAE, frames: torch.Tensor, idx: torch.Tensor, kl_weight: float, batch_size: int, device: torch.device
+    model: MyVAE, frames: torch.Tensor, idx: torch.Tensor, kl_weight: float, batch_size: int, compute: Compute
 ) -> dict[str, float]:
     """Loss parts over `idx` in eval mode (decoding mu), weighted by batch size."""
     model.eval()
     totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
     for batch in batch_indices(idx, batch_size):
-        parts = model.loss(*model(to_input(frames, batch, device)), kl_weight=kl_weight)
+        with compute.autocast():
+            parts = model.loss(*model(compute.inputs(frames, batch)), kl_weight=kl_weight)
         for key in totals:
             totals[key] += parts[key].item() * len(batch)
     return {key: value / len(idx) for key, value in totals.items()}
@@ -398,14 +415,17 @@ def write_metrics(history: list[dict], out_dir: Path) -> None:
     )
 
 
-def save_reconstructions(model: MyVAE, frames: torch.Tensor, val_idx: torch.Tensor, path: Path) -> None:
+def save_reconstructions(
+    model: MyVAE, frames: torch.Tensor, val_idx: torch.Tensor, compute: Compute, path: Path
+) -> None:
     """The first validation frames above their (eval-mode) reconstructions."""
     model.eval()
-    x = to_input(frames, val_idx[:_NUM_EVAL_IMAGES], next(model.parameters()).device)
-    save_comparison(x, model.reconstruct(x), path)
+    x = compute.inputs(frames, val_idx[:_NUM_EVAL_IMAGES])
+    with compute.autocast():
+        save_comparison(x, model.reconstruct(x), path)
 
 
-def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, device: torch.device) -> list[dict]:
+def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, compute: Compute) -> list[dict]:
     """Train with Adam, score the validation split each epoch, keep the best checkpoint."""
     train_np, val_np = split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
     _require(
@@ -413,12 +433,12 @@ def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, devi
         f"the training split has {len(train_np)} frames, fewer than BATCH_SIZE={cfg.batch_size}: "
         "raise N_FRAMES or lower BATCH_SIZE",
     )
-    print(f"training on {len(train_np)} frames, validating on {len(val_np)} (held-out episodes), device {device}")
+    print(f"training on {len(train_np)} frames, validating on {len(val_np)} (held-out episodes) on {compute}")
     frames = torch.from_numpy(data["frames"])
     train_idx, val_idx = torch.from_numpy(train_np), torch.from_numpy(val_np)
 
     torch.manual_seed(cfg.seed)
-    model = MyVAE(latent_dim=cfg.latent_dim, variational=cfg.variational, img_size=cfg.img_size).to(device)
+    model = compute.prepare(MyVAE(latent_dim=cfg.latent_dim, variational=cfg.variational, img_size=cfg.img_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     shuffle = torch.Generator().manual_seed(cfg.seed)
 
@@ -427,9 +447,9 @@ def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, devi
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         train_parts = train_epoch(
-            model, optimizer, frames, train_idx, cfg, shuffle, device, desc=f"epoch {epoch}/{cfg.epochs}"
+            model, optimizer, frames, train_idx, cfg, shuffle, compute, desc=f"epoch {epoch}/{cfg.epochs}"
         )
-        val_parts = evaluate(model, frames, val_idx, cfg.kl_weight, cfg.batch_size, device)
+        val_parts = evaluate(model, frames, val_idx, cfg.kl_weight, cfg.batch_size, compute)
         seconds = time.perf_counter() - start
         history.append(
             {"epoch": epoch}
@@ -450,23 +470,23 @@ def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, devi
                 out_dir / "vae.pt", model, config=vars(cfg), epoch=epoch, best_val_loss=best_val, metrics=history
             )
         write_metrics(history, out_dir)
-        save_reconstructions(model, frames, val_idx, out_dir / "reconstructions.png")
+        save_reconstructions(model, frames, val_idx, compute, out_dir / "reconstructions.png")
     return history
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     validate_config(cfg)
-    out_dir = prepare_out_dir(cfg.out_dir)
-    device = pick_device(cfg.device)
-    make_env(cfg.env_id, cfg.seed).close()  # a bad env id fails now, not after a long wait
+    out_dir = cli.prepare_out_dir(cfg.out_dir)
+    compute = Compute.from_config(cfg)
     (out_dir / "config.json").write_text(json.dumps(vars(cfg), indent=2))
     start = time.perf_counter()
     seed_everything(cfg.seed)
     data = load_or_collect(cfg, out_dir)
-    history = train(cfg, data, out_dir, device)
+    history = train(cfg, data, out_dir, compute)
     best = min(history, key=lambda row: row["val_loss"])
-    print(f"done in {time.perf_counter() - start:.0f}s; best validation loss {best['val_loss']:.5f} at epoch {best['epoch']}")
+    elapsed = time.perf_counter() - start
+    print(f"done in {elapsed:.0f}s; best validation loss {best['val_loss']:.5f} at epoch {best['epoch']}")
     for name in ("vae.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json"):
         print(f"  {out_dir / name}")
     print(f"  {dataset_path(out_dir, cfg.env_id)}")

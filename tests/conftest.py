@@ -1,0 +1,40 @@
+"""Shared fixtures: the repo on sys.path, headless settings, and one tiny trained run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Small enough to train in seconds, large enough for two batches and a validation split.
+TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2"]
+
+
+def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run one of the repo's scripts as a user would, capturing its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUT_DIR of one finished tiny training run, shared by the tests that only read it."""
+    out_dir = tmp_path_factory.mktemp("tiny_run")
+    result = run_script("train_vae.py", *TINY, "--out_dir", str(out_dir))
+    assert result.returncode == 0, result.stderr
+    return out_dir

@@ -1,0 +1,62 @@
+"""Constants become typed command-line overrides; bad ones are one clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+import cli
+import sample_vae  # noqa: F401  (parse_config reads its constants)
+import train_vae
+from cli import UserError
+
+
+def test_defaults_come_from_the_constants_at_the_top() -> None:
+    cfg = cli.parse_config("train_vae", [])
+    assert cfg.env_id == train_vae.ENV_ID and cfg.n_frames == train_vae.N_FRAMES
+    assert cfg.angle_range == train_vae.ANGLE_RANGE and cfg.variational is train_vae.VARIATIONAL
+
+
+def test_overrides_are_parsed_as_literals_of_the_right_type(capsys) -> None:
+    cfg = cli.parse_config(
+        "train_vae",
+        ["--env_id", "Pendulum-v1", "--n_frames", "500", "--lr", "3e-4", "--kl_weight", "1",
+         "--angle_range", "[-0.1, 0.2]", "--crop", "(0, 1, 0, 1)", "--variational", "False"],
+    )
+    assert cfg.env_id == "Pendulum-v1" and cfg.n_frames == 500 and cfg.lr == 3e-4
+    assert cfg.kl_weight == 1.0 and isinstance(cfg.kl_weight, float)
+    assert cfg.angle_range == (-0.1, 0.2) and cfg.crop == (0, 1, 0, 1) and cfg.variational is False
+    assert "override: N_FRAMES = 500" in capsys.readouterr().out
+
+
+def test_a_bool_flag_alone_means_true_and_none_is_accepted_for_tuples() -> None:
+    cfg = cli.parse_config("sample_vae", ["--interactive"])
+    assert cfg.interactive is True
+    assert cli.parse_config("train_vae", ["--angle_range", "None"]).angle_range is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n_frames", "lots"], "--n_frames expects an integer, got 'lots'"),
+        (["--n_frames", "1.5"], "--n_frames expects an integer"),
+        (["--lr", "fast"], "--lr expects a number"),
+        (["--variational", "yes"], "--variational expects True or False"),
+        (["--angle_range", "(a, b)"], "--angle_range expects a tuple of numbers"),
+        (["--no_such_constant", "1"], "unrecognized arguments: --no_such_constant"),
+    ],
+)
+def test_bad_overrides_are_a_user_error(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cli.parse_config("train_vae", argv)
+
+
+def test_help_lists_every_constant_with_its_default(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_config("train_vae", ["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # undo argparse line wrapping
+    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
+    assert len(names) >= 18
+    for name in names:
+        assert f"--{name.lower()}" in text
+    assert "(default: 'CartPole-v1')" in text and "pole angle" in text

@@ -1,0 +1,164 @@
+"""Frame collection: the two filters, orientation, other envs, and the dataset cache."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import train_vae
+from cli import UserError
+from train_vae import collect_frames, make_env, preprocess_frame, resolve_crop
+
+CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
+
+
+def collect(env_id: str = "CartPole-v1", n_frames: int = 150, angle_range=(-0.3, 0.3), **kwargs) -> dict:
+    args = dict(
+        reset_after=20,
+        crop=resolve_crop(env_id, None),
+        img_size=32,
+        seed=0,
+        max_observations=50 * n_frames,
+    ) | kwargs
+    return collect_frames(env_id, n_frames, angle_range=angle_range, **args)
+
+
+@pytest.fixture(scope="module")
+def narrow() -> dict:
+    """CartPole frames kept by a range narrow enough to reject many observations."""
+    return collect(angle_range=(-0.02, 0.05), n_frames=120)
+
+
+def test_every_kept_frame_lies_inside_a_narrow_angle_range(narrow) -> None:
+    angles = narrow["states"][:, 2]
+    assert angles.min() >= -0.02 and angles.max() <= 0.05
+    assert len(narrow["frames"]) == 120
+
+
+def test_no_episode_contributes_more_than_reset_after_frames() -> None:
+    data = collect(angle_range=None, reset_after=7, n_frames=100)
+    _, counts = np.unique(data["episode"], return_counts=True)
+    assert counts.max() <= 7
+    assert data["step"].max() <= 6
+    # every episode restarts from its reset: steps count 0, 1, 2, ... within an episode
+    for episode in np.unique(data["episode"]):
+        steps = data["step"][data["episode"] == episode]
+        assert list(steps) == list(range(len(steps)))
+
+
+def test_states_go_with_their_frames_and_episodes_are_reset_after_20(narrow) -> None:
+    assert narrow["states"].dtype == np.float32 and narrow["states"].shape == (120, 4)
+    assert narrow["step"].max() < 20
+    assert narrow["frames"].dtype == np.uint8 and narrow["frames"].shape == (120, 3, 32, 32)
+
+
+def test_no_blank_frames_are_stored(narrow) -> None:
+    frames = narrow["frames"].reshape(len(narrow["frames"]), -1)
+    assert (frames.min(axis=1) < 100).all(), "every CartPole frame shows the black cart"
+    assert (frames.max(axis=1) > 200).all(), "every CartPole frame has its white background"
+
+
+def test_same_seed_gives_the_same_frames() -> None:
+    a, b = collect(n_frames=40), collect(n_frames=40)
+    assert all(np.array_equal(a[key], b[key]) for key in a)
+    c = collect(n_frames=40, seed=1)
+    assert not np.array_equal(a["states"], c["states"])
+
+
+def _dark_centroid(frame: np.ndarray) -> tuple[float, float]:
+    """(row, column) centre of the dark (cart) pixels of a (3, H, W) frame."""
+    rows, cols = np.nonzero(frame.mean(axis=0) < 60)
+    return rows.mean(), cols.mean()
+
+
+def test_moving_the_cart_right_moves_its_pixels_right() -> None:
+    env = make_env("CartPole-v1", seed=0)
+    env.reset(seed=0)
+    centres = []
+    for x in (-1.0, 0.0, 1.0):
+        env.unwrapped.state = np.array([x, 0.0, 0.0, 0.0])
+        centres.append(_dark_centroid(preprocess_frame(env.render(), CARTPOLE_CROP, 64)))
+    env.close()
+    (row_l, col_l), (row_c, col_c), (row_r, col_r) = centres
+    assert col_l < col_c - 5 < col_r - 10, "cart should move along the width axis"
+    assert abs(row_l - row_r) < 1, "and stay on the same rows (no height/width swap)"
+    assert row_c > 32, "the track is in the lower half of the cropped frame (not upside down)"
+
+
+def test_pendulum_works_by_changing_env_id_alone() -> None:
+    data = collect("Pendulum-v1", n_frames=30)
+    angles = np.arctan2(data["states"][:, 1], data["states"][:, 0])
+    assert np.abs(angles).max() <= 0.3
+    assert data["states"].shape == (30, 3)
+    assert data["frames"].reshape(30, -1).std(axis=1).min() > 0
+
+
+def test_a_filter_that_keeps_nothing_says_which_filter_rejected_how_much() -> None:
+    with pytest.raises(UserError, match=r"kept only 0 of N_FRAMES=10.*rejected by ANGLE_RANGE=\(2.0, 3.0\): 500"):
+        collect(angle_range=(2.0, 3.0), n_frames=10, max_observations=500)
+
+
+def test_unknown_env_id_suggests_close_names() -> None:
+    with pytest.raises(UserError, match="did you mean CartPole-v1"):
+        make_env("CartPole-v2", seed=0)
+
+
+def _config(**overrides) -> SimpleNamespace:
+    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
+    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"env_id": "MountainCar-v0"}, "has no pole angle to filter on: set ANGLE_RANGE to None"),
+        ({"angle_range": (0.3, -0.3)}, "low < high"),
+        ({"crop": (0.4, 1.2, 0.0, 1.0)}, "CROP must be"),
+        ({"crop": (0.5, 0.5, 0.0, 1.0)}, "CROP must be"),
+        ({"n_frames": -5}, "N_FRAMES must be at least 1"),
+        ({"img_size": 48}, "IMG_SIZE must be a power of two"),
+        ({"val_fraction": 1.0}, "VAL_FRACTION"),
+        ({"n_frames": 50, "batch_size": 100}, "smaller than BATCH_SIZE"),
+    ],
+)
+def test_bad_constants_are_rejected_before_any_work(overrides: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        train_vae.validate_config(_config(**overrides))
+
+
+def test_envs_without_an_angle_work_with_angle_range_none() -> None:
+    train_vae.validate_config(_config(env_id="MountainCar-v0", angle_range=None))
+    data = collect("MountainCar-v0", n_frames=10, angle_range=None)
+    assert data["frames"].shape == (10, 3, 32, 32)
+
+
+def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intact(tmp_path, capsys) -> None:
+    cfg = _config(n_frames=30, img_size=32, out_dir=str(tmp_path))
+    first = train_vae.load_or_collect(cfg, tmp_path)
+    path = train_vae.dataset_path(tmp_path, cfg.env_id)
+    assert train_vae.load_or_collect(cfg, tmp_path)["frames"].tobytes() == first["frames"].tobytes()
+    assert "reusing 30 frames" in capsys.readouterr().out
+
+    assert train_vae.load_dataset(path, train_vae.collection_settings(_config(n_frames=30, seed=1))) is None
+    assert "other settings" in capsys.readouterr().out
+
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
+    assert train_vae.load_dataset(path, train_vae.collection_settings(cfg)) is None
+    assert "unreadable" in capsys.readouterr().out
+
+
+def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
+    cfg = _config(n_frames=30, img_size=32)
+    settings = train_vae.collection_settings(cfg)
+    data = collect(n_frames=30)
+    path = tmp_path / "frames.npz"
+    train_vae.save_dataset(path, data, settings)
+    assert train_vae.load_dataset(path, settings) is not None
+    data["frames"][0, 0, 0, 0] ^= 1
+    with np.load(path) as npz:
+        meta = npz["meta"]
+    np.savez_compressed(path, meta=meta, **data)  # same settings, one pixel changed
+    assert train_vae.load_dataset(path, settings) is None
+    assert "checksum" in capsys.readouterr().out

@@ -1,0 +1,116 @@
+"""train_vae.py and sample_vae.py end to end, as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY, run_script
+from MyVAE import load_checkpoint, save_checkpoint, MyVAE
+
+
+def _png(path) -> np.ndarray:
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_training_writes_every_promised_output(tiny_run) -> None:
+    for name in ("vae.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json",
+                 "frames_CartPole-v1.npz"):
+        assert (tiny_run / name).is_file(), name
+    with open(tiny_run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["epoch"]) for row in rows] == [1, 2]
+    assert {"train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl"} <= set(rows[0])
+    assert all(float(row["val_recon"]) > 0 for row in rows)
+    recon = _png(tiny_run / "reconstructions.png")
+    assert recon.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # 8 originals above 8 reconstructions, 32 px + 2 px pad
+    checkpoint = load_checkpoint(tiny_run / "vae.pt")
+    assert checkpoint["model_args"]["img_size"] == 32 and checkpoint["model_args"]["latent_dim"] == 4
+    assert checkpoint["config"]["n_frames"] == 96
+    with np.load(tiny_run / "frames_CartPole-v1.npz") as data:
+        assert data["frames"].shape == (96, 3, 32, 32) and data["frames"].dtype == np.uint8
+        assert data["states"].shape == (96, 4) and data["states"].dtype == np.float32
+
+
+def test_sampling_writes_a_grid_and_one_png_per_sample(tiny_run, tmp_path) -> None:
+    result = run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5",
+                        "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    singles = sorted((tmp_path / "samples").glob("sample_*.png"))
+    assert len(singles) == 5
+    assert all(_png(path).shape == (32, 32, 3) for path in singles)
+    assert _png(tmp_path / "samples.png").shape == (2 + 34, 2 + 5 * 34, 3)
+    again = tmp_path / "again"
+    run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(again))
+    assert np.array_equal(_png(again / "samples.png"), _png(tmp_path / "samples.png")), "same seed, same samples"
+
+
+def test_same_seed_gives_the_same_losses(tiny_run, tmp_path) -> None:
+    result = run_script("train_vae.py", *TINY, "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "metrics.csv").read_text().split("seconds")[1].count(",") > 0
+    def losses(path):
+        with open(path / "metrics.csv") as f:
+            return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+    assert losses(tmp_path) == losses(tiny_run)
+
+
+def _assert_clean_failure(result, message: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env_id", "CartPol-v1"], "did you mean CartPole-v1"),
+        (["--angle_range", "(2.0, 3.0)", "--n_frames", "20", "--batch_size", "4", "--max_steps_per_frame", "5"],
+         "kept only 0 of"),
+        (["--batch_size", "-3"], "BATCH_SIZE must be at least 2"),
+        (["--epochs", "ten"], "--epochs expects an integer"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_training_bad_inputs_fail_with_one_clear_line(tmp_path, args: list[str], message: str) -> None:
+    _assert_clean_failure(run_script("train_vae.py", *args, "--out_dir", str(tmp_path)), message)
+
+
+def test_out_dir_that_cannot_be_written_fails_before_work(tmp_path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    _assert_clean_failure(run_script("train_vae.py", "--out_dir", str(blocker / "out")), "cannot be written")
+
+
+def test_sampling_without_a_checkpoint_says_to_train_first(tmp_path) -> None:
+    result = run_script("sample_vae.py", "--checkpoint", str(tmp_path / "missing.pt"), "--out_dir", str(tmp_path))
+    _assert_clean_failure(result, "train one first with `python train_vae.py`")
+
+
+def test_sampling_from_a_mismatched_checkpoint_fails_cleanly(tmp_path) -> None:
+    path = tmp_path / "vae.pt"
+    save_checkpoint(path, MyVAE(img_size=32, latent_dim=4))
+    checkpoint = load_checkpoint(path)
+    checkpoint["model_args"]["img_size"] = 64
+    torch.save(checkpoint, path)
+    _assert_clean_failure(run_script("sample_vae.py", "--checkpoint", str(path), "--out_dir", str(tmp_path)),
+                          "does not match")
+
+
+def test_sampling_zero_images_is_refused(tiny_run, tmp_path) -> None:
+    result = run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "0",
+                        "--out_dir", str(tmp_path))
+    _assert_clean_failure(result, "N_SAMPLES must be at least 1")
+
+
+def test_interactive_without_a_display_says_so(tiny_run) -> None:
+    result = run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--interactive")
+    _assert_clean_failure(result, "--interactive needs a display")
