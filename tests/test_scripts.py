@@ -7,10 +7,10 @@ import csv
 import numpy as np
 import pytest
 import torch
+from conftest import TINY, run_script
 from PIL import Image
 
-from conftest import TINY, run_script
-from MyVAE import load_checkpoint, save_checkpoint, MyVAE
+from MyVAE import MyVAE, load_checkpoint, save_checkpoint
 
 
 def _png(path) -> np.ndarray:
