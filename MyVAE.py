@@ -194,11 +194,15 @@ def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
     path = Path(path)
     payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(payload, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path} ({error.strerror or error}); the previous file is intact") from None
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

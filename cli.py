@@ -17,6 +17,7 @@ import argparse
 import ast
 import inspect
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -29,6 +30,43 @@ _CONSTANT_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=.*?#\s*(.+)$")
 
 class UserError(Exception):
     """A problem the user can fix (a bad constant, a missing file): one line, exit 1."""
+
+
+class Stopped(Exception):
+    """Work stopped by a signal after saving what it had; exits with 128 + the signal number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopRequests:
+    """While active, SIGINT (Ctrl-C) and SIGTERM only set `signum`; loops check it between
+    steps, so a stop never lands halfway through an optimizer update or a file write.
+    A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after this step", file=sys.stderr)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    def __enter__(self) -> StopRequests:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def _constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
@@ -124,11 +162,15 @@ def prepare_out_dir(out_dir: str) -> Path:
 
 def run(main: Callable[[Sequence[str] | None], None]) -> None:
     """Run a script's main(), turning user errors and interrupts into exit codes."""
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
     try:
         main(None)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Stopped as stop:
+        print(stop, file=sys.stderr)
+        sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

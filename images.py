@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 
@@ -62,6 +63,7 @@ def plot_curves(epochs: Sequence[int], panels: dict[str, dict[str, Sequence[floa
         for label, values in curves.items():
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", title=title, yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

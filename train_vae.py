@@ -13,8 +13,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,7 +28,13 @@ from tqdm import tqdm
 import cli
 from cli import UserError
 from images import plot_curves, save_comparison
-from MyVAE import MyVAE, pick_autocast_dtype, pick_device, save_checkpoint
+from MyVAE import (
+    MyVAE,
+    load_checkpoint,
+    pick_autocast_dtype,
+    pick_device,
+    save_checkpoint,
+)
 
 # -----------------------------------------------------------------------------
 # data
@@ -41,15 +48,16 @@ MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept 
 # model
 LATENT_DIM = 10  # size of the latent code z
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
-KL_WEIGHT = 5e-4  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
+KL_WEIGHT = 2e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
 # training
 BATCH_SIZE = 100  # frames per optimizer step
-EPOCHS = 10  # passes over the training split
+EPOCHS = 5  # passes over the training split
 LR = 1e-3  # Adam learning rate
 VAL_FRACTION = 0.1  # share of the episodes held out for validation
 # system
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
 OUT_DIR = "outputs"  # dataset, checkpoints, metrics and pictures go here
+RESUME = False  # continue from OUT_DIR/last.pt: weights, optimizer, epoch, random states, metrics
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 PRECISION = "auto"  # auto (bf16 autocast where the hardware has it), bf16, fp32
 CHANNELS_LAST = True  # NHWC memory layout: faster convolutions on CPU and recent GPUs
@@ -64,6 +72,9 @@ _ANGLE_OF_STATE = {
 _DEFAULT_CROP = {"CartPole": (0.4, 1.0, 0.0, 1.0)}  # the cart runs in the lower part of the frame
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
 _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
+_LOSS_PARTS = ("loss", "recon", "kl")
+_MAY_CHANGE_ON_RESUME = {"epochs", "resume", "device", "precision", "channels_last", "out_dir"}
+_CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding, parallel work and resumption
 
 
 # ---------------------------------------------------------------- configuration
@@ -121,11 +132,6 @@ def validate_config(cfg: SimpleNamespace) -> None:
     )
 
 
-def seed_everything(seed: int) -> None:
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 # ---------------------------------------------------------------- collection
 
 
@@ -133,7 +139,9 @@ def make_env(env_id: str, seed: int) -> gym.Env:
     """The env rendering off-screen, its action sampler seeded."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no window
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        with warnings.catch_warnings():  # gymnasium only warns about a missing render mode; we refuse below
+            warnings.filterwarnings("ignore", message=".*render_mode")
+            env = gym.make(env_id, render_mode="rgb_array")
     except gym.error.Error as error:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -154,7 +162,33 @@ def preprocess_frame(frame: np.ndarray, crop: Sequence[float], img_size: int) ->
     return np.asarray(image).transpose(2, 0, 1)
 
 
-def collect_frames(
+@dataclass
+class CollectionStats:
+    """What the filters did: every observation is either kept or rejected by the angle."""
+
+    observations: int = 0
+    episodes: int = 0
+    ended_by_env: int = 0
+    kept: int = 0
+    rejected_angle: int = 0
+
+    def __add__(self, other: CollectionStats) -> CollectionStats:
+        return CollectionStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def summary(self, reset_after: int, angle_range: tuple[float, float] | None) -> str:
+        return (
+            f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
+            f"the rest reset after {reset_after}): kept {self.kept}, rejected by ANGLE_RANGE={angle_range}: "
+            f"{self.rejected_angle}"
+        )
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """An independent seed for each chunk, so chunks can run in any order or process."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
+def collect_chunk(
     env_id: str,
     n_frames: int,
     reset_after: int,
@@ -163,56 +197,97 @@ def collect_frames(
     img_size: int,
     seed: int,
     max_observations: int,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], CollectionStats]:
     """Run random actions until `n_frames` observations pass the filters; render only those.
 
     Filters: (1) each episode is reset after its first `reset_after` observations, so
     no episode contributes more than that; (2) an observation is kept only if its pole
     angle lies in `angle_range`. A rejected observation is never rendered nor stored.
+    Stops early, with fewer frames, after `max_observations`.
     """
     env = make_env(env_id, seed)
     angle_of = _ANGLE_OF_STATE.get(env_family(env_id))
-    obs_dim = env.observation_space.shape[0]
     frames = np.empty((n_frames, 3, img_size, img_size), dtype=np.uint8)
-    states = np.empty((n_frames, obs_dim), dtype=np.float32)
+    states = np.empty((n_frames, env.observation_space.shape[0]), dtype=np.float32)
     episodes = np.empty(n_frames, dtype=np.int32)
     steps = np.empty(n_frames, dtype=np.int32)
-    kept = seen = rejected_angle = episode = step = ended_by_env = 0
+    stats = CollectionStats(episodes=1)
 
     obs, _ = env.reset(seed=seed)
-    done = False
-    with tqdm(total=n_frames, desc="collecting", unit="frame", leave=False, disable=None) as bar:
-        while kept < n_frames and seen < max_observations:
-            seen += 1
-            if angle_range is None or angle_range[0] <= angle_of(obs) <= angle_range[1]:
-                frames[kept] = preprocess_frame(env.render(), crop, img_size)
-                states[kept], episodes[kept], steps[kept] = obs, episode, step
-                kept += 1
-                bar.update()
-            else:
-                rejected_angle += 1
-            step += 1
-            if done or step >= reset_after:
-                ended_by_env += done
-                obs, _ = env.reset()
-                done, step, episode = False, 0, episode + 1
-            else:
-                obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-                done = terminated or truncated
+    step, done = 0, False
+    while stats.kept < n_frames and stats.observations < max_observations:
+        stats.observations += 1
+        if angle_range is None or angle_range[0] <= angle_of(obs) <= angle_range[1]:
+            i = stats.kept
+            frames[i] = preprocess_frame(env.render(), crop, img_size)
+            states[i], episodes[i], steps[i] = obs, stats.episodes - 1, step
+            stats.kept += 1
+        else:
+            stats.rejected_angle += 1
+        step += 1
+        if done or step >= reset_after:
+            stats.ended_by_env += done
+            obs, _ = env.reset()
+            step, done = 0, False
+            stats.episodes += 1
+        else:
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
     env.close()
+    data = {"frames": frames, "states": states, "episode": episodes, "step": steps}
+    return {key: value[: stats.kept] for key, value in data.items()}, stats
 
-    summary = (
-        f"{seen} observations in {episode + 1} episodes ({ended_by_env} ended by the env, "
-        f"the rest reset after {reset_after}): kept {kept}, rejected by ANGLE_RANGE={angle_range}: "
-        f"{rejected_angle}"
-    )
-    if kept < n_frames:
-        raise UserError(
-            f"the filters kept only {kept} of N_FRAMES={n_frames} frames: {summary}; "
-            "widen ANGLE_RANGE (or set it to None), or lower N_FRAMES"
-        )
-    print(f"collected {env_id}: {summary}")
-    return {"frames": frames, "states": states, "episode": episodes, "step": steps}
+
+def concat_chunks(chunks: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Join chunks in order; episode ids continue across chunks so they stay unique."""
+    joined, offset = [], 0
+    for chunk in chunks:
+        joined.append(chunk | {"episode": chunk["episode"] + offset})
+        offset = int(joined[-1]["episode"].max()) + 1 if len(chunk["episode"]) else offset
+    return {key: np.concatenate([chunk[key] for chunk in joined]) for key in joined[0]}
+
+
+def collect_frames(
+    cfg: SimpleNamespace, done: dict[str, np.ndarray] | None = None, stop: cli.StopRequests | None = None
+) -> tuple[dict[str, np.ndarray], CollectionStats]:
+    """N_FRAMES filtered frames, collected in chunks of fixed size and seed.
+
+    Each chunk is reproducible on its own, so the dataset does not depend on how the
+    work is split, and a collection that was stopped continues from the chunks in
+    `done` and ends with the same frames as one that never stopped. A stop request
+    ends collection after the current chunk with fewer frames.
+    """
+    crop = resolve_crop(cfg.env_id, cfg.crop)
+    chunks = [] if done is None else [done]
+    total = CollectionStats()
+    n_done = 0 if done is None else len(done["frames"])
+    with tqdm(total=cfg.n_frames, initial=n_done, desc="collecting", unit="frame", leave=False, disable=None) as bar:
+        for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES)):
+            if start < n_done:
+                continue
+            if stop is not None and stop.signum:
+                break
+            size = min(_CHUNK_FRAMES, cfg.n_frames - start)
+            chunk, stats = collect_chunk(
+                cfg.env_id,
+                size,
+                cfg.reset_after,
+                cfg.angle_range,
+                crop,
+                cfg.img_size,
+                chunk_seed(cfg.seed, index),
+                size * cfg.max_steps_per_frame,
+            )
+            total += stats
+            if stats.kept < size:
+                raise UserError(
+                    f"the filters kept only {stats.kept} of {size} frames in a chunk of N_FRAMES={cfg.n_frames}: "
+                    f"{stats.summary(cfg.reset_after, cfg.angle_range)}; widen ANGLE_RANGE (or set it to None), "
+                    "or raise MAX_STEPS_PER_FRAME"
+                )
+            chunks.append(chunk)
+            bar.update(size)
+    return concat_chunks(chunks), total
 
 
 # ---------------------------------------------------------------- dataset cache
@@ -272,26 +347,29 @@ def load_dataset(path: Path, settings: dict) -> dict[str, np.ndarray] | None:
     return data
 
 
-def load_or_collect(cfg: SimpleNamespace, out_dir: Path) -> dict[str, np.ndarray]:
+def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests) -> dict[str, np.ndarray]:
+    """The cached dataset if it matches the constants; else collect it (continuing a stopped one)."""
     settings = collection_settings(cfg)
     path = dataset_path(out_dir, cfg.env_id)
     data = load_dataset(path, settings)
-    if data is not None:
-        print(f"reusing {len(data['frames'])} frames from {path}")
+    if data is not None and len(data["frames"]) == cfg.n_frames:
+        print(f"reusing {cfg.n_frames} frames from {path}")
         return data
+    if data is not None:
+        print(f"continuing the collection stopped at {len(data['frames'])} frames in {path}")
+    print(f"collecting {cfg.n_frames} frames from {cfg.env_id}")
     start = time.perf_counter()
-    data = collect_frames(
-        cfg.env_id,
-        cfg.n_frames,
-        cfg.reset_after,
-        cfg.angle_range,
-        settings["crop"],
-        cfg.img_size,
-        cfg.seed,
-        cfg.n_frames * cfg.max_steps_per_frame,
-    )
+    data, stats = collect_frames(cfg, done=data, stop=stop)
     save_dataset(path, data, settings)
-    print(f"collection took {time.perf_counter() - start:.1f}s; saved to {path}")
+    if len(data["frames"]) < cfg.n_frames:
+        raise cli.Stopped(
+            f"stopped by {stop.name}: saved {len(data['frames'])} of {cfg.n_frames} frames to {path}; "
+            "run the same command again to continue",
+            stop.signum,
+        )
+    seconds = time.perf_counter() - start
+    print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, cfg.angle_range)}")
+    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
     return data
 
 
@@ -339,42 +417,60 @@ class Compute:
         return f"{self.device}, {dtype}{', channels_last' if self.channels_last else ''}"
 
 
-def batch_indices(
-    idx: torch.Tensor, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
-) -> Iterator[torch.Tensor]:
-    """Index batches over `idx`, shuffled when a generator is given."""
-    if generator is not None:
-        idx = idx[torch.randperm(len(idx), generator=generator)]
+def batch_indices(idx: torch.Tensor, batch_size: int, drop_last: bool = False) -> list[torch.Tensor]:
+    """Consecutive batches of `idx`; drop_last leaves out a short final batch."""
     stop = len(idx) - len(idx) % batch_size if drop_last else len(idx)
-    for start in range(0, stop, batch_size):
-        yield idx[start : start + batch_size]
+    return [idx[start : start + batch_size] for start in range(0, stop, batch_size)]
+
+
+@dataclass
+class Progress:
+    """Where training stands; last.pt carries it so that a run resumes exactly.
+
+    `shuffle_state` is the shuffling generator's state at the start of epoch `epoch`,
+    of which `batch` batches are done, their loss parts summed in `totals`.
+    """
+
+    shuffle_state: torch.Tensor
+    epoch: int = 1
+    batch: int = 0
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_LOSS_PARTS, 0.0))
+    history: list[dict] = field(default_factory=list)
+    best_val_loss: float = math.inf
 
 
 def train_epoch(
     model: MyVAE,
     optimizer: torch.optim.Optimizer,
     frames: torch.Tensor,
-    train_idx: torch.Tensor,
+    batches: list[torch.Tensor],
+    progress: Progress,
     cfg: SimpleNamespace,
-    generator: torch.Generator,
     compute: Compute,
-    desc: str,
-) -> dict[str, float]:
-    """One shuffled pass over the training split; mean loss parts over its batches."""
+    stop: cli.StopRequests,
+) -> bool:
+    """Train on the epoch's batches from `progress.batch` on; False if a stop was requested.
+
+    Raises FloatingPointError on a non-finite loss, before it can reach the weights.
+    """
     model.train()
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-    n_batches = len(train_idx) // cfg.batch_size
-    # drop_last: a final batch of one frame would break BatchNorm
-    batches = batch_indices(train_idx, cfg.batch_size, generator, drop_last=True)
-    for idx in tqdm(batches, total=n_batches, desc=desc, unit="batch", leave=False, disable=None):
+    desc = f"epoch {progress.epoch}/{cfg.epochs}"
+    remaining = batches[progress.batch :]
+    for idx in tqdm(remaining, desc, len(batches), initial=progress.batch, unit="batch", leave=False, disable=None):
+        if stop.signum:
+            return False
         with compute.autocast():
             parts = model.loss(*model(compute.inputs(frames, idx)), kl_weight=cfg.kl_weight)
+        if not torch.isfinite(parts["loss"]):
+            value, step = parts["loss"].item(), progress.batch + 1
+            raise FloatingPointError(f"loss is {value} at epoch {progress.epoch}, step {step}")
         optimizer.zero_grad(set_to_none=True)
         parts["loss"].backward()
         optimizer.step()
-        for key in totals:
-            totals[key] += parts[key].item()
-    return {key: value / n_batches for key, value in totals.items()}
+        for key in _LOSS_PARTS:
+            progress.totals[key] += parts[key].item()
+        progress.batch += 1
+    return True
 
 
 @torch.no_grad()
@@ -383,7 +479,7 @@ def evaluate(
 ) -> dict[str, float]:
     """Loss parts over `idx` in eval mode (decoding mu), weighted by batch size."""
     model.eval()
-    totals = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+    totals = dict.fromkeys(_LOSS_PARTS, 0.0)
     for batch in batch_indices(idx, batch_size):
         with compute.autocast():
             parts = model.loss(*model(compute.inputs(frames, batch)), kl_weight=kl_weight)
@@ -425,8 +521,50 @@ def save_reconstructions(
         save_comparison(x, model.reconstruct(x), path)
 
 
-def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, compute: Compute) -> list[dict]:
-    """Train with Adam, score the validation split each epoch, keep the best checkpoint."""
+def save_training_state(
+    path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress, cfg: SimpleNamespace
+) -> None:
+    """Everything a resumed run needs: weights, optimizer, progress and random states."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    save_checkpoint(path, model, config=vars(cfg), optimizer=optimizer.state_dict(), progress=asdict(progress), rng=rng)
+
+
+def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
+    """A run resumes only with the constants that made it (EPOCHS may grow; device and speed knobs may change)."""
+    _require("progress" in checkpoint, f"{path} is not a training checkpoint (last.pt holds one)")
+    saved = checkpoint["config"]
+    changed = [
+        f"{name.upper()} {saved.get(name)!r} -> {value!r}"
+        for name, value in vars(cfg).items()
+        if name not in _MAY_CHANGE_ON_RESUME and saved.get(name) != value
+    ]
+    _require(
+        not changed,
+        f"{path} was made with other constants ({'; '.join(changed)}): "
+        "use the same ones, or start over without --resume",
+    )
+
+
+def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer) -> Progress:
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return Progress(**checkpoint["progress"])
+
+
+def train(
+    cfg: SimpleNamespace,
+    data: dict[str, np.ndarray],
+    out_dir: Path,
+    compute: Compute,
+    stop: cli.StopRequests,
+    resume: dict | None = None,
+) -> list[dict]:
+    """Train with Adam, score the validation split each epoch, keep the last and the best checkpoint."""
     train_np, val_np = split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
     _require(
         len(train_np) >= cfg.batch_size,
@@ -440,38 +578,56 @@ def train(cfg: SimpleNamespace, data: dict[str, np.ndarray], out_dir: Path, comp
     torch.manual_seed(cfg.seed)
     model = compute.prepare(MyVAE(latent_dim=cfg.latent_dim, variational=cfg.variational, img_size=cfg.img_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
+    shuffle = torch.Generator()
+    progress = Progress(shuffle.manual_seed(cfg.seed).get_state())
+    if resume is not None:
+        progress = restore_training_state(resume, model, optimizer)
+        print(f"resuming at epoch {progress.epoch}, batch {progress.batch}")
+    last_path, best_path = out_dir / "last.pt", out_dir / "vae.pt"
 
-    history: list[dict] = []
-    best_val = math.inf
-    for epoch in range(1, cfg.epochs + 1):
+    while progress.epoch <= cfg.epochs:
         start = time.perf_counter()
-        train_parts = train_epoch(
-            model, optimizer, frames, train_idx, cfg, shuffle, compute, desc=f"epoch {epoch}/{cfg.epochs}"
-        )
+        shuffle.set_state(progress.shuffle_state)
+        # drop_last: a final batch of one frame would break BatchNorm
+        batches = batch_indices(train_idx[torch.randperm(len(train_idx), generator=shuffle)], cfg.batch_size, True)
+        try:
+            finished = train_epoch(model, optimizer, frames, batches, progress, cfg, compute, stop)
+        except FloatingPointError as error:
+            kept = f"{last_path} keeps the last good epoch" if last_path.exists() else "no epoch finished"
+            raise UserError(f"training diverged: {error}; {kept}; try a lower LR than {cfg.lr}") from None
+        if not finished:
+            save_training_state(last_path, model, optimizer, progress, cfg)
+            raise cli.Stopped(
+                f"stopped by {stop.name} in epoch {progress.epoch} after {progress.batch}/{len(batches)} batches; "
+                f"saved {last_path}; to continue, run the same command with --resume",
+                stop.signum,
+            )
+        train_parts = {key: value / len(batches) for key, value in progress.totals.items()}
         val_parts = evaluate(model, frames, val_idx, cfg.kl_weight, cfg.batch_size, compute)
         seconds = time.perf_counter() - start
-        history.append(
-            {"epoch": epoch}
+        progress.history.append(
+            {"epoch": progress.epoch}
             | {f"train_{k}": v for k, v in train_parts.items()}
             | {f"val_{k}": v for k, v in val_parts.items()}
             | {"seconds": round(seconds, 2)}
         )
-        improved = val_parts["loss"] < best_val
-        best_val = min(best_val, val_parts["loss"])
+        improved = val_parts["loss"] < progress.best_val_loss
         tqdm.write(
-            f"epoch {epoch}/{cfg.epochs}: train loss {train_parts['loss']:.5f} "
+            f"epoch {progress.epoch}/{cfg.epochs}: train loss {train_parts['loss']:.5f} "
             f"(recon {train_parts['recon']:.5f}, kl {train_parts['kl']:.2f}) | "
             f"val loss {val_parts['loss']:.5f} (recon {val_parts['recon']:.5f}, kl {val_parts['kl']:.2f}) | "
             f"{seconds:.1f}s{' *' if improved else ''}"
         )
+        progress.best_val_loss = min(progress.best_val_loss, val_parts["loss"])
+        progress = Progress(
+            shuffle.get_state(), progress.epoch + 1, history=progress.history, best_val_loss=progress.best_val_loss
+        )
+        save_training_state(last_path, model, optimizer, progress, cfg)
         if improved:
-            save_checkpoint(
-                out_dir / "vae.pt", model, config=vars(cfg), epoch=epoch, best_val_loss=best_val, metrics=history
-            )
-        write_metrics(history, out_dir)
+            save_checkpoint(best_path, model, config=vars(cfg), epoch=progress.epoch - 1, metrics=progress.history)
+        write_metrics(progress.history, out_dir)
         save_reconstructions(model, frames, val_idx, compute, out_dir / "reconstructions.png")
-    return history
+    return progress.history
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -479,15 +635,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     validate_config(cfg)
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     compute = Compute.from_config(cfg)
+    resume = None
+    if cfg.resume:
+        last_path = out_dir / "last.pt"
+        _require(last_path.exists(), f"nothing to resume: no {last_path}; run without --resume to start")
+        resume = load_checkpoint(last_path)
+        check_resumable(resume, cfg, last_path)
     (out_dir / "config.json").write_text(json.dumps(vars(cfg), indent=2))
     start = time.perf_counter()
-    seed_everything(cfg.seed)
-    data = load_or_collect(cfg, out_dir)
-    history = train(cfg, data, out_dir, compute)
+    with cli.StopRequests() as stop:
+        data = load_or_collect(cfg, out_dir, stop)
+        history = train(cfg, data, out_dir, compute, stop, resume)
     best = min(history, key=lambda row: row["val_loss"])
     elapsed = time.perf_counter() - start
     print(f"done in {elapsed:.0f}s; best validation loss {best['val_loss']:.5f} at epoch {best['epoch']}")
-    for name in ("vae.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json"):
+    for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json"):
         print(f"  {out_dir / name}")
     print(f"  {dataset_path(out_dir, cfg.env_id)}")
     print("next: python sample_vae.py")

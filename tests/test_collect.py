@@ -2,27 +2,42 @@
 
 from __future__ import annotations
 
+import signal
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import train_vae
-from cli import UserError
+from cli import Stopped, UserError
 from train_vae import collect_frames, make_env, preprocess_frame, resolve_crop
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 
 
-def collect(env_id: str = "CartPole-v1", n_frames: int = 150, angle_range=(-0.3, 0.3), **kwargs) -> dict:
-    args = dict(
-        reset_after=20,
-        crop=resolve_crop(env_id, None),
-        img_size=32,
-        seed=0,
-        max_observations=50 * n_frames,
-    ) | kwargs
-    return collect_frames(env_id, n_frames, angle_range=angle_range, **args)
+def _config(**overrides) -> SimpleNamespace:
+    """train_vae's constants as main() would see them, with `overrides` applied."""
+    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
+    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
+
+
+def collect(env_id: str = "CartPole-v1", n_frames: int = 150, angle_range=(-0.3, 0.3), **overrides) -> dict:
+    cfg = _config(env_id=env_id, n_frames=n_frames, angle_range=angle_range, img_size=32, **overrides)
+    return collect_frames(cfg)[0]
+
+
+class StopAfter:
+    """Stands in for cli.StopRequests: reports a SIGTERM from the n-th check on."""
+
+    name = "SIGTERM"
+
+    def __init__(self, checks: int) -> None:
+        self.checks = checks
+
+    @property
+    def signum(self) -> int:
+        self.checks -= 1
+        return signal.SIGTERM if self.checks < 0 else 0
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +53,7 @@ def test_every_kept_frame_lies_inside_a_narrow_angle_range(narrow) -> None:
 
 
 def test_no_episode_contributes_more_than_reset_after_frames() -> None:
-    data = collect(angle_range=None, reset_after=7, n_frames=100)
+    data = collect(angle_range=None, reset_after=7, n_frames=300)  # two chunks
     _, counts = np.unique(data["episode"], return_counts=True)
     assert counts.max() <= 7
     assert data["step"].max() <= 6
@@ -96,18 +111,13 @@ def test_pendulum_works_by_changing_env_id_alone() -> None:
 
 
 def test_a_filter_that_keeps_nothing_says_which_filter_rejected_how_much() -> None:
-    with pytest.raises(UserError, match=r"kept only 0 of N_FRAMES=10.*rejected by ANGLE_RANGE=\(2.0, 3.0\): 500"):
-        collect(angle_range=(2.0, 3.0), n_frames=10, max_observations=500)
+    with pytest.raises(UserError, match=r"kept only 0 of 10 frames.*rejected by ANGLE_RANGE=\(2.0, 3.0\): 500"):
+        collect(angle_range=(2.0, 3.0), n_frames=10, max_steps_per_frame=50)
 
 
 def test_unknown_env_id_suggests_close_names() -> None:
     with pytest.raises(UserError, match="did you mean CartPole-v1"):
         make_env("CartPole-v2", seed=0)
-
-
-def _config(**overrides) -> SimpleNamespace:
-    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
-    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
 
 
 @pytest.mark.parametrize(
@@ -136,9 +146,9 @@ def test_envs_without_an_angle_work_with_angle_range_none() -> None:
 
 def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intact(tmp_path, capsys) -> None:
     cfg = _config(n_frames=30, img_size=32, out_dir=str(tmp_path))
-    first = train_vae.load_or_collect(cfg, tmp_path)
+    first = train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))
     path = train_vae.dataset_path(tmp_path, cfg.env_id)
-    assert train_vae.load_or_collect(cfg, tmp_path)["frames"].tobytes() == first["frames"].tobytes()
+    assert train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))["frames"].tobytes() == first["frames"].tobytes()
     assert "reusing 30 frames" in capsys.readouterr().out
 
     assert train_vae.load_dataset(path, train_vae.collection_settings(_config(n_frames=30, seed=1))) is None
@@ -162,3 +172,34 @@ def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
     np.savez_compressed(path, meta=meta, **data)  # same settings, one pixel changed
     assert train_vae.load_dataset(path, settings) is None
     assert "checksum" in capsys.readouterr().out
+
+
+def test_a_stopped_collection_continues_to_the_same_frames(tmp_path) -> None:
+    cfg = _config(n_frames=600, img_size=32)
+    whole, _ = collect_frames(cfg)
+    with pytest.raises(Stopped, match="saved 250 of 600 frames") as stopped:
+        train_vae.load_or_collect(cfg, tmp_path, StopAfter(1))
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    partial = train_vae.load_dataset(train_vae.dataset_path(tmp_path, cfg.env_id), train_vae.collection_settings(cfg))
+    assert len(partial["frames"]) == 250
+    continued = train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))
+    assert all(np.array_equal(whole[key], continued[key]) for key in whole)
+
+
+def test_an_env_that_cannot_render_rgb_array_is_refused() -> None:
+    import gymnasium as gym
+
+    class Blind(gym.Env):
+        metadata = {"render_modes": []}
+        observation_space = gym.spaces.Box(-1, 1, (1,))
+        action_space = gym.spaces.Discrete(2)
+
+        def __init__(self, render_mode: str | None = None) -> None:
+            self.render_mode = render_mode
+
+    gym.register("BlindTest-v0", entry_point=Blind)
+    try:
+        with pytest.raises(UserError, match="BlindTest-v0"):
+            make_env("BlindTest-v0", seed=0)
+    finally:
+        gym.registry.pop("BlindTest-v0")
