@@ -287,6 +287,8 @@ def collect_frames(
                 )
             chunks.append(chunk)
             bar.update(size)
+    if not chunks:
+        raise cli.Stopped(f"stopped by {stop.name} before the first {_CHUNK_FRAMES} frames: nothing saved", stop.signum)
     return concat_chunks(chunks), total
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -16,6 +18,28 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Small enough to train in seconds, large enough for two batches and a validation split.
 TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2"]
+
+
+def train_config(**overrides) -> SimpleNamespace:
+    """train_vae's constants as main() would see them, with `overrides` applied."""
+    import train_vae  # here, not at the top: the repo must be on sys.path first
+
+    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
+    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
+
+
+class StopAfter:
+    """Stands in for cli.StopRequests: reports a SIGTERM from the n-th check on."""
+
+    name = "SIGTERM"
+
+    def __init__(self, checks: int) -> None:
+        self.checks = checks
+
+    @property
+    def signum(self) -> int:
+        self.checks -= 1
+        return signal.SIGTERM if self.checks < 0 else 0
 
 
 def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import signal
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import StopAfter, train_config
 
 import train_vae
 from cli import Stopped, UserError
@@ -15,29 +15,9 @@ from train_vae import collect_frames, make_env, preprocess_frame, resolve_crop
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 
 
-def _config(**overrides) -> SimpleNamespace:
-    """train_vae's constants as main() would see them, with `overrides` applied."""
-    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
-    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
-
-
 def collect(env_id: str = "CartPole-v1", n_frames: int = 150, angle_range=(-0.3, 0.3), **overrides) -> dict:
-    cfg = _config(env_id=env_id, n_frames=n_frames, angle_range=angle_range, img_size=32, **overrides)
+    cfg = train_config(env_id=env_id, n_frames=n_frames, angle_range=angle_range, img_size=32, **overrides)
     return collect_frames(cfg)[0]
-
-
-class StopAfter:
-    """Stands in for cli.StopRequests: reports a SIGTERM from the n-th check on."""
-
-    name = "SIGTERM"
-
-    def __init__(self, checks: int) -> None:
-        self.checks = checks
-
-    @property
-    def signum(self) -> int:
-        self.checks -= 1
-        return signal.SIGTERM if self.checks < 0 else 0
 
 
 @pytest.fixture(scope="module")
@@ -135,23 +115,23 @@ def test_unknown_env_id_suggests_close_names() -> None:
 )
 def test_bad_constants_are_rejected_before_any_work(overrides: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        train_vae.validate_config(_config(**overrides))
+        train_vae.validate_config(train_config(**overrides))
 
 
 def test_envs_without_an_angle_work_with_angle_range_none() -> None:
-    train_vae.validate_config(_config(env_id="MountainCar-v0", angle_range=None))
+    train_vae.validate_config(train_config(env_id="MountainCar-v0", angle_range=None))
     data = collect("MountainCar-v0", n_frames=10, angle_range=None)
     assert data["frames"].shape == (10, 3, 32, 32)
 
 
 def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intact(tmp_path, capsys) -> None:
-    cfg = _config(n_frames=30, img_size=32, out_dir=str(tmp_path))
+    cfg = train_config(n_frames=30, img_size=32, out_dir=str(tmp_path))
     first = train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))
     path = train_vae.dataset_path(tmp_path, cfg.env_id)
     assert train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))["frames"].tobytes() == first["frames"].tobytes()
     assert "reusing 30 frames" in capsys.readouterr().out
 
-    assert train_vae.load_dataset(path, train_vae.collection_settings(_config(n_frames=30, seed=1))) is None
+    assert train_vae.load_dataset(path, train_vae.collection_settings(train_config(n_frames=30, seed=1))) is None
     assert "other settings" in capsys.readouterr().out
 
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
@@ -160,7 +140,7 @@ def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intac
 
 
 def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
-    cfg = _config(n_frames=30, img_size=32)
+    cfg = train_config(n_frames=30, img_size=32)
     settings = train_vae.collection_settings(cfg)
     data = collect(n_frames=30)
     path = tmp_path / "frames.npz"
@@ -175,7 +155,7 @@ def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
 
 
 def test_a_stopped_collection_continues_to_the_same_frames(tmp_path) -> None:
-    cfg = _config(n_frames=600, img_size=32)
+    cfg = train_config(n_frames=600, img_size=32)
     whole, _ = collect_frames(cfg)
     with pytest.raises(Stopped, match="saved 250 of 600 frames") as stopped:
         train_vae.load_or_collect(cfg, tmp_path, StopAfter(1))

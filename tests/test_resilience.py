@@ -1,0 +1,178 @@
+"""Nothing lost: resume, signals, divergence, failed writes and bad checkpoint files."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, TINY, StopAfter, run_script, train_config
+
+import train_vae
+from cli import Stopped, UserError
+from MyVAE import CheckpointError, MyVAE, load_checkpoint, save_checkpoint
+
+# Long enough (about 25 batches an epoch) that a signal lands while training is under way.
+SLOW = ["--n_frames", "500", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16"]
+
+
+def _weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(out_dir / "last.pt")["model"]
+
+
+def _losses(out_dir: Path) -> list[dict]:
+    with open(out_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_script("train_vae.py", *TINY, "--epochs", "3", "--out_dir", str(straight)).returncode == 0
+    assert run_script("train_vae.py", *TINY, "--epochs", "1", "--out_dir", str(resumed)).returncode == 0
+    result = run_script("train_vae.py", *TINY, "--epochs", "3", "--resume", "--out_dir", str(resumed))
+    assert result.returncode == 0, result.stderr
+    assert "resuming at epoch 2, batch 0" in result.stdout
+    assert _same_weights(_weights(straight), _weights(resumed))
+    assert _losses(straight) == _losses(resumed)
+    assert len(_losses(resumed)) == 3
+
+
+def _tiny_training(tmp_path: Path) -> tuple:
+    cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, out_dir=str(tmp_path))
+    data = train_vae.collect_frames(cfg)[0]
+    return cfg, data, train_vae.Compute.from_config(cfg)
+
+
+def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
+    cfg, data, compute = _tiny_training(tmp_path)
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    straight.mkdir(), stopped.mkdir()
+    train_vae.train(cfg, data, straight, compute, StopAfter(99))
+    with pytest.raises(Stopped, match=r"in epoch 1 after 3/5 batches.*--resume") as stop:
+        train_vae.train(cfg, data, stopped, compute, StopAfter(3))
+    assert stop.value.exit_code == 128 + signal.SIGTERM
+    checkpoint = load_checkpoint(stopped / "last.pt")
+    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 3
+    train_vae.train(cfg, data, stopped, compute, StopAfter(99), resume=checkpoint)
+    assert _same_weights(_weights(straight), _weights(stopped))
+    assert _losses(straight) == _losses(stopped)
+
+
+def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch) -> None:
+    cfg, data, compute = _tiny_training(tmp_path)
+    calls = {"n": 0}
+    real_loss = MyVAE.loss
+
+    def loss_that_turns_nan(self, *args, **kwargs):
+        parts = real_loss(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] > 7:  # epoch 1: 5 training batches, 1 validation batch; epoch 2 goes bad at step 2
+            parts["loss"] = parts["loss"] * float("nan")
+        return parts
+
+    monkeypatch.setattr(MyVAE, "loss", loss_that_turns_nan)
+    with pytest.raises(UserError, match=r"loss is nan at epoch 2, step 2.*last.pt keeps the last good epoch.*lower LR"):
+        train_vae.train(cfg, data, tmp_path, compute, StopAfter(99))
+    good = load_checkpoint(tmp_path / "last.pt")
+    assert good["progress"]["epoch"] == 2 and good["progress"]["batch"] == 0
+    assert all(torch.isfinite(t).all() for t in good["model"].values() if t.is_floating_point())
+
+
+def test_absurd_learning_rate_fails_with_a_clear_message(tmp_path) -> None:
+    result = run_script("train_vae.py", *TINY, "--lr", "1e30", "--out_dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "training diverged: loss is nan at epoch 1" in result.stderr and "lower LR" in result.stderr
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_file_intact(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "vae.pt"
+    save_checkpoint(path, MyVAE(img_size=32, latent_dim=4))
+    before = path.read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous file is intact"):
+        save_checkpoint(path, MyVAE(img_size=32, latent_dim=4))
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "train_vae.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _wait_for_line(process: subprocess.Popen, prefix: str) -> None:
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return
+    raise AssertionError(f"no line starting {prefix!r}; stderr: {process.stderr.read()}")
+
+
+def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> None:
+    process = _start(*SLOW, "--epochs", "30", "--out_dir", str(tmp_path))
+    _wait_for_line(process, "training on")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "stopped by SIGINT" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    progress = load_checkpoint(tmp_path / "last.pt")["progress"]
+    result = run_script("train_vae.py", *SLOW, "--epochs", str(progress["epoch"]), "--resume",
+                        "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"resuming at epoch {progress['epoch']}, batch {progress['batch']}" in result.stdout
+
+
+def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_path) -> None:
+    process = _start(*SLOW, "--n_frames", "4000", "--out_dir", str(tmp_path))
+    _wait_for_line(process, "collecting 4000 frames")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
+    if "nothing saved" not in stderr:  # the signal may beat the first chunk
+        assert "run the same command again to continue" in stderr
+        cfg = train_config(n_frames=4000, img_size=32, latent_dim=4, batch_size=16)
+        saved = train_vae.load_dataset(train_vae.dataset_path(tmp_path, "CartPole-v1"),
+                                       train_vae.collection_settings(cfg))
+        assert 0 < len(saved["frames"]) < 4000 and len(saved["frames"]) % 250 == 0
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_constants(tmp_path) -> None:
+    assert run_script("train_vae.py", *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
+    result = run_script("train_vae.py", *TINY, "--latent_dim", "6", "--img_size", "64", "--resume",
+                        "--out_dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "IMG_SIZE 32 -> 64" in result.stderr and "LATENT_DIM 4 -> 6" in result.stderr
+
+
+def test_resume_without_a_last_checkpoint_says_so(tmp_path) -> None:
+    result = run_script("train_vae.py", *TINY, "--resume", "--out_dir", str(tmp_path))
+    assert result.returncode == 1 and "nothing to resume" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("content", [b"", os.urandom(1024), b"\x80\x02cos\nsystem\n(S'true'\ntR."])
+def test_sampling_refuses_files_that_are_not_checkpoints(tmp_path, content: bytes) -> None:
+    path = tmp_path / "vae.pt"
+    path.write_bytes(content)
+    result = run_script("sample_vae.py", "--checkpoint", str(path), "--out_dir", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "is not a readable checkpoint" in result.stderr
+    assert not (tmp_path / "samples.png").exists()
