@@ -158,7 +158,7 @@ def test_a_stopped_collection_continues_to_the_same_frames(tmp_path) -> None:
     cfg = train_config(n_frames=600, img_size=32)
     whole, _ = collect_frames(cfg)
     with pytest.raises(Stopped, match="saved 250 of 600 frames") as stopped:
-        train_vae.load_or_collect(cfg, tmp_path, StopAfter(1))
+        train_vae.load_or_collect(cfg, tmp_path, StopAfter(0))  # stop after the first chunk
     assert stopped.value.exit_code == 128 + signal.SIGTERM
     partial = train_vae.load_dataset(train_vae.dataset_path(tmp_path, cfg.env_id), train_vae.collection_settings(cfg))
     assert len(partial["frames"]) == 250
@@ -183,3 +183,34 @@ def test_an_env_that_cannot_render_rgb_array_is_refused() -> None:
             make_env("BlindTest-v0", seed=0)
     finally:
         gym.registry.pop("BlindTest-v0")
+
+
+def test_the_dataset_does_not_depend_on_how_many_workers_collect_it() -> None:
+    alone, _ = collect_frames(train_config(n_frames=600, img_size=32, n_envs=1))
+    pooled, _ = collect_frames(train_config(n_frames=600, img_size=32, n_envs=2))
+    assert all(np.array_equal(alone[key], pooled[key]) for key in alone)
+
+
+@pytest.mark.parametrize("img_size", [32, 64])
+@pytest.mark.parametrize("crop", [None, (0.0, 1.0, 0.0, 1.0), (0.3, 0.9, 0.1, 0.8)])
+def test_fast_cartpole_render_matches_the_env_render(img_size: int, crop) -> None:
+    env = make_env("CartPole-v1", seed=0)
+    env.reset(seed=0)
+    crop = resolve_crop("CartPole-v1", crop)
+    rng = np.random.default_rng(0)
+    diffs = []
+    for x, theta in zip(rng.uniform(-2.4, 2.4, 40), rng.uniform(-0.3, 0.3, 40), strict=True):
+        env.unwrapped.state = np.array([x, 0.0, theta, 0.0])
+        fast = train_vae.render_cartpole(env, crop, img_size)
+        full = preprocess_frame(env.render(), crop, img_size)
+        assert fast.shape == full.shape == (3, img_size, img_size) and fast.dtype == np.uint8
+        diffs.append(np.abs(fast.astype(int) - full.astype(int)).mean())
+    env.close()
+    assert max(diffs) < 1.0, f"mean absolute difference up to {max(diffs):.2f} grey levels"
+
+
+def test_fast_and_plain_collection_keep_the_same_states() -> None:
+    fast, _ = collect_frames(train_config(n_frames=100, img_size=32, fast_render=True))
+    plain, _ = collect_frames(train_config(n_frames=100, img_size=32, fast_render=False))
+    assert np.array_equal(fast["states"], plain["states"])
+    assert np.abs(fast["frames"].astype(int) - plain["frames"].astype(int)).mean() < 1.0
