@@ -80,6 +80,11 @@ def _constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
     return found
 
 
+def defaults(module: ModuleType) -> SimpleNamespace:
+    """A module's constants as parse_config returns them when nothing is overridden."""
+    return SimpleNamespace(**{name.lower(): value for name, (value, _) in _constants(module).items()})
+
+
 def _convert(name: str, text: str, default: Any) -> Any:
     """Read `text` as a value for constant `name`, or raise UserError naming what was expected."""
     try:

@@ -22,10 +22,10 @@ TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_si
 
 def train_config(**overrides) -> SimpleNamespace:
     """train_vae's constants as main() would see them, with `overrides` applied."""
-    import train_vae  # here, not at the top: the repo must be on sys.path first
+    import cli  # here, not at the top: the repo must be on sys.path first
+    import train_vae
 
-    names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
-    return SimpleNamespace(**({name.lower(): getattr(train_vae, name) for name in names} | overrides))
+    return SimpleNamespace(**vars(cli.defaults(train_vae)) | overrides)
 
 
 class StopAfter:

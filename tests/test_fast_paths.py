@@ -1,0 +1,95 @@
+"""Each speed-up gives what the plain path gives: same shapes, near-equal numbers, same filters."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_config
+
+import train_vae
+from MyVAE import MyVAE, pick_autocast_dtype
+
+SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
+
+
+def _compute(**overrides) -> train_vae.Compute:
+    return train_vae.Compute.from_config(train_config(device="cpu", **overrides))
+
+
+def test_bf16_channels_last_matches_fp32_nchw() -> None:
+    torch.manual_seed(0)
+    model = MyVAE(**SMALL).eval()
+    frames = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    idx = torch.arange(8)
+    plain, fast = _compute(precision="fp32", channels_last=False), _compute(precision="bf16", channels_last=True)
+    assert fast.autocast_dtype == torch.bfloat16 and plain.autocast_dtype is None
+    x_plain, x_fast = plain.inputs(frames, idx), fast.inputs(frames, idx)
+    assert torch.equal(x_plain, x_fast) and x_fast.is_contiguous(memory_format=torch.channels_last)
+    with plain.autocast():
+        out_plain = model(x_plain)[0]
+    fast_model = fast.prepare(model)
+    with fast.autocast():
+        out_fast = fast_model(x_fast)[0]
+    assert out_fast.shape == out_plain.shape
+    assert (out_fast.float() - out_plain).abs().max() < 0.02
+
+
+def test_a_bf16_training_step_lowers_the_loss_like_fp32() -> None:
+    frames = torch.full((16, 3, 32, 32), 255, dtype=torch.uint8)
+    for i in range(16):
+        frames[i, :, 20:26, 2 * i : 2 * i + 5] = 0
+    losses = {}
+    for name, compute in {"fp32": _compute(precision="fp32", channels_last=False),
+                          "bf16": _compute(precision="bf16", channels_last=True)}.items():
+        torch.manual_seed(0)
+        model = compute.prepare(MyVAE(**SMALL))
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        curve = []
+        for _ in range(30):
+            with compute.autocast():
+                parts = model.loss(*model(compute.inputs(frames, torch.arange(16))), kl_weight=1e-4)
+            optimizer.zero_grad()
+            parts["loss"].backward()
+            optimizer.step()
+            curve.append(parts["recon"].item())
+        losses[name] = curve
+    for curve in losses.values():
+        assert curve[-1] < 0.3 * curve[0]
+    assert losses["bf16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.3)
+
+
+def test_auto_precision_follows_the_hardware() -> None:
+    expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    assert pick_autocast_dtype("auto", torch.device("cpu")) == expected
+    assert pick_autocast_dtype("fp32", torch.device("cpu")) is None
+
+
+def test_compile_falls_back_cleanly_without_a_compiler(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert _compute(compile="on").compile is False
+    assert "no C++ compiler found" in capsys.readouterr().out
+    assert _compute(compile="auto").compile is False  # auto compiles on CUDA only
+
+
+@pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile needs a C++ compiler")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile itself
+def test_compiled_training_forward_matches_eager_and_shares_weights() -> None:
+    torch.manual_seed(0)
+    model = MyVAE(**SMALL).eval()
+    compute = _compute(compile="on", precision="fp32", channels_last=False)
+    net = compute.for_training(model)
+    x = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(net(x)[0], model(x)[0], atol=1e-5)
+    assert set(model.state_dict()) == {k.removeprefix("_orig_mod.") for k in net.state_dict()}
+
+
+def test_parallel_collection_obeys_both_filters_exactly() -> None:
+    cfg = train_config(n_frames=600, img_size=32, n_envs=2, angle_range=(-0.05, 0.05), reset_after=7)
+    data, stats = train_vae.collect_frames(cfg)
+    assert len(data["frames"]) == 600 and stats.kept == 600 and stats.rejected_angle > 0
+    assert np.abs(data["states"][:, 2]).max() <= 0.05
+    _, per_episode = np.unique(data["episode"], return_counts=True)
+    assert per_episode.max() <= 7 and data["step"].max() <= 6
