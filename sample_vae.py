@@ -1,6 +1,9 @@
-"""Decode random latent vectors z ~ N(0, I) into new frames with a trained model.
+"""Decode latent vectors into frames with a trained model.
 
-    python sample_vae.py                 # outputs/samples.png and outputs/samples/*.png
+    python sample_vae.py                 # random z ~ N(0, I): outputs/samples.png and outputs/samples/*.png
+    python sample_vae.py --traverse      # each latent dimension swept from -3 to +3: outputs/traversal.png
+    python sample_vae.py --interpolate   # a straight line between two held-out frames: outputs/interpolation.png
+    python sample_vae.py --reconstruct   # held-out frames over their reconstructions: reconstructions_heldout.png
     python sample_vae.py --interactive   # a window with a Generate button (needs a display)
 """
 
@@ -9,30 +12,72 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import cli
+import train_vae
 from cli import UserError
-from images import make_grid, save_png, to_uint8_hwc
-from MyVAE import MyVAE, load_vae, pick_device
+from images import make_grid, save_comparison, save_grid, save_png, to_uint8_hwc
+from MyVAE import MyVAE, build_vae, kl_per_dim, load_checkpoint, pick_device
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
-N_SAMPLES = 16  # how many frames to imagine
+N_SAMPLES = 16  # how many frames to imagine (random mode) or to reconstruct (--reconstruct)
 SEED = 0  # seeds the latent vectors: the same seed gives the same pictures
-OUT_DIR = "outputs"  # samples.png (a grid) and samples/sample_NNN.png go here
+OUT_DIR = "outputs"  # the PNG files go here
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
-INTERACTIVE = False  # show one sample at a time with a Generate button instead of writing files
+TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0
+INTERPOLATE = False  # instead: decode a straight line between two held-out frames' codes
+RECONSTRUCT = False  # instead: held-out frames above their reconstructions
+INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
+
+TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
+INTERPOLATION_STEPS = 10  # decoded frames between (and including) the two ends
+
+
+@torch.no_grad()
+def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
+    """One row per latent dimension in `dims`: that dimension at each value, the others at 0."""
+    z = torch.zeros(len(dims), len(values), model.latent_dim)
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
+    return model.decode(z.view(-1, model.latent_dim).to(next(model.parameters()).device))
+
+
+@torch.no_grad()
+def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
+    """Frame a, the decodings of `steps` evenly spaced codes from a's to b's, then frame b."""
+    model.eval()
+    codes = model.forward(torch.stack([a, b]))[2]  # mu (the code itself for an autoencoder)
+    t = torch.linspace(0, 1, steps, device=codes.device)[:, None]
+    return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
+
+
+def dims_by_kl(model: MyVAE, x: torch.Tensor) -> list[int]:
+    """Latent dimensions, most informative first: by mean KL (VAE) or code variance (AE)."""
+    with torch.no_grad():
+        _, _, mu, log_var = model.eval()(x)
+    score = kl_per_dim(mu, log_var).mean(0) if model.variational else mu.var(0)
+    return torch.argsort(score, descending=True).tolist()
+
+
+def heldout_batch(checkpoint: dict, n: int, device: torch.device) -> torch.Tensor:
+    """Up to n validation frames of the checkpoint's own dataset (or fresh ones) as floats."""
+    data, _, val_idx = train_vae.dataset_for(checkpoint["config"])
+    frames = torch.from_numpy(data["frames"][val_idx[:n]])
+    return frames.to(device).float().div(255)
 
 
 def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> list[Path]:
-    """Decode n_samples prior draws; write each as a PNG and all of them as one grid."""
+    """Decode n_samples prior draws; write all of them as one grid, and each as a PNG in samples/."""
     samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
     sample_dir = out_dir / "samples"
     sample_dir.mkdir(parents=True, exist_ok=True)
-    paths = [save_png(image, sample_dir / f"sample_{i:03d}.png") for i, image in enumerate(to_uint8_hwc(samples))]
-    return [save_png(make_grid(samples), out_dir / "samples.png"), *paths]
+    for i, image in enumerate(to_uint8_hwc(samples)):
+        save_png(image, sample_dir / f"sample_{i:03d}.png")
+    return [save_png(make_grid(samples), out_dir / "samples.png"), sample_dir]
 
 
 def show_interactive(model: MyVAE, seed: int) -> None:
@@ -61,14 +106,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     if cfg.n_samples < 1:
         raise UserError(f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
-    model = load_vae(cfg.checkpoint, pick_device(cfg.device))
+    checkpoint = load_checkpoint(cfg.checkpoint)
+    device = pick_device(cfg.device)
+    model = build_vae(checkpoint, device)
     if cfg.interactive:
         show_interactive(model, cfg.seed)
         return
-    paths = write_samples(model, cfg.n_samples, cfg.seed, cli.prepare_out_dir(cfg.out_dir))
-    print(f"wrote {cfg.n_samples} samples from {cfg.checkpoint}:")
-    print(f"  {paths[0]} (grid)")
-    print(f"  {paths[1].parent}/sample_000.png ... {paths[-1].name}")
+    out_dir = cli.prepare_out_dir(cfg.out_dir)
+    written = []
+    if cfg.traverse or cfg.interpolate or cfg.reconstruct:
+        heldout = heldout_batch(checkpoint, max(cfg.n_samples, 64), device)
+        if cfg.traverse:
+            dims = dims_by_kl(model, heldout)
+            written.append(save_grid(traversal(model, dims), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES)))
+        if cfg.interpolate:
+            # the two held-out frames that differ most, so the path between them shows something
+            far = int(((heldout - heldout[0]) ** 2).flatten(1).sum(1).argmax())
+            frames = interpolation(model, heldout[0], heldout[far])
+            written.append(save_grid(frames, out_dir / "interpolation.png", ncols=len(frames)))
+        if cfg.reconstruct:
+            x = heldout[: cfg.n_samples]
+            written.append(save_comparison(x, model.reconstruct(x), out_dir / "reconstructions_heldout.png"))
+    else:
+        written += write_samples(model, cfg.n_samples, cfg.seed, out_dir)
+    print(f"from {cfg.checkpoint}:")
+    for path in written:
+        print(f"  {path}")
 
 
 if __name__ == "__main__":

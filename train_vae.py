@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -43,7 +44,7 @@ from MyVAE import (
 # -----------------------------------------------------------------------------
 # data
 ENV_ID = "CartPole-v1"  # any classic-control id: CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0, ...
-N_FRAMES = 10_000  # frames to keep after filtering
+N_FRAMES = 4_000  # frames to keep after filtering
 RESET_AFTER = 20  # every episode is reset after its first RESET_AFTER observations
 ANGLE_RANGE = (-0.3, 0.3)  # keep frames whose pole angle (rad) lies here; None keeps all
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
@@ -56,9 +57,9 @@ LATENT_DIM = 10  # size of the latent code z
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
 KL_WEIGHT = 2e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
 # training
-BATCH_SIZE = 100  # frames per optimizer step
-EPOCHS = 5  # passes over the training split
-LR = 1e-3  # Adam learning rate
+BATCH_SIZE = 32  # frames per optimizer step
+EPOCHS = 3  # passes over the training split
+LR = 2e-3  # Adam learning rate
 VAL_FRACTION = 0.1  # share of the episodes held out for validation
 # system
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
@@ -459,6 +460,22 @@ def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests)
     print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, cfg.angle_range)}")
     print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
     return data
+
+
+def dataset_for(config: dict, fresh: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The frames a checkpoint's `config` trained on, with its (train, validation) indices.
+
+    With `fresh` > 0, or when that dataset is gone, `fresh` (or N_FRAMES) new frames are
+    collected from another seed instead, so none of them was seen in training.
+    """
+    cfg = SimpleNamespace(**vars(cli.defaults(sys.modules[__name__])) | config)
+    data = None if fresh else load_dataset(dataset_path(cfg.out_dir, cfg.env_id), collection_settings(cfg))
+    if data is None:
+        cfg.n_frames, cfg.seed = fresh or cfg.n_frames, cfg.seed + 1
+        print(f"collecting {cfg.n_frames} fresh frames from {cfg.env_id} (seed {cfg.seed})")
+        data = collect_frames(cfg)[0]
+    train_idx, val_idx = split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
+    return data, train_idx, val_idx
 
 
 # ---------------------------------------------------------------- training

@@ -1,0 +1,109 @@
+"""evaluate_vae.py, the sampling modes and compare_vae.py: numbers that mean what they say."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_script
+from PIL import Image
+
+import evaluate_vae
+from MyVAE import MyVAE
+from sample_vae import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
+
+METRIC_KEYS = {
+    "checkpoint", "variational", "env_id", "frames_scored", "data", "mse", "psnr_db", "kl_per_dim", "kl_total",
+    "active_dims", "active_dims_by_variance", "dims_by_information", "probe_r2",
+}
+
+
+def _size(path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        return image.height, image.width
+
+
+def _grid(rows: int, cols: int, side: int, pad: int = 2) -> tuple[int, int]:
+    """(height, width) of images.make_grid for rows x cols tiles of side x side."""
+    return pad + rows * (side + pad), pad + cols * (side + pad)
+
+
+def test_probe_r2_is_near_one_for_a_linear_code_and_near_zero_for_noise() -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(600, 4))
+    code = states @ rng.normal(size=(4, 6)) + 0.01 * rng.normal(size=(600, 6))  # linear in the state
+    r2 = evaluate_vae.linear_probe(code[:400], states[:400], code[400:], states[400:])
+    assert r2.shape == (4,) and (r2 > 0.99).all()
+    noise = rng.normal(size=(600, 6))
+    r2 = evaluate_vae.linear_probe(noise[:400], states[:400], noise[400:], states[400:])
+    assert (np.abs(r2) < 0.1).all()
+
+
+def test_traversal_and_interpolation_have_the_documented_size() -> None:
+    model = MyVAE(latent_dim=3, img_size=32, hidden_dims=(8, 8, 16, 16, 32)).eval()
+    sweep = traversal(model, [2, 0, 1])
+    assert sweep.shape == (3 * len(TRAVERSAL_VALUES), 3, 32, 32)
+    a, b = torch.rand(3, 32, 32), torch.rand(3, 32, 32)
+    path = interpolation(model, a, b)
+    assert path.shape == (INTERPOLATION_STEPS + 2, 3, 32, 32)
+    assert torch.equal(path[0], a) and torch.equal(path[-1], b)
+    # the middle column of a traversal is z = 0 for every row
+    middle = sweep.view(3, len(TRAVERSAL_VALUES), 3, 32, 32)[:, len(TRAVERSAL_VALUES) // 2]
+    assert torch.allclose(middle[0], middle[1]) and torch.allclose(middle[1], middle[2])
+
+
+def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> None:
+    result = run_script("evaluate_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "linear probe" in result.stdout and "pole angle" in result.stdout
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics) == METRIC_KEYS
+    assert set(metrics["probe_r2"]) == {"cart position", "cart velocity", "pole angle", "pole angular velocity"}
+    assert len(metrics["kl_per_dim"]) == 4 and metrics["kl_total"] == pytest.approx(sum(metrics["kl_per_dim"]))
+    assert metrics["psnr_db"] == pytest.approx(10 * np.log10(1 / metrics["mse"]))
+    assert 0 <= metrics["active_dims"] <= 4 and sorted(metrics["dims_by_information"]) == [0, 1, 2, 3]
+    assert _size(tmp_path / "traversal.png") == _grid(4, len(TRAVERSAL_VALUES), 32)
+    assert _size(tmp_path / "interpolation.png") == _grid(1, INTERPOLATION_STEPS + 2, 32)
+    assert _size(tmp_path / "reconstructions.png") == _grid(2, 8, 32)
+    assert _size(tmp_path / "samples.png") == _grid(2, 8, 32)
+    assert _size(tmp_path / "latent_scatter.png") == (420, 500)
+
+
+def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_path) -> None:
+    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100)
+    assert "100 fresh frames" in metrics["data"] and 0 < metrics["frames_scored"] < 100
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "shape"),
+    [
+        ("--traverse", "traversal.png", _grid(4, len(TRAVERSAL_VALUES), 32)),
+        ("--interpolate", "interpolation.png", _grid(1, INTERPOLATION_STEPS + 2, 32)),
+        ("--reconstruct", "reconstructions_heldout.png", _grid(2, 5, 32)),
+    ],
+)
+def test_sampling_modes_write_their_pictures(tiny_run, tmp_path, flag: str, name: str, shape) -> None:
+    args = ["--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(tmp_path), flag]
+    result = run_script("sample_vae.py", *args)
+    assert result.returncode == 0, result.stderr
+    assert _size(tmp_path / name) == shape
+    assert not (tmp_path / "samples.png").exists(), "a mode replaces the random samples"
+
+
+def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(tmp_path) -> None:
+    args = ["--n_frames", "96", "--epochs", "1", "--kl_weights", "(1e-5, 1e-3)", "--out_dir", str(tmp_path)]
+    result = run_script("compare_vae.py", *args, timeout=400)
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "comparison.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["autoencoder", "vae_beta1e-05", "vae_beta0.001"]
+    results = json.loads((tmp_path / "comparison.json").read_text())
+    assert [r["variational"] for r in results] == [False, True, True]
+    assert all(set(r["probe_r2"]) and r["mse"] > 0 for r in results)
+    assert _size(tmp_path / "samples.png") == _grid(3, 8, 64)
+    assert (tmp_path / "beta_sweep.png").is_file()
+    for name in ("autoencoder", "vae_beta1e-05", "vae_beta0.001"):
+        assert (tmp_path / name / "vae.pt").is_file() and (tmp_path / name / "eval" / "metrics.json").is_file()
