@@ -269,11 +269,14 @@ def collect_chunk(cfg: SimpleNamespace, index: int, n_frames: int) -> tuple[dict
     states = np.empty((n_frames, env.observation_space.shape[0]), dtype=np.float32)
     episodes = np.empty(n_frames, dtype=np.int32)
     steps = np.empty(n_frames, dtype=np.int32)
-    stats = CollectionStats(episodes=1)
+    stats = CollectionStats()
 
-    obs, _ = env.reset(seed=seed)
-    step, done = 0, False
+    obs = None  # None: the next observation starts a new episode
     while stats.kept < n_frames and stats.observations < n_frames * cfg.max_steps_per_frame:
+        if obs is None:
+            obs, _ = env.reset(seed=seed if stats.episodes == 0 else None)
+            step, done = 0, False
+            stats.episodes += 1
         stats.observations += 1
         if angle_range is None or angle_range[0] <= angle_of(obs) <= angle_range[1]:
             i = stats.kept
@@ -285,9 +288,7 @@ def collect_chunk(cfg: SimpleNamespace, index: int, n_frames: int) -> tuple[dict
         step += 1
         if done or step >= reset_after:
             stats.ended_by_env += done
-            obs, _ = env.reset()
-            step, done = 0, False
-            stats.episodes += 1
+            obs = None
         else:
             obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
             done = terminated or truncated
@@ -494,7 +495,7 @@ def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int) -> tu
 
 @dataclass(frozen=True)
 class Compute:
-    """Where and how batches run: device, autocast dtype and memory layout."""
+    """Where and how batches run: device, autocast dtype, memory layout, torch.compile."""
 
     device: torch.device
     autocast_dtype: torch.dtype | None = None
@@ -611,21 +612,14 @@ def write_metrics(history: list[dict], out_dir: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    epochs = [row["epoch"] for row in history]
-    plot_curves(
-        epochs,
-        {
-            "reconstruction MSE per pixel": {
-                "train": [row["train_recon"] for row in history],
-                "validation": [row["val_recon"] for row in history],
-            },
-            "KL (nats per frame)": {
-                "train": [row["train_kl"] for row in history],
-                "validation": [row["val_kl"] for row in history],
-            },
-        },
-        out_dir / "loss_curves.png",
-    )
+    def curves(part: str) -> dict[str, list[float]]:
+        train, val = f"train_{part}", f"val_{part}"
+        return {"train": [row[train] for row in history], "validation": [row[val] for row in history]}
+
+    panels = {"reconstruction MSE per pixel": curves("recon")}
+    if any(row["train_kl"] > 0 for row in history):  # an autoencoder has no KL term to plot
+        panels["KL (nats per frame)"] = curves("kl")
+    plot_curves([row["epoch"] for row in history], panels, out_dir / "loss_curves.png")
 
 
 def save_reconstructions(
