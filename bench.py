@@ -308,10 +308,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["memory"] = measure_memory(bench)
 
     rows = report(results)
-    width = max(len(row[0]) for row in rows)
+    name_width, value_width = (max(len(row[i]) for row in rows) for i in (0, 1))
     print(f"\n{results['machine']}")
     for name, value, verdict in rows:
-        print(f"{name:<{width}}  {value:<42}  {verdict}")
+        print(f"{name:<{name_width}}  {value:<{value_width}}  {verdict}")
     (out_dir / "bench.json").write_text(json.dumps(results | {"table": rows}, indent=2))
     print(f"\nwrote {out_dir / 'bench.json'}")
 

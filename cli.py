@@ -1,6 +1,7 @@
 """Command-line overrides for the constants at the top of each script.
 
-Every script keeps its knobs as UPPER_CASE constants with one trailing comment each.
+Every script keeps its knobs as UPPER_CASE constants between two `# ---` rules, with
+one trailing comment each.
 `parse_config` turns them into `--lower_case_name value` options (the comment becomes
 the --help text), checks each override against the type of its default, and returns
 the final values as a namespace with lower-case names.
@@ -70,10 +71,13 @@ class StopRequests:
 
 
 def _constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
-    """The module's top-level UPPER_CASE constants, in source order, with their comments."""
+    """The UPPER_CASE constants between the module's first two `# ---` rules, in source
+    order, with their comments. Constants below the block are internal: no option."""
     found = {}
+    rules = 0
     for line in inspect.getsource(module).splitlines():
-        match = _CONSTANT_LINE.match(line)
+        rules += line.startswith("# ---")
+        match = _CONSTANT_LINE.match(line) if rules == 1 else None
         if match and match.group(1) in vars(module):
             name, comment = match.groups()
             found[name] = (getattr(module, name), comment.strip())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import cli
-import sample_vae  # noqa: F401  (parse_config reads its constants)
+import sample_vae
 import train_vae
 from cli import UserError
 
@@ -60,3 +60,9 @@ def test_help_lists_every_constant_with_its_default(capsys) -> None:
     for name in names:
         assert f"--{name.lower()}" in text
     assert "(default: 'CartPole-v1')" in text and "pole angle" in text
+
+
+def test_constants_below_the_block_are_not_options() -> None:
+    assert "INTERPOLATION_STEPS" in vars(sample_vae)  # a module constant, outside the # --- block
+    with pytest.raises(UserError, match="unrecognized arguments: --interpolation_steps"):
+        cli.parse_config("sample_vae", ["--interpolation_steps", "3"])

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,30 +110,30 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file_intact(tmp_path, mon
     assert list(tmp_path.iterdir()) == [path]
 
 
-def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+def _interrupt(args: list[str], after_line: str, signum: int, delay: float = 0.0) -> str:
+    """Start train_vae.py, send `signum` once it prints a line starting `after_line` (and
+    `delay` seconds more), and return its stderr after checking the exit code and message."""
+    process = subprocess.Popen(
         [sys.executable, str(REPO / "train_vae.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-
-
-def _wait_for_line(process: subprocess.Popen, prefix: str) -> None:
     for line in process.stdout:
-        if line.startswith(prefix):
-            return
-    raise AssertionError(f"no line starting {prefix!r}; stderr: {process.stderr.read()}")
+        if line.startswith(after_line):
+            break
+    time.sleep(delay)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, stderr
+    assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
+    return stderr
 
 
 def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> None:
-    process = _start(*SLOW, "--epochs", "30", "--out_dir", str(tmp_path))
-    _wait_for_line(process, "training on")
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert "stopped by SIGINT" in stderr and "--resume" in stderr and "Traceback" not in stderr
+    stderr = _interrupt([*SLOW, "--epochs", "30", "--out_dir", str(tmp_path)], "training on", signal.SIGINT)
+    assert "run the same command with --resume" in stderr
     progress = load_checkpoint(tmp_path / "last.pt")["progress"]
     result = run_script("train_vae.py", *SLOW, "--epochs", str(progress["epoch"]), "--resume",
                         "--out_dir", str(tmp_path))
@@ -141,18 +142,12 @@ def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> No
 
 
 def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_path) -> None:
-    process = _start(*SLOW, "--n_frames", "4000", "--out_dir", str(tmp_path))
-    _wait_for_line(process, "collecting 4000 frames")
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 143, stderr
-    assert "stopped by SIGTERM" in stderr and "Traceback" not in stderr
-    if "nothing saved" not in stderr:  # the signal may beat the first chunk
-        assert "run the same command again to continue" in stderr
-        cfg = train_config(n_frames=4000, img_size=32, latent_dim=4, batch_size=16)
-        saved = train_vae.load_dataset(train_vae.dataset_path(tmp_path, "CartPole-v1"),
-                                       train_vae.collection_settings(cfg))
-        assert 0 < len(saved["frames"]) < 4000 and len(saved["frames"]) % 250 == 0
+    args = [*SLOW, "--n_frames", "8000", "--out_dir", str(tmp_path)]
+    stderr = _interrupt(args, "collecting 8000 frames", signal.SIGTERM, delay=1.0)  # a few chunks in
+    assert "run the same command again to continue" in stderr
+    cfg = train_config(n_frames=8000, img_size=32, latent_dim=4, batch_size=16)
+    saved = train_vae.load_dataset(train_vae.dataset_path(tmp_path, "CartPole-v1"), train_vae.collection_settings(cfg))
+    assert 0 < len(saved["frames"]) < 8000 and len(saved["frames"]) % 250 == 0
 
 
 def test_resume_refuses_a_checkpoint_made_with_other_constants(tmp_path) -> None:
