@@ -45,11 +45,6 @@ OUT_DIR = "outputs/bench"  # bench.json and the runs it makes go here
 HOMEWORK_ITERATIONS, HOMEWORK_BATCH, HOMEWORK_LR = 400, 100, 1e-3  # the homework's training run
 
 
-def train_config(**overrides: object) -> SimpleNamespace:
-    """train_vae's defaults, as `python train_vae.py` would use them, with overrides."""
-    return SimpleNamespace(**vars(cli.defaults(train_vae)) | overrides)
-
-
 # ---------------------------------------------------------------- the homework's approach
 
 
@@ -66,7 +61,7 @@ def reference_collect(cfg: SimpleNamespace) -> dict[str, np.ndarray]:
     step, done = 0, False
     while len(frames) < cfg.n_frames:
         full = env.render()
-        if cfg.angle_range[0] <= obs[2] <= cfg.angle_range[1]:
+        if train_vae.passes_angle_filter(cfg.env_id, cfg.angle_range, obs):
             frames.append(bicubic_frame(full, crop, cfg.img_size))
             states.append(obs)
         step += 1
@@ -200,7 +195,7 @@ def measure_end_to_end(bench: SimpleNamespace, heldout: np.ndarray) -> dict:
     ours_mse = heldout_mse(load_vae(out_dir / "vae.pt"), heldout)
 
     start = time.perf_counter()
-    cfg = train_config(env_id=ENV_ID, n_frames=2000, seed=bench.seed)
+    cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=2000, seed=bench.seed)
     frames = torch.from_numpy(reference_collect(cfg)["frames"]).float().div(255)
     torch.manual_seed(bench.seed)
     model = MyVAE()
@@ -223,7 +218,7 @@ def measure_end_to_end(bench: SimpleNamespace, heldout: np.ndarray) -> dict:
 
 def memory_probe(n_frames: int, out_dir: str) -> None:
     """Run in a fresh process: collect n_frames, train a few steps, print peak RSS (MiB) as JSON."""
-    cfg = train_config(env_id=ENV_ID, n_frames=n_frames, out_dir=out_dir)
+    cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=n_frames, out_dir=out_dir)
     path = cli.prepare_out_dir(out_dir)
     train_vae.dataset_path(path, ENV_ID).unlink(missing_ok=True)
     with cli.StopRequests() as stop:
@@ -288,12 +283,13 @@ def _verdict(ok: bool, target: str) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     bench = cli.parse_config(__name__, argv)
     out_dir = cli.prepare_out_dir(bench.out_dir)
-    cfg = train_config(env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed)
+    cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; collecting {bench.heldout_frames} "
           f"held-out frames and {bench.train_frames} training frames")
-    heldout_cfg = train_config(env_id=ENV_ID, n_frames=bench.heldout_frames, seed=bench.seed + 1000)
+    heldout_cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames, seed=bench.seed + 1000)
     heldout = train_vae.collect_frames(heldout_cfg)[0]["frames"]
-    data = train_vae.collect_frames(train_config(env_id=ENV_ID, n_frames=bench.train_frames, seed=bench.seed))[0]
+    train_cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.train_frames, seed=bench.seed)
+    data = train_vae.collect_frames(train_cfg)[0]
 
     results = {"machine": _machine()}
     print("1/4 collection ...")

@@ -84,9 +84,9 @@ def _constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
     return found
 
 
-def defaults(module: ModuleType) -> SimpleNamespace:
-    """A module's constants as parse_config returns them when nothing is overridden."""
-    return SimpleNamespace(**{name.lower(): value for name, (value, _) in _constants(module).items()})
+def defaults(module: ModuleType, **overrides: Any) -> SimpleNamespace:
+    """A module's constants as parse_config returns them, with `overrides` (lower-case names)."""
+    return SimpleNamespace(**{name.lower(): value for name, (value, _) in _constants(module).items()} | overrides)
 
 
 def _convert(name: str, text: str, default: Any) -> Any:

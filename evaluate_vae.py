@@ -26,7 +26,7 @@ import cli
 import train_vae
 from images import save_comparison, save_grid
 from MyVAE import MyVAE, build_vae, kl_per_dim, load_checkpoint, pick_device
-from sample_vae import TRAVERSAL_VALUES, interpolation, traversal
+from sample_vae import TRAVERSAL_VALUES, dims_by_information, interpolation, traversal
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
@@ -94,8 +94,7 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
 
     mse = float(test["mse"].mean())
     kl, variance = latent_activity(model, test)
-    # most informative first: by KL for a VAE, by spread of the code for an autoencoder
-    order = np.argsort(-(kl if model.variational else variance))
+    order = dims_by_information(model.variational, torch.from_numpy(test["mu"]), torch.from_numpy(test["log_var"]))
     names = STATE_NAMES.get(train_vae.env_family(config["env_id"]), [])
     names = [names[i] if i < len(names) else f"state {i}" for i in range(data["states"].shape[1])]
     r2 = linear_probe(fit["mu"], data["states"][fit_idx], test["mu"], data["states"][test_idx])
@@ -111,7 +110,7 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "kl_total": float(kl.sum()),
         "active_dims": int((kl > ACTIVE_KL).sum()) if model.variational else None,
         "active_dims_by_variance": int((variance > ACTIVE_KL).sum()),
-        "dims_by_information": [int(d) for d in order],
+        "dims_by_information": order,
         "probe_r2": dict(zip(names, (float(v) for v in r2), strict=True)),
     }
     write_pictures(model, data, test_idx, test, order, out_dir, n_samples, seed, device)
@@ -120,10 +119,10 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
 
 
 def write_pictures(model: MyVAE, data: dict[str, np.ndarray], test_idx: np.ndarray, codes: dict[str, np.ndarray],
-                   order: np.ndarray, out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
+                   order: list[int], out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
     x = torch.from_numpy(data["frames"][test_idx[:8]]).to(device).float().div(255)
     save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
-    save_grid(traversal(model, order.tolist()), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES))
+    save_grid(traversal(model, order), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES))
     far = int(((x - x[0]) ** 2).flatten(1).sum(1).argmax())
     frames = interpolation(model, x[0], x[far])
     save_grid(frames, out_dir / "interpolation.png", ncols=len(frames))
@@ -131,7 +130,7 @@ def write_pictures(model: MyVAE, data: dict[str, np.ndarray], test_idx: np.ndarr
     plot_latent_scatter(codes["mu"], order, data["states"][test_idx], out_dir / "latent_scatter.png")
 
 
-def plot_latent_scatter(mu: np.ndarray, order: np.ndarray, states: np.ndarray, path: Path) -> None:
+def plot_latent_scatter(mu: np.ndarray, order: list[int], states: np.ndarray, path: Path) -> None:
     """The two most informative latent dimensions, one dot per frame, coloured by pole angle."""
     fig = Figure(figsize=(5, 4.2), dpi=100)
     FigureCanvasAgg(fig)

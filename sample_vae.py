@@ -55,11 +55,10 @@ def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = I
     return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
 
 
-def dims_by_kl(model: MyVAE, x: torch.Tensor) -> list[int]:
-    """Latent dimensions, most informative first: by mean KL (VAE) or code variance (AE)."""
-    with torch.no_grad():
-        _, _, mu, log_var = model.eval()(x)
-    score = kl_per_dim(mu, log_var).mean(0) if model.variational else mu.var(0)
+def dims_by_information(variational: bool, mu: torch.Tensor, log_var: torch.Tensor) -> list[int]:
+    """Latent dimensions, most informative first: by mean KL for a VAE, by the spread of the
+    code across frames for an autoencoder (which has no KL)."""
+    score = kl_per_dim(mu, log_var).mean(0) if variational else mu.var(0)
     return torch.argsort(score, descending=True).tolist()
 
 
@@ -117,7 +116,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.traverse or cfg.interpolate or cfg.reconstruct:
         heldout = heldout_batch(checkpoint, max(cfg.n_samples, 64), device)
         if cfg.traverse:
-            dims = dims_by_kl(model, heldout)
+            with torch.no_grad():
+                _, _, mu, log_var = model.eval()(heldout)
+            dims = dims_by_information(model.variational, mu, log_var)
             written.append(save_grid(traversal(model, dims), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES)))
         if cfg.interpolate:
             # the two held-out frames that differ most, so the path between them shows something

@@ -247,6 +247,11 @@ class CollectionStats:
         )
 
 
+def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | None, obs: np.ndarray) -> bool:
+    """Filter (2): no range given, or the pole angle of `obs` lies in it."""
+    return angle_range is None or angle_range[0] <= _ANGLE_OF_STATE[env_family(env_id)](obs) <= angle_range[1]
+
+
 def chunk_seed(seed: int, chunk: int) -> int:
     """An independent seed for each chunk, so chunks can run in any order or process."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
@@ -264,7 +269,6 @@ def collect_chunk(cfg: SimpleNamespace, index: int, n_frames: int) -> tuple[dict
     seed, angle_range, reset_after = chunk_seed(cfg.seed, index), cfg.angle_range, cfg.reset_after
     env = make_env(cfg.env_id, seed)
     render = frame_renderer(cfg.env_id, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
-    angle_of = _ANGLE_OF_STATE.get(env_family(cfg.env_id))
     frames = np.empty((n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8)
     states = np.empty((n_frames, env.observation_space.shape[0]), dtype=np.float32)
     episodes = np.empty(n_frames, dtype=np.int32)
@@ -278,7 +282,7 @@ def collect_chunk(cfg: SimpleNamespace, index: int, n_frames: int) -> tuple[dict
             step, done = 0, False
             stats.episodes += 1
         stats.observations += 1
-        if angle_range is None or angle_range[0] <= angle_of(obs) <= angle_range[1]:
+        if passes_angle_filter(cfg.env_id, angle_range, obs):
             i = stats.kept
             frames[i] = render(env)
             states[i], episodes[i], steps[i] = obs, stats.episodes - 1, step
@@ -469,7 +473,7 @@ def dataset_for(config: dict, fresh: int = 0) -> tuple[dict[str, np.ndarray], np
     With `fresh` > 0, or when that dataset is gone, `fresh` (or N_FRAMES) new frames are
     collected from another seed instead, so none of them was seen in training.
     """
-    cfg = SimpleNamespace(**vars(cli.defaults(sys.modules[__name__])) | config)
+    cfg = cli.defaults(sys.modules[__name__], **config)
     data = None if fresh else load_dataset(dataset_path(cfg.out_dir, cfg.env_id), collection_settings(cfg))
     if data is None:
         cfg.n_frames, cfg.seed = fresh or cfg.n_frames, cfg.seed + 1

@@ -25,7 +25,7 @@ def train_config(**overrides) -> SimpleNamespace:
     import cli  # here, not at the top: the repo must be on sys.path first
     import train_vae
 
-    return SimpleNamespace(**vars(cli.defaults(train_vae)) | overrides)
+    return cli.defaults(train_vae, **overrides)
 
 
 class StopAfter:
