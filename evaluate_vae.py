@@ -113,13 +113,14 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "dims_by_information": order,
         "probe_r2": dict(zip(names, (float(v) for v in r2), strict=True)),
     }
-    write_pictures(model, data, test_idx, test, order, out_dir, n_samples, seed, device)
+    write_pictures(model, config["env_id"], data, test_idx, test, order, out_dir, n_samples, seed, device)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def write_pictures(model: MyVAE, data: dict[str, np.ndarray], test_idx: np.ndarray, codes: dict[str, np.ndarray],
-                   order: list[int], out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
+def write_pictures(model: MyVAE, env_id: str, data: dict[str, np.ndarray], test_idx: np.ndarray,
+                   codes: dict[str, np.ndarray], order: list[int], out_dir: Path, n_samples: int, seed: int,
+                   device: torch.device) -> None:
     x = torch.from_numpy(data["frames"][test_idx[:8]]).to(device).float().div(255)
     save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
     save_grid(traversal(model, order), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES))
@@ -127,18 +128,20 @@ def write_pictures(model: MyVAE, data: dict[str, np.ndarray], test_idx: np.ndarr
     frames = interpolation(model, x[0], x[far])
     save_grid(frames, out_dir / "interpolation.png", ncols=len(frames))
     save_grid(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
-    plot_latent_scatter(codes["mu"], order, data["states"][test_idx], out_dir / "latent_scatter.png")
+    states = data["states"][test_idx]
+    angles = [train_vae.pole_angle(env_id, state) for state in states]
+    colour, label = (angles, "pole angle (rad)") if angles[0] is not None else (states[:, 0], "state[0]")
+    plot_latent_scatter(codes["mu"], order, colour, label, out_dir / "latent_scatter.png")
 
 
-def plot_latent_scatter(mu: np.ndarray, order: list[int], states: np.ndarray, path: Path) -> None:
-    """The two most informative latent dimensions, one dot per frame, coloured by pole angle."""
+def plot_latent_scatter(mu: np.ndarray, order: list[int], colour: Sequence[float], label: str, path: Path) -> None:
+    """The two most informative latent dimensions, one dot per frame, coloured by `colour`."""
     fig = Figure(figsize=(5, 4.2), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     first, second = (order[0], order[1]) if len(order) > 1 else (order[0], order[0])
-    angle_column = 2 if states.shape[1] == 4 else 0  # CartPole's pole angle; else the first state variable
-    dots = ax.scatter(mu[:, first], mu[:, second], c=states[:, angle_column], cmap="coolwarm", s=8)
-    fig.colorbar(dots, label="pole angle (rad)" if angle_column == 2 else "state[0]")
+    dots = ax.scatter(mu[:, first], mu[:, second], c=colour, cmap="coolwarm", s=8)
+    fig.colorbar(dots, label=label)
     ax.set(xlabel=f"z[{first}]", ylabel=f"z[{second}]", title="held-out frames in the two most informative dims")
     fig.tight_layout()
     fig.savefig(path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -247,9 +249,15 @@ class CollectionStats:
         )
 
 
+def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
+    """The pole angle (rad) an observation holds, or None for an env without one."""
+    angle_of = _ANGLE_OF_STATE.get(env_family(env_id))
+    return None if angle_of is None else float(angle_of(obs))
+
+
 def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | None, obs: np.ndarray) -> bool:
     """Filter (2): no range given, or the pole angle of `obs` lies in it."""
-    return angle_range is None or angle_range[0] <= _ANGLE_OF_STATE[env_family(env_id)](obs) <= angle_range[1]
+    return angle_range is None or angle_range[0] <= pole_angle(env_id, obs) <= angle_range[1]
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -361,27 +369,32 @@ def _empty_dataset(cfg: SimpleNamespace, n_done: int, done: dict[str, np.ndarray
 
 @contextlib.contextmanager
 def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
-    """Yields run(pending) -> iterator of chunk results, in order: in this process, or in a
-    pool of N_ENVS worker processes (0: one per CPU core) when there is more than one chunk."""
+    """Yields run(pending) -> iterator of chunk results, in order: in this process, or in
+    N_ENVS worker processes (0: one per CPU core) when there is more than one chunk.
+
+    Leaving early (a stop, an error) cancels the chunks not yet started and waits for the
+    running ones: workers are never killed mid-write, which could hang the pipe back.
+    """
     n_workers = min(cfg.n_envs or os.cpu_count() or 1, n_chunks)
     if n_workers <= 1:
         yield lambda pending: (collect_chunk(cfg, index, size) for index, _, size in pending)
         return
-    # fork where there is one: workers start at once and only render, never touch torch
+    # fork where there is one: workers start at once; they only render and never touch torch
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(n_workers, initializer=_worker_signals) as pool:
-        yield lambda pending: pool.imap(_collect_chunk_star, [(cfg, index, size) for index, _, size in pending])
+    context = multiprocessing.get_context(method)
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_ignore_signals)
+    try:
+        yield lambda pending: pool.map(
+            functools.partial(collect_chunk, cfg), [index for index, _, _ in pending], [size for *_, size in pending]
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _worker_signals() -> None:
-    """Ctrl-C reaches every process in the group, but only the parent decides how to stop;
-    SIGTERM (how the parent ends the pool) must end a worker, not reach the parent's handler."""
+def _ignore_signals() -> None:
+    """Ctrl-C reaches every process in the group, but only the parent decides how to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _collect_chunk_star(args: tuple) -> tuple[dict[str, np.ndarray], CollectionStats]:
-    return collect_chunk(*args)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------- dataset cache
