@@ -1,7 +1,7 @@
 """Autoencoder versus VAE, and the VAE across KL weights: same frames, same training budget.
 
     python compare_vae.py                                          # AE vs VAE: about 3 minutes on 2 cores
-    python compare_vae.py --kl_weights "(2e-6, 2e-5, 2e-4, 2e-3)"  # also sweep beta: about 8 minutes
+    python compare_vae.py --kl_weights "(2e-6, 2e-5, 2e-4, 2e-3)"  # also sweep beta: about 6 minutes
 
 Each model is trained by train_vae.py's own code into OUT_DIR/<name>/ and scored by
 evaluate_vae.py's; the table goes to OUT_DIR/comparison.md (and .json), samples from
