@@ -137,14 +137,20 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
     return {"mad_vs_full_render": float(np.mean(to_full)), "mad_vs_reference": float(np.mean(to_reference))}
 
 
-def _fresh_model(name: str, compute: train_vae.Compute, seed: int) -> tuple[MyVAE, torch.optim.Optimizer]:
+def _fresh_model(name: str, compute: train_vae.Compute | None, seed: int) -> tuple[MyVAE, torch.optim.Optimizer]:
     torch.manual_seed(seed)
     model = MyVAE() if name == "reference" else compute.prepare(MyVAE())
     return model, torch.optim.Adam(model.parameters(), lr=HOMEWORK_LR)
 
 
 def _train_pass(
-    name: str, model: MyVAE, optimizer: torch.optim.Optimizer, batches: list[torch.Tensor], frames: dict, cfg, compute
+    name: str,
+    model: MyVAE,
+    optimizer: torch.optim.Optimizer,
+    batches: list[torch.Tensor],
+    frames: dict[str, torch.Tensor],
+    cfg: SimpleNamespace,
+    compute: train_vae.Compute | None,
 ) -> None:
     """One pass over `batches` the way each side trains: ours through train_vae.train_epoch."""
     if name == "reference":
@@ -196,16 +202,13 @@ def measure_end_to_end(bench: SimpleNamespace, heldout: np.ndarray) -> dict:
 
     start = time.perf_counter()
     cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=2000, seed=bench.seed)
-    frames = torch.from_numpy(reference_collect(cfg)["frames"]).float().div(255)
-    torch.manual_seed(bench.seed)
-    model = MyVAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=HOMEWORK_LR)
+    frames = {"f32": torch.from_numpy(reference_collect(cfg)["frames"]).float().div(255)}
+    model, optimizer = _fresh_model("reference", None, bench.seed)
     shuffle = torch.Generator().manual_seed(bench.seed)
-    for i in range(HOMEWORK_ITERATIONS):
-        if i % (len(frames) // HOMEWORK_BATCH) == 0:
-            batches = train_vae.batch_indices(torch.randperm(len(frames), generator=shuffle), HOMEWORK_BATCH)
-        model.train()
-        reference_step(model, optimizer, frames[batches[i % len(batches)]], cfg.kl_weight)
+    for done in range(0, HOMEWORK_ITERATIONS, len(frames["f32"]) // HOMEWORK_BATCH):
+        order = torch.randperm(len(frames["f32"]), generator=shuffle)
+        batches = train_vae.batch_indices(order, HOMEWORK_BATCH, drop_last=True)[: HOMEWORK_ITERATIONS - done]
+        _train_pass("reference", model, optimizer, batches, frames, cfg, None)
     reference_seconds = time.perf_counter() - start
     return {
         "ours_seconds": ours_seconds,
@@ -223,13 +226,10 @@ def memory_probe(n_frames: int, out_dir: str) -> None:
     train_vae.dataset_path(path, ENV_ID).unlink(missing_ok=True)
     with cli.StopRequests() as stop:
         data = train_vae.load_or_collect(cfg, path, stop)
-        compute = train_vae.Compute.from_config(cfg)
-        model = compute.prepare(MyVAE())
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        frames = torch.from_numpy(data["frames"])
-        batches = train_vae.batch_indices(torch.randperm(len(frames)), cfg.batch_size, drop_last=True)[:20]
-        progress = train_vae.Progress(torch.Generator().get_state())
-        train_vae.train_epoch(model, optimizer, frames, batches, progress, cfg, compute, stop)
+    compute = train_vae.Compute.from_config(cfg)
+    model, optimizer = _fresh_model("ours", compute, cfg.seed)
+    batches = train_vae.batch_indices(torch.randperm(len(data["frames"])), cfg.batch_size, drop_last=True)[:20]
+    _train_pass("ours", model, optimizer, batches, {"u8": torch.from_numpy(data["frames"])}, cfg, compute)
     mib = 1024  # ru_maxrss is in KiB on Linux
     print(json.dumps({
         "frames": n_frames,
