@@ -1,26 +1,16 @@
-"""A convolutional (variational) autoencoder for small RGB frames, and its checkpoint format.
+"""A convolutional (variational) autoencoder for small RGB frames, and its loss.
 
-Run `python MyVAE.py` for a self-check: a random batch through both paths.
+Run `python MyVAE.py` for a self-check: a random batch through both paths. This file
+imports nothing else from the repo: checkpoints.py saves and rebuilds the model.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from cli import UserError
-
-CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is missing, unreadable or does not fit the model it describes."""
 
 
 class MyVAE(nn.Module):
@@ -150,90 +140,6 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
         nn.BatchNorm2d(c_out),
         nn.LeakyReLU(),
     )
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; a named device must be available."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-        torch.empty(1, device=device)
-    except (RuntimeError, AssertionError) as error:
-        raise UserError(f"DEVICE={name!r} is not available here ({error}); use 'auto' or 'cpu'") from None
-    return device
-
-
-def pick_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype to autocast to for PRECISION on `device`, or None for plain fp32.
-
-    'auto' takes bf16 where the hardware computes it natively (CUDA with bf16, or a CPU
-    with AVX-512 BF16 / AMX) and fp32 elsewhere, where emulated bf16 would be slower.
-    """
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"PRECISION must be 'auto', 'bf16' or 'fp32', got {precision!r}")
-    if precision == "fp32" or device.type == "mps":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-
-
-def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
-    """Write weights, constructor arguments and `extra` (config, optimizer, ...) atomically.
-
-    The file is written beside `path` and renamed over it, so a crash mid-write leaves
-    the previous checkpoint intact.
-    """
-    path = Path(path)
-    payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path} ({error.strerror or error}); the previous file is intact") from None
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint dict, loaded with weights_only=True; CheckpointError if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}: train one first with `python train_vae.py`")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt or unsafe files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file")
-    return checkpoint
-
-
-def build_vae(checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> MyVAE:
-    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
-    try:
-        model = MyVAE(**checkpoint["model_args"])
-        model.load_state_dict(checkpoint["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint does not match its model description ({reason[:200]})") from None
-    return model.to(device).eval()
-
-
-def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MyVAE:
-    """The model saved at `path`, rebuilt from that file alone, in eval mode."""
-    return build_vae(load_checkpoint(path), device)
 
 
 def _self_check() -> None:

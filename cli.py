@@ -1,36 +1,43 @@
-"""Command-line overrides for the constants at the top of each script.
+"""The command-line contract shared by every script: options, one-line errors, clean stops, safe writes.
 
-Every script keeps its knobs as UPPER_CASE constants between two `# ---` rules, with
-one trailing comment each.
-`parse_config` turns them into `--lower_case_name value` options (the comment becomes
-the --help text), checks each override against the type of its default, and returns
-the final values as a namespace with lower-case names.
+Every public UPPER_CASE global of a script is a knob: `parse_config` turns each into a
+`--lower_case_name value` option (its trailing comment becomes the --help text, the
+comment line above a group of them its heading), checks each override against the type
+of its default, and returns the final values as a namespace with lower-case names.
+Module constants that are not knobs start with an underscore.
 
 Values are read with `ast.literal_eval`, never `exec`, so `--angle_range "(-0.1, 0.1)"`
 and `--angle_range None` work and nothing else runs. A string constant also takes a
 bare word (`--env_id Pendulum-v1`); a bool constant given alone means True
-(`--resume`).
+(`--resume`). A flag must be spelled out in full: `--n_frame` is an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import inspect
-import re
+import importlib
+import io
+import os
 import signal
 import sys
 import tempfile
+import tokenize
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
-
-_CONSTANT_LINE = re.compile(r"^([A-Z][A-Z0-9_]*)\s*=.*?#\s*(.+)$")
+from typing import IO, Any
 
 
 class UserError(Exception):
     """A problem the user can fix (a bad constant, a missing file): one line, exit 1."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise UserError(message) unless `condition` holds: a constant's check in one line."""
+    if not condition:
+        raise UserError(message)
 
 
 class Stopped(Exception):
@@ -70,23 +77,43 @@ class StopRequests:
             signal.signal(signum, handler)
 
 
-def _constants(module: ModuleType) -> dict[str, tuple[Any, str]]:
-    """The UPPER_CASE constants between the module's first two `# ---` rules, in source
-    order, with their comments. Constants below the block are internal: no option."""
-    found = {}
-    rules = 0
-    for line in inspect.getsource(module).splitlines():
-        rules += line.startswith("# ---")
-        match = _CONSTANT_LINE.match(line) if rules == 1 else None
-        if match and match.group(1) in vars(module):
-            name, comment = match.groups()
-            found[name] = (getattr(module, name), comment.strip())
+@dataclass(frozen=True)
+class Knob:
+    """One constant: its default value, --help text and group heading."""
+
+    value: Any
+    help: str
+    group: str
+
+
+def knobs(module: ModuleType) -> dict[str, Knob]:
+    """The module's public UPPER_CASE globals, in source order, with their comments."""
+    source = Path(module.__file__).read_text()
+    comments: dict[int, str] = {}  # line -> comment text
+    code_lines: set[int] = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+        elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
+            code_lines.add(token.start[0])
+    found, group = {}, ""
+    for node in ast.parse(source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if not name.isupper() or name.startswith("_"):
+            continue
+        above = comments.get(node.lineno - 1, "")
+        if above and node.lineno - 1 not in code_lines and not above.startswith("---"):
+            group = above
+        help_text = comments.get(node.end_lineno, "") if node.end_lineno in code_lines else ""
+        found[name] = Knob(value=getattr(module, name), help=help_text, group=group)
     return found
 
 
 def defaults(module: ModuleType, **overrides: Any) -> SimpleNamespace:
     """A module's constants as parse_config returns them, with `overrides` (lower-case names)."""
-    return SimpleNamespace(**{name.lower(): value for name, (value, _) in _constants(module).items()} | overrides)
+    return SimpleNamespace(**{name.lower(): knob.value for name, knob in knobs(module).items()} | overrides)
 
 
 def _convert(name: str, text: str, default: Any) -> Any:
@@ -110,10 +137,8 @@ def _convert(name: str, text: str, default: Any) -> Any:
         ok, expected = True, "a string"
         value = value if isinstance(value, str) else text
     elif isinstance(default, tuple) or default is None:
-        ok = value is None or (
-            isinstance(value, (tuple, list))
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-        )
+        numbers = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
+        ok = value is None or numbers or (default is None and (_is_number(value) or isinstance(value, str)))
         value = tuple(value) if isinstance(value, list) else value
         expected = "a tuple of numbers like (-0.1, 0.1), or None"
     else:
@@ -123,6 +148,10 @@ def _convert(name: str, text: str, default: Any) -> Any:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line instead of usage + traceback-like noise
         raise UserError(f"{message} (see --help)")
@@ -130,29 +159,30 @@ class _Parser(argparse.ArgumentParser):
 
 def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleNamespace:
     """Defaults from the module's constants, with command-line overrides applied."""
-    module = sys.modules[module_name]
-    constants = _constants(module)
+    module = importlib.import_module(module_name)
+    constants = knobs(module)
     parser = _Parser(
-        prog=f"python {module.__file__.rsplit('/', 1)[-1]}",
+        prog=f"python {Path(module.__file__).name}",
         description=(module.__doc__ or "").strip().splitlines()[0],
         epilog="Values are Python literals: 64, 1e-3, True, None, \"(-0.1, 0.1)\".",
+        allow_abbrev=False,
     )
-    for name, (default, comment) in constants.items():
-        bool_flag = {"nargs": "?", "const": "True"} if isinstance(default, bool) else {}
-        parser.add_argument(
-            "--" + name.lower(),
-            metavar="VALUE",
-            help=f"{comment} (default: {default!r})",
-            **bool_flag,
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, knob in constants.items():
+        if knob.group not in groups:
+            groups[knob.group] = parser.add_argument_group(knob.group or None)
+        bool_flag = {"nargs": "?", "const": "True"} if isinstance(knob.value, bool) else {}
+        groups[knob.group].add_argument(
+            "--" + name.lower(), metavar="VALUE", help=f"{knob.help} (default: {knob.value!r})", **bool_flag
         )
     args = vars(parser.parse_args(argv))
     config = {}
-    for name, (default, _) in constants.items():
+    for name, knob in constants.items():
         text = args[name.lower()]
         if text is None:
-            config[name.lower()] = default
+            config[name.lower()] = knob.value
         else:
-            config[name.lower()] = _convert(name, text, default)
+            config[name.lower()] = _convert(name, text, knob.value)
             print(f"override: {name} = {config[name.lower()]!r}")
     return SimpleNamespace(**config)
 
@@ -169,11 +199,34 @@ def prepare_out_dir(out_dir: str) -> Path:
     return path
 
 
-def run(main: Callable[[Sequence[str] | None], None]) -> None:
-    """Run a script's main(), turning user errors and interrupts into exit codes."""
-    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call write(file) on a uniquely named temporary file beside `path`, then rename it over
+    `path`: a crash or a full disk never leaves a half-written file, and two processes never
+    share a temporary name. A failed write raises UserError naming the file and the reason,
+    with the temporary file removed and the previous `path` intact."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        main(None)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        raise UserError(f"cannot write {path} ({reason}); the previous file is intact") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
+    """Run a script's main(argv), turning user errors and interrupts into one line and an exit code."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a log file as they happen
+    try:
+        main(argv)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

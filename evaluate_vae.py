@@ -19,39 +19,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 import cli
-import train_vae
-from images import save_comparison, save_grid
-from MyVAE import MyVAE, build_vae, kl_per_dim, load_checkpoint, pick_device
-from sample_vae import TRAVERSAL_VALUES, dims_by_information, interpolation, traversal
+import frames
+from checkpoints import build_vae, load_checkpoint, run_config
+from compute import pick_device, to_unit_float
+from MyVAE import MyVAE, kl_per_dim
+from pictures import (
+    TRAVERSAL_VALUES,
+    dims_by_information,
+    interpolation_between_extremes,
+    plot_latent_scatter,
+    save_comparison,
+    save_grid,
+    traversal,
+)
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
 FRESH = 0  # 0: score on the checkpoint's own validation episodes; N: on N new frames from another seed
 N_SAMPLES = 16  # random samples drawn for samples.png
+QUALITY_SAMPLES = 256  # prior samples scored by the MSE to their nearest real frame
 SEED = 0  # seeds those samples
 OUT_DIR = "outputs/eval"  # metrics.json and the pictures go here
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 # -----------------------------------------------------------------------------
 
-ACTIVE_KL = 0.01  # nats: a latent dimension carrying less than this on average is inactive
-STATE_NAMES = {
-    "CartPole": ["cart position", "cart velocity", "pole angle", "pole angular velocity"],
-    "Pendulum": ["cos(angle)", "sin(angle)", "angular velocity"],
-    "MountainCar": ["position", "velocity"],
-}
+_ACTIVE_KL = 0.01  # nats: a latent dimension carrying less than this on average is inactive
+_FRAMES_PER_BATCH = 1024  # bounds the memory of encoding and of the nearest-frame search
 
 
 @torch.no_grad()
-def encode(model: MyVAE, frames: np.ndarray, device: torch.device, batch: int = 250) -> dict[str, np.ndarray]:
+def encode(model: MyVAE, frames_u8: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
     """mu, log_var and per-frame reconstruction MSE, in eval mode (decoding mu), in fp32."""
     model.eval()
     parts = {"mu": [], "log_var": [], "mse": []}
-    for start in range(0, len(frames), batch):
-        x = torch.from_numpy(frames[start : start + batch]).to(device).float().div(255)
+    for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
+        x = to_unit_float(batch.to(device))
         recon, _, mu, log_var = model(x)
         parts["mu"].append(mu.cpu())
         parts["log_var"].append(log_var.cpu())
@@ -82,69 +86,80 @@ def latent_activity(model: MyVAE, codes: dict[str, np.ndarray]) -> tuple[np.ndar
     return kl, codes["mu"].var(0)
 
 
+@torch.no_grad()
+def nearest_frame_mse(samples: torch.Tensor, frames_u8: np.ndarray) -> np.ndarray:
+    """For each sample (floats in [0, 1]), the per-pixel MSE to its nearest frame in `frames_u8`.
+
+    Squared distances come from |a|^2 + |b|^2 - 2 a.b, one matrix product per batch of
+    frames, so memory stays bounded by _FRAMES_PER_BATCH whatever the number of frames.
+    """
+    flat = samples.float().flatten(1)
+    best = torch.full((len(flat),), math.inf, device=flat.device)
+    for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
+        real = to_unit_float(batch.to(flat.device)).flatten(1)
+        squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
+        best = torch.minimum(best, squared.min(1).values)
+    return (best.clamp(min=0) / flat.shape[1]).cpu().numpy()
+
+
+def sample_quality(model: MyVAE, real_u8: np.ndarray, n: int, seed: int) -> dict[str, float]:
+    """How far decoded prior samples lie from real frames: median and 90th percentile of the
+    nearest-frame MSE. A sample from a hole in the prior (a blotch, a ghost lattice) is far from
+    every real frame; a crisp one is about as close as a good reconstruction."""
+    distances = nearest_frame_mse(model.sample(n, torch.Generator().manual_seed(seed)), real_u8)
+    return {"median": float(np.median(distances)), "p90": float(np.quantile(distances, 0.9))}
+
+
 def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_samples: int = 16, seed: int = 0,
-             device: torch.device | None = None) -> dict:
+             device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES) -> dict:
     """Score one checkpoint, write its pictures and metrics.json to out_dir, return the metrics."""
     checkpoint = load_checkpoint(checkpoint_path)
     device = device or torch.device("cpu")
     model = build_vae(checkpoint, device)
-    config = checkpoint["config"]
-    data, fit_idx, test_idx = train_vae.dataset_for(config, fresh)
-    fit, test = encode(model, data["frames"][fit_idx], device), encode(model, data["frames"][test_idx], device)
+    config = run_config(checkpoint, checkpoint_path)
+    held = frames.heldout_frames(config, fresh)
+    fit, test = encode(model, held.fit["frames"], device), encode(model, held.test["frames"], device)
 
     mse = float(test["mse"].mean())
     kl, variance = latent_activity(model, test)
     order = dims_by_information(model.variational, torch.from_numpy(test["mu"]), torch.from_numpy(test["log_var"]))
-    names = STATE_NAMES.get(train_vae.env_family(config["env_id"]), [])
-    names = [names[i] if i < len(names) else f"state {i}" for i in range(data["states"].shape[1])]
-    r2 = linear_probe(fit["mu"], data["states"][fit_idx], test["mu"], data["states"][test_idx])
+    names = frames.state_names(config["env_id"], held.test["states"].shape[1])
+    r2 = linear_probe(fit["mu"], held.fit["states"], test["mu"], held.test["states"])
+    quality = sample_quality(model, held.fit["frames"], quality_samples, seed)
     metrics = {
         "checkpoint": str(checkpoint_path),
         "variational": model.variational,
+        "kl_weight": config["kl_weight"] if model.variational else None,
         "env_id": config["env_id"],
-        "frames_scored": int(len(test_idx)),
-        "data": f"{fresh} fresh frames, seed {config['seed'] + 1}" if fresh else "the checkpoint's validation episodes",
+        "frames_scored": int(len(held.test["frames"])),
+        "data": held.description,
         "mse": mse,
         "psnr_db": 10 * math.log10(1.0 / mse),
+        "sample_nearest_mse_median": quality["median"],
+        "sample_nearest_mse_p90": quality["p90"],
         "kl_per_dim": [float(v) for v in kl],
         "kl_total": float(kl.sum()),
-        "active_dims": int((kl > ACTIVE_KL).sum()) if model.variational else None,
-        "active_dims_by_variance": int((variance > ACTIVE_KL).sum()),
+        "active_dims": int((kl > _ACTIVE_KL).sum()) if model.variational else None,
+        "active_dims_by_variance": int((variance > _ACTIVE_KL).sum()),
         "dims_by_information": order,
         "probe_r2": dict(zip(names, (float(v) for v in r2), strict=True)),
     }
-    write_pictures(model, config["env_id"], data, test_idx, test, order, out_dir, n_samples, seed, device)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_pictures(model, config["env_id"], held.test, test, order, out_dir, n_samples, seed, device)
+    cli.atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     return metrics
 
 
-def write_pictures(model: MyVAE, env_id: str, data: dict[str, np.ndarray], test_idx: np.ndarray,
-                   codes: dict[str, np.ndarray], order: list[int], out_dir: Path, n_samples: int, seed: int,
-                   device: torch.device) -> None:
-    x = torch.from_numpy(data["frames"][test_idx[:8]]).to(device).float().div(255)
+def write_pictures(model: MyVAE, env_id: str, test: dict[str, np.ndarray], codes: dict[str, np.ndarray],
+                   order: list[int], out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
+    x = to_unit_float(torch.from_numpy(test["frames"][:8]).to(device))
     save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
     save_grid(traversal(model, order), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES))
-    far = int(((x - x[0]) ** 2).flatten(1).sum(1).argmax())
-    frames = interpolation(model, x[0], x[far])
-    save_grid(frames, out_dir / "interpolation.png", ncols=len(frames))
+    path = interpolation_between_extremes(model, x)
+    save_grid(path, out_dir / "interpolation.png", ncols=len(path))
     save_grid(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
-    states = data["states"][test_idx]
-    angles = [train_vae.pole_angle(env_id, state) for state in states]
-    colour, label = (angles, "pole angle (rad)") if angles[0] is not None else (states[:, 0], "state[0]")
+    angles = [frames.pole_angle(env_id, state) for state in test["states"]]
+    colour, label = (angles, "pole angle (rad)") if angles[0] is not None else (test["states"][:, 0], "state[0]")
     plot_latent_scatter(codes["mu"], order, colour, label, out_dir / "latent_scatter.png")
-
-
-def plot_latent_scatter(mu: np.ndarray, order: list[int], colour: Sequence[float], label: str, path: Path) -> None:
-    """The two most informative latent dimensions, one dot per frame, coloured by `colour`."""
-    fig = Figure(figsize=(5, 4.2), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    first, second = (order[0], order[1]) if len(order) > 1 else (order[0], order[0])
-    dots = ax.scatter(mu[:, first], mu[:, second], c=colour, cmap="coolwarm", s=8)
-    fig.colorbar(dots, label=label)
-    ax.set(xlabel=f"z[{first}]", ylabel=f"z[{second}]", title="held-out frames in the two most informative dims")
-    fig.tight_layout()
-    fig.savefig(path)
 
 
 def summary(metrics: dict) -> str:
@@ -153,13 +168,15 @@ def summary(metrics: dict) -> str:
     lines = [
         f"{kind} {metrics['checkpoint']}: {metrics['frames_scored']} {metrics['env_id']} frames ({metrics['data']})",
         f"  reconstruction MSE {metrics['mse']:.5f} per pixel, PSNR {metrics['psnr_db']:.1f} dB",
+        f"  samples from N(0, I), MSE to the nearest real frame: median {metrics['sample_nearest_mse_median']:.5f}, "
+        f"90th percentile {metrics['sample_nearest_mse_p90']:.5f}",
     ]
     if metrics["variational"]:
         kl = ", ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
         lines.append(f"  KL per latent dimension (nats): {kl}")
         n_dims = len(metrics["kl_per_dim"])
-        lines.append(f"  active dimensions (KL > {ACTIVE_KL}): {metrics['active_dims']} of {n_dims}")
-    lines.append(f"  dimensions whose mean varies across frames (> {ACTIVE_KL}): {metrics['active_dims_by_variance']}")
+        lines.append(f"  active dimensions (KL > {_ACTIVE_KL}): {metrics['active_dims']} of {n_dims}")
+    lines.append(f"  dimensions whose mean varies across frames (> {_ACTIVE_KL}): {metrics['active_dims_by_variance']}")
     lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
     lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
     return "\n".join(lines)
@@ -167,10 +184,12 @@ def summary(metrics: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
-    if cfg.fresh < 0 or cfg.n_samples < 1:
-        raise cli.UserError("FRESH must be 0 or more and N_SAMPLES at least 1")
+    cli.require(cfg.fresh == 0 or cfg.fresh >= 50, f"FRESH must be 0 or at least 50 frames, got {cfg.fresh}")
+    cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
+    cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
     out_dir = cli.prepare_out_dir(cfg.out_dir)
-    metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device))
+    metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
+                       cfg.quality_samples)
     print(summary(metrics))
     print(f"wrote {out_dir}/: metrics.json, reconstructions.png, traversal.png, interpolation.png, samples.png, "
           "latent_scatter.png")

@@ -12,14 +12,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import cli
-import train_vae
+import frames
+from checkpoints import build_vae, load_checkpoint, run_config
 from cli import UserError
-from images import make_grid, save_comparison, save_grid, save_png, to_uint8_hwc
-from MyVAE import MyVAE, build_vae, kl_per_dim, load_checkpoint, pick_device
+from compute import pick_device, to_unit_float
+from MyVAE import MyVAE
+from pictures import (
+    TRAVERSAL_VALUES,
+    dims_by_information,
+    interpolation_between_extremes,
+    make_grid,
+    save_comparison,
+    save_grid,
+    save_png,
+    to_uint8_hwc,
+    traversal,
+)
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
@@ -33,40 +44,11 @@ RECONSTRUCT = False  # instead: held-out frames above their reconstructions
 INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
 
-TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
-INTERPOLATION_STEPS = 10  # decoded frames between (and including) the two ends
 
-
-@torch.no_grad()
-def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
-    """One row per latent dimension in `dims`: that dimension at each value, the others at 0."""
-    z = torch.zeros(len(dims), len(values), model.latent_dim)
-    for row, dim in enumerate(dims):
-        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
-    return model.decode(z.view(-1, model.latent_dim).to(next(model.parameters()).device))
-
-
-@torch.no_grad()
-def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
-    """Frame a, the decodings of `steps` evenly spaced codes from a's to b's, then frame b."""
-    model.eval()
-    codes = model.forward(torch.stack([a, b]))[2]  # mu (the code itself for an autoencoder)
-    t = torch.linspace(0, 1, steps, device=codes.device)[:, None]
-    return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
-
-
-def dims_by_information(variational: bool, mu: torch.Tensor, log_var: torch.Tensor) -> list[int]:
-    """Latent dimensions, most informative first: by mean KL for a VAE, by the spread of the
-    code across frames for an autoencoder (which has no KL)."""
-    score = kl_per_dim(mu, log_var).mean(0) if variational else mu.var(0)
-    return torch.argsort(score, descending=True).tolist()
-
-
-def heldout_batch(checkpoint: dict, n: int, device: torch.device) -> torch.Tensor:
-    """Up to n validation frames of the checkpoint's own dataset (or fresh ones) as floats."""
-    data, _, val_idx = train_vae.dataset_for(checkpoint["config"])
-    frames = torch.from_numpy(data["frames"][val_idx[:n]])
-    return frames.to(device).float().div(255)
+def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> torch.Tensor:
+    """Up to n frames the checkpoint's model never trained on, as floats on `device`."""
+    test = frames.heldout_frames(run_config(checkpoint, path)).test
+    return to_unit_float(torch.from_numpy(test["frames"][:n]).to(device))
 
 
 def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> list[Path]:
@@ -114,17 +96,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     written = []
     if cfg.traverse or cfg.interpolate or cfg.reconstruct:
-        heldout = heldout_batch(checkpoint, max(cfg.n_samples, 64), device)
+        heldout = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 64), device)
         if cfg.traverse:
             with torch.no_grad():
                 _, _, mu, log_var = model.eval()(heldout)
             dims = dims_by_information(model.variational, mu, log_var)
             written.append(save_grid(traversal(model, dims), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES)))
         if cfg.interpolate:
-            # the two held-out frames that differ most, so the path between them shows something
-            far = int(((heldout - heldout[0]) ** 2).flatten(1).sum(1).argmax())
-            frames = interpolation(model, heldout[0], heldout[far])
-            written.append(save_grid(frames, out_dir / "interpolation.png", ncols=len(frames)))
+            path = interpolation_between_extremes(model, heldout)
+            written.append(save_grid(path, out_dir / "interpolation.png", ncols=len(path)))
         if cfg.reconstruct:
             x = heldout[: cfg.n_samples]
             written.append(save_comparison(x, model.reconstruct(x), out_dir / "reconstructions_heldout.png"))

@@ -17,7 +17,26 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Small enough to train in seconds, large enough for two batches and a validation split.
-TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2"]
+TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2",
+        "--hidden_dims", "(8, 16, 16, 32, 32)"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: an end-to-end run in a subprocess (deselect with -m 'not slow')")
+
+
+def run_main(capsys: pytest.CaptureFixture, main, *argv: str) -> SimpleNamespace:
+    """A script's main(argv) through cli.run, in this process: exit code and output as a user sees them."""
+    import cli
+
+    capsys.readouterr()
+    try:
+        cli.run(main, list(argv))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
 def train_config(**overrides) -> SimpleNamespace:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 import cli
-import sample_vae
 import train_vae
 from cli import UserError
 
@@ -62,7 +61,29 @@ def test_help_lists_every_constant_with_its_default(capsys) -> None:
     assert "(default: 'CartPole-v1')" in text and "pole angle" in text
 
 
-def test_constants_below_the_block_are_not_options() -> None:
-    assert "INTERPOLATION_STEPS" in vars(sample_vae)  # a module constant, outside the # --- block
-    with pytest.raises(UserError, match="unrecognized arguments: --interpolation_steps"):
-        cli.parse_config("sample_vae", ["--interpolation_steps", "3"])
+def test_private_constants_are_not_options_and_every_public_one_is(tmp_path, monkeypatch) -> None:
+    module = tmp_path / "knobby.py"
+    module.write_text(
+        '"""A script."""\n'
+        "# data\n"
+        "WITH_COMMENT = 1  # documented\n"
+        "NO_COMMENT = 2.5\n"
+        "MULTI_LINE = (\n    1,\n    2,\n)  # spans lines\n"
+        "_PRIVATE = 3  # internal\n"
+        "lower = 4\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import knobby
+
+    found = cli.knobs(knobby)
+    assert list(found) == ["WITH_COMMENT", "NO_COMMENT", "MULTI_LINE"]
+    assert found["WITH_COMMENT"].help == "documented" and found["WITH_COMMENT"].group == "data"
+    assert found["NO_COMMENT"].help == "" and found["MULTI_LINE"].help == "spans lines"
+    assert cli.parse_config("knobby", ["--no_comment", "3"]).no_comment == 3.0
+    with pytest.raises(UserError, match="unrecognized arguments: --_private"):
+        cli.parse_config("knobby", ["--_private", "3"])
+
+
+def test_abbreviated_flags_are_refused() -> None:
+    with pytest.raises(UserError, match="unrecognized arguments: --n_frame"):
+        cli.parse_config("train_vae", ["--n_frame", "100"])

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from conftest import StopAfter, train_config
 
+import frames
 import train_vae
 from cli import Stopped, UserError
-from train_vae import collect_frames, make_env, preprocess_frame, resolve_crop
+from frames import collect_frames, make_env, preprocess_frame, resolve_crop
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 
@@ -126,31 +127,31 @@ def test_envs_without_an_angle_work_with_angle_range_none() -> None:
 
 def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intact(tmp_path, capsys) -> None:
     cfg = train_config(n_frames=30, img_size=32, out_dir=str(tmp_path))
-    first = train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))
-    path = train_vae.dataset_path(tmp_path, cfg.env_id)
-    assert train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))["frames"].tobytes() == first["frames"].tobytes()
+    first = frames.load_or_collect(cfg, tmp_path, StopAfter(99))
+    path = frames.dataset_path(tmp_path, cfg.env_id)
+    assert frames.load_or_collect(cfg, tmp_path, StopAfter(99))["frames"].tobytes() == first["frames"].tobytes()
     assert "reusing 30 frames" in capsys.readouterr().out
 
-    assert train_vae.load_dataset(path, train_vae.collection_settings(train_config(n_frames=30, seed=1))) is None
+    assert frames.load_dataset(path, frames.collection_settings(train_config(n_frames=30, seed=1))) is None
     assert "other settings" in capsys.readouterr().out
 
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
-    assert train_vae.load_dataset(path, train_vae.collection_settings(cfg)) is None
+    assert frames.load_dataset(path, frames.collection_settings(cfg)) is None
     assert "unreadable" in capsys.readouterr().out
 
 
 def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
     cfg = train_config(n_frames=30, img_size=32)
-    settings = train_vae.collection_settings(cfg)
+    settings = frames.collection_settings(cfg)
     data = collect(n_frames=30)
     path = tmp_path / "frames.npz"
-    train_vae.save_dataset(path, data, settings)
-    assert train_vae.load_dataset(path, settings) is not None
+    frames.save_dataset(path, data, settings)
+    assert frames.load_dataset(path, settings) is not None
     data["frames"][0, 0, 0, 0] ^= 1
     with np.load(path) as npz:
         meta = npz["meta"]
     np.savez_compressed(path, meta=meta, **data)  # same settings, one pixel changed
-    assert train_vae.load_dataset(path, settings) is None
+    assert frames.load_dataset(path, settings) is None
     assert "checksum" in capsys.readouterr().out
 
 
@@ -158,11 +159,11 @@ def test_a_stopped_collection_continues_to_the_same_frames(tmp_path) -> None:
     cfg = train_config(n_frames=600, img_size=32)
     whole, _ = collect_frames(cfg)
     with pytest.raises(Stopped, match="saved 250 of 600 frames") as stopped:
-        train_vae.load_or_collect(cfg, tmp_path, StopAfter(0))  # stop after the first chunk
+        frames.load_or_collect(cfg, tmp_path, StopAfter(0))  # stop after the first chunk
     assert stopped.value.exit_code == 128 + signal.SIGTERM
-    partial = train_vae.load_dataset(train_vae.dataset_path(tmp_path, cfg.env_id), train_vae.collection_settings(cfg))
+    partial = frames.load_dataset(frames.dataset_path(tmp_path, cfg.env_id), frames.collection_settings(cfg))
     assert len(partial["frames"]) == 250
-    continued = train_vae.load_or_collect(cfg, tmp_path, StopAfter(99))
+    continued = frames.load_or_collect(cfg, tmp_path, StopAfter(99))
     assert all(np.array_equal(whole[key], continued[key]) for key in whole)
 
 
@@ -201,7 +202,7 @@ def test_fast_cartpole_render_matches_the_env_render(img_size: int, crop) -> Non
     diffs = []
     for x, theta in zip(rng.uniform(-2.4, 2.4, 40), rng.uniform(-0.3, 0.3, 40), strict=True):
         env.unwrapped.state = np.array([x, 0.0, theta, 0.0])
-        fast = train_vae.render_cartpole(env, crop, img_size)
+        fast = frames.render_cartpole(env, crop, img_size)
         full = preprocess_frame(env.render(), crop, img_size)
         assert fast.shape == full.shape == (3, img_size, img_size) and fast.dtype == np.uint8
         diffs.append(np.abs(fast.astype(int) - full.astype(int)).mean())

@@ -9,24 +9,25 @@ import pytest
 import torch
 from conftest import train_config
 
-import train_vae
-from MyVAE import MyVAE, pick_autocast_dtype
+import frames
+from compute import Compute, pick_autocast_dtype
+from MyVAE import MyVAE
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
 
 
-def _compute(**overrides) -> train_vae.Compute:
-    return train_vae.Compute.from_config(train_config(device="cpu", **overrides))
+def _compute(precision: str = "auto", channels_last: bool = True, compile: str = "auto") -> Compute:
+    return Compute.choose("cpu", precision, channels_last, compile)
 
 
 def test_bf16_channels_last_matches_fp32_nchw() -> None:
     torch.manual_seed(0)
     model = MyVAE(**SMALL).eval()
-    frames = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    frames_u8 = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     idx = torch.arange(8)
     plain, fast = _compute(precision="fp32", channels_last=False), _compute(precision="bf16", channels_last=True)
     assert fast.autocast_dtype == torch.bfloat16 and plain.autocast_dtype is None
-    x_plain, x_fast = plain.inputs(frames, idx), fast.inputs(frames, idx)
+    x_plain, x_fast = plain.inputs(frames_u8[idx]), fast.inputs(frames_u8[idx])
     assert torch.equal(x_plain, x_fast) and x_fast.is_contiguous(memory_format=torch.channels_last)
     with plain.autocast():
         out_plain = model(x_plain)[0]
@@ -38,9 +39,9 @@ def test_bf16_channels_last_matches_fp32_nchw() -> None:
 
 
 def test_a_bf16_training_step_lowers_the_loss_like_fp32() -> None:
-    frames = torch.full((16, 3, 32, 32), 255, dtype=torch.uint8)
+    frames_u8 = torch.full((16, 3, 32, 32), 255, dtype=torch.uint8)
     for i in range(16):
-        frames[i, :, 20:26, 2 * i : 2 * i + 5] = 0
+        frames_u8[i, :, 20:26, 2 * i : 2 * i + 5] = 0
     losses = {}
     for name, compute in {"fp32": _compute(precision="fp32", channels_last=False),
                           "bf16": _compute(precision="bf16", channels_last=True)}.items():
@@ -50,7 +51,7 @@ def test_a_bf16_training_step_lowers_the_loss_like_fp32() -> None:
         curve = []
         for _ in range(30):
             with compute.autocast():
-                parts = model.loss(*model(compute.inputs(frames, torch.arange(16))), kl_weight=1e-4)
+                parts = model.loss(*model(compute.inputs(frames_u8)), kl_weight=1e-4)
             optimizer.zero_grad()
             parts["loss"].backward()
             optimizer.step()
@@ -88,7 +89,7 @@ def test_compiled_training_forward_matches_eager_and_shares_weights() -> None:
 
 def test_parallel_collection_obeys_both_filters_exactly() -> None:
     cfg = train_config(n_frames=600, img_size=32, n_envs=2, angle_range=(-0.05, 0.05), reset_after=7)
-    data, stats = train_vae.collect_frames(cfg)
+    data, stats = frames.collect_frames(cfg)
     assert len(data["frames"]) == 600 and stats.kept == 600 and stats.rejected_angle > 0
     assert np.abs(data["states"][:, 2]).max() <= 0.05
     _, per_episode = np.unique(data["episode"], return_counts=True)

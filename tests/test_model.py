@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from MyVAE import CheckpointError, MyVAE, load_checkpoint, load_vae, save_checkpoint
+from checkpoints import CheckpointError, load_checkpoint, load_vae, save_checkpoint
+from MyVAE import MyVAE
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32))
 

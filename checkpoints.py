@@ -1,0 +1,71 @@
+"""The checkpoint format: what a .pt file holds, how it is written safely and read back.
+
+A checkpoint is a dict of plain types: `format`, `model_args` (MyVAE's constructor
+arguments), `model` (the state_dict) and whatever the writer adds: `config` (the
+constants of the run), and for last.pt the optimizer, progress and random states.
+Files are read with `weights_only=True`, so loading one never runs code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cli import UserError, atomic_write
+from MyVAE import MyVAE
+
+CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, unreadable or does not fit the model it describes."""
+
+
+def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
+    """Write weights, constructor arguments and `extra` (config, optimizer, ...) atomically."""
+    payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint dict, loaded with weights_only=True; CheckpointError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: train one first with `python train_vae.py`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt or unsafe files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file")
+    return checkpoint
+
+
+def build_vae(checkpoint: dict[str, Any], device: str | torch.device = "cpu") -> MyVAE:
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    try:
+        model = MyVAE(**checkpoint["model_args"])
+        model.load_state_dict(checkpoint["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"checkpoint does not match its model description ({reason[:200]})") from None
+    return model.to(device).eval()
+
+
+def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MyVAE:
+    """The model saved at `path`, rebuilt from that file alone, in eval mode."""
+    return build_vae(load_checkpoint(path), device)
+
+
+def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The constants of the run that wrote the checkpoint; CheckpointError naming the part if absent."""
+    config = checkpoint.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(
+            f"{path} has no `config` (the constants of the run that made it), which this needs; "
+            "use a checkpoint written by train_vae.py"
+        )
+    return config

@@ -1,0 +1,518 @@
+"""Frames from Gymnasium envs: what each env needs, the filters, rendering, parallel collection, the store.
+
+Collection drives an env with random actions; each observation either becomes a
+training frame or is dropped by two filters: (1) every episode is reset after its first
+RESET_AFTER observations; (2) a frame is kept only if its pole angle lies in
+ANGLE_RANGE. Frames are collected in seeded chunks, several at a time across processes,
+so the dataset depends only on the settings and the seed, never on how many workers
+ran. The dataset is one compressed .npz with its settings and a checksum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+import cli
+from cli import UserError
+
+_CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding, parallel work and resumption
+_FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class EnvKnowledge:
+    """What the code knows about an env family beyond what gymnasium tells."""
+
+    angle: Callable[[np.ndarray], float] | None = None  # the pole angle (rad) an observation holds
+    crop: tuple[float, float, float, float] = _FULL_FRAME  # (top, bottom, left, right) fractions kept
+    state_names: tuple[str, ...] = ()  # what each observation entry means
+
+
+_ENVS = {
+    "CartPole": EnvKnowledge(
+        angle=lambda obs: obs[2],  # pole angle from vertical
+        crop=(0.4, 1.0, 0.0, 1.0),  # the cart runs in the lower part of the frame; the top is empty sky
+        state_names=("cart position", "cart velocity", "pole angle", "pole angular velocity"),
+    ),
+    "Pendulum": EnvKnowledge(
+        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # obs = [cos, sin, velocity]
+        state_names=("cos(angle)", "sin(angle)", "angular velocity"),
+    ),
+    "Acrobot": EnvKnowledge(
+        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # first link; obs starts [cos, sin]
+        state_names=("cos(link 1)", "sin(link 1)", "cos(link 2)", "sin(link 2)", "link 1 velocity", "link 2 velocity"),
+    ),
+    "MountainCar": EnvKnowledge(state_names=("position", "velocity")),
+}
+
+
+def env_family(env_id: str) -> str:
+    """'CartPole-v1' -> 'CartPole' (the part that decides crop and angle)."""
+    return env_id.split("/")[-1].split("-v")[0]
+
+
+def knowledge(env_id: str) -> EnvKnowledge:
+    """What we know of the env's family; an unknown family has no angle and keeps its full frame."""
+    return _ENVS.get(env_family(env_id), EnvKnowledge())
+
+
+def envs_with_an_angle() -> list[str]:
+    return [family for family, known in _ENVS.items() if known.angle is not None]
+
+
+def resolve_crop(env_id: str, crop: tuple[float, ...] | None) -> tuple[float, ...]:
+    return crop if crop is not None else knowledge(env_id).crop
+
+
+def state_names(env_id: str, n: int) -> list[str]:
+    """A name for each of the n observation entries."""
+    names = knowledge(env_id).state_names
+    return [names[i] if i < len(names) else f"state {i}" for i in range(n)]
+
+
+def validate_collection(cfg: SimpleNamespace) -> None:
+    """Reject collection constants that cannot work, with one line each, before any work starts."""
+    make_env(cfg.env_id, 0).close()  # an unknown id first: the other checks depend on the env
+    for name in ("n_frames", "reset_after", "max_steps_per_frame"):
+        cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
+    cli.require(
+        cfg.img_size >= 32 and cfg.img_size & (cfg.img_size - 1) == 0,
+        f"IMG_SIZE must be a power of two >= 32, got {cfg.img_size}",
+    )
+    if cfg.angle_range is not None:
+        cli.require(
+            isinstance(cfg.angle_range, tuple)
+            and len(cfg.angle_range) == 2
+            and cfg.angle_range[0] < cfg.angle_range[1],
+            f"ANGLE_RANGE must be (low, high) with low < high, or None; got {cfg.angle_range}",
+        )
+        cli.require(
+            knowledge(cfg.env_id).angle is not None,
+            f"{cfg.env_id} has no pole angle to filter on: set ANGLE_RANGE to None "
+            f"(envs with an angle: {', '.join(envs_with_an_angle())})",
+        )
+    if cfg.crop is not None:
+        ok = isinstance(cfg.crop, tuple) and len(cfg.crop) == 4
+        top, bottom, left, right = cfg.crop if ok else (0, 0, 0, 0)
+        cli.require(
+            0 <= top < bottom <= 1 and 0 <= left < right <= 1,
+            f"CROP must be (top, bottom, left, right) fractions with 0 <= top < bottom <= 1 and "
+            f"0 <= left < right <= 1; got {cfg.crop}",
+        )
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def make_env(env_id: str, seed: int) -> gym.Env:
+    """The env rendering off-screen, its action sampler seeded."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no window
+    try:
+        with warnings.catch_warnings():  # gymnasium only warns about a missing render mode; we refuse below
+            warnings.filterwarnings("ignore", message=".*render_mode")
+            env = gym.make(env_id, render_mode="rgb_array")
+    except gym.error.Error as error:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UserError(f"ENV_ID={env_id!r} cannot be made ({error}){hint}") from None
+    if "rgb_array" not in env.metadata.get("render_modes", []):
+        env.close()
+        raise UserError(f"ENV_ID={env_id!r} cannot render rgb_array frames; pick a classic-control env")
+    env.action_space.seed(seed)
+    return env
+
+
+def _resize(image: Image.Image, box: tuple[float, float, float, float], img_size: int) -> np.ndarray:
+    """Area-average (antialias) the `box` region of `image` to (3, img_size, img_size) uint8."""
+    small = image.resize((img_size, img_size), Image.Resampling.BOX, box=box)
+    return np.asarray(small.convert("RGB")).transpose(2, 0, 1)
+
+
+def preprocess_frame(frame: np.ndarray, crop: Sequence[float], img_size: int) -> np.ndarray:
+    """(H, W, 3) render -> cropped, area-averaged (antialiased) (3, img_size, img_size) uint8."""
+    height, width = frame.shape[:2]
+    top, bottom, left, right = crop
+    return _resize(Image.fromarray(frame), (left * width, top * height, right * width, bottom * height), img_size)
+
+
+def render_cartpole(env: gym.Env, crop: Sequence[float], img_size: int) -> np.ndarray:
+    """CartPole's own drawing (gymnasium's CartPoleEnv.render), cut down to what we keep.
+
+    It draws only the rows the crop keeps, reads the surface without a copy and resizes
+    once; the picture matches env.render() followed by preprocess_frame to within a
+    fraction of a grey level (tests/test_collect.py checks it), about 3x faster.
+    """
+    import pygame
+    from pygame import gfxdraw
+
+    cart_pole = env.unwrapped
+    width, height = cart_pole.screen_width, cart_pole.screen_height
+    top, bottom, left, right = crop
+    # gymnasium draws with y up and flips the surface at the end; these are the unflipped rows we keep
+    row_lo, row_hi = round(height * (1 - bottom)), round(height * (1 - top))
+    surface = pygame.Surface((width, row_hi - row_lo))
+    surface.fill((255, 255, 255))
+
+    x, _, theta, _ = cart_pole.state
+    scale = width / (cart_pole.x_threshold * 2)
+    pole_width, pole_length, cart_width, cart_height = 10.0, scale * 2 * cart_pole.length, 50.0, 30.0
+    cart_x, cart_y, axle = x * scale + width / 2.0, 100 - row_lo, cart_height / 4.0
+    half_w, half_h = cart_width / 2, cart_height / 2
+    corners = [(-half_w, -half_h), (-half_w, half_h), (half_w, half_h), (half_w, -half_h)]
+    cart = [(cart_x + dx, cart_y + dy) for dx, dy in corners]
+    gfxdraw.aapolygon(surface, cart, (0, 0, 0))
+    gfxdraw.filled_polygon(surface, cart, (0, 0, 0))
+    half_w, tip = pole_width / 2, pole_length - pole_width / 2
+    pole = []
+    for corner in [(-half_w, -half_w), (-half_w, tip), (half_w, tip), (half_w, -half_w)]:
+        dx, dy = pygame.math.Vector2(corner).rotate_rad(-theta)
+        pole.append((cart_x + dx, cart_y + axle + dy))
+    gfxdraw.aapolygon(surface, pole, (202, 152, 101))
+    gfxdraw.filled_polygon(surface, pole, (202, 152, 101))
+    axle_at, radius = (int(cart_x), int(cart_y + axle)), int(pole_width / 2)
+    gfxdraw.aacircle(surface, *axle_at, radius, (129, 132, 203))
+    gfxdraw.filled_circle(surface, *axle_at, radius, (129, 132, 203))
+    gfxdraw.hline(surface, 0, width, int(cart_y), (0, 0, 0))
+
+    # a 32-bit surface is B, G, R, X in memory: Pillow reads it in place
+    image = Image.frombuffer("RGBX", surface.get_size(), surface.get_buffer(), "raw", "BGRX", surface.get_pitch(), 1)
+    frame = _resize(image, (left * width, 0, right * width, row_hi - row_lo), img_size)
+    return np.ascontiguousarray(frame[:, ::-1])  # the flip gymnasium does, on the small image
+
+
+def frame_renderer(env_id: str, crop: Sequence[float], img_size: int, fast: bool) -> Callable[[gym.Env], np.ndarray]:
+    """The function that turns an env's current state into a training frame."""
+    if fast and env_family(env_id) == "CartPole":
+        return lambda env: render_cartpole(env, crop, img_size)
+    return lambda env: preprocess_frame(env.render(), crop, img_size)
+
+
+# ---------------------------------------------------------------- collection
+
+
+@dataclass
+class CollectionStats:
+    """What the filters did: every observation is either kept or rejected by the angle."""
+
+    observations: int = 0
+    episodes: int = 0
+    ended_by_env: int = 0
+    kept: int = 0
+    rejected_angle: int = 0
+
+    def __add__(self, other: CollectionStats) -> CollectionStats:
+        return CollectionStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    def summary(self, reset_after: int, angle_range: tuple[float, float] | None) -> str:
+        return (
+            f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
+            f"the rest reset after {reset_after}): kept {self.kept}, rejected by ANGLE_RANGE={angle_range}: "
+            f"{self.rejected_angle}"
+        )
+
+
+def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
+    """The pole angle (rad) an observation holds, or None for an env without one."""
+    angle_of = knowledge(env_id).angle
+    return None if angle_of is None else float(angle_of(obs))
+
+
+def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | None, obs: np.ndarray) -> bool:
+    """Filter (2): no range given, or the pole angle of `obs` lies in it."""
+    return angle_range is None or angle_range[0] <= pole_angle(env_id, obs) <= angle_range[1]
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """An independent seed for each chunk, so chunks can run in any order or process."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
+def collect_chunk(
+    cfg: SimpleNamespace, index: int, n_frames: int, render: Callable[[gym.Env], np.ndarray] | None = None
+) -> tuple[dict[str, np.ndarray], CollectionStats]:
+    """Run random actions until `n_frames` observations pass the filters; render only those.
+
+    Filters: (1) each episode is reset after its first `reset_after` observations, so
+    no episode contributes more than that; (2) an observation is kept only if its pole
+    angle lies in `angle_range`. A rejected observation is never rendered nor stored.
+    Chunk `index` has its own seed; it stops early, with fewer frames, after
+    n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
+    """
+    seed, angle_range, reset_after = chunk_seed(cfg.seed, index), cfg.angle_range, cfg.reset_after
+    env = make_env(cfg.env_id, seed)
+    render = render or frame_renderer(cfg.env_id, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
+    frames = np.empty((n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8)
+    states = np.empty((n_frames, env.observation_space.shape[0]), dtype=np.float32)
+    episodes = np.empty(n_frames, dtype=np.int32)
+    steps = np.empty(n_frames, dtype=np.int32)
+    stats = CollectionStats()
+
+    obs = None  # None: the next observation starts a new episode
+    while stats.kept < n_frames and stats.observations < n_frames * cfg.max_steps_per_frame:
+        if obs is None:
+            obs, _ = env.reset(seed=seed if stats.episodes == 0 else None)
+            step, done = 0, False
+            stats.episodes += 1
+        stats.observations += 1
+        if passes_angle_filter(cfg.env_id, angle_range, obs):
+            i = stats.kept
+            frames[i] = render(env)
+            states[i], episodes[i], steps[i] = obs, stats.episodes - 1, step
+            stats.kept += 1
+        else:
+            stats.rejected_angle += 1
+        step += 1
+        if done or step >= reset_after:
+            stats.ended_by_env += done
+            obs = None
+        else:
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            done = terminated or truncated
+    env.close()
+    data = {"frames": frames, "states": states, "episode": episodes, "step": steps}
+    return {key: value[: stats.kept] for key, value in data.items()}, stats
+
+
+def collect_frames(
+    cfg: SimpleNamespace, done: dict[str, np.ndarray] | None = None, stop: cli.StopRequests | None = None
+) -> tuple[dict[str, np.ndarray], CollectionStats]:
+    """N_FRAMES filtered frames, collected in chunks of fixed size and seed, N_ENVS at a time.
+
+    Each chunk is reproducible on its own, so the dataset does not depend on N_ENVS,
+    and a collection that was stopped continues from the chunks in `done` to the same
+    frames as one that never stopped. A stop request ends it early with fewer frames.
+    """
+    n_done = 0 if done is None else len(done["frames"])
+    pending = [
+        (index, start, min(_CHUNK_FRAMES, cfg.n_frames - start))
+        for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES))
+        if start >= n_done
+    ]
+    data = _empty_dataset(cfg, n_done, done)
+    total = CollectionStats()
+    next_episode = int(data["episode"][:n_done].max()) + 1 if n_done else 0
+    with (
+        _chunk_runner(cfg, len(pending)) as run,
+        tqdm(total=cfg.n_frames, initial=n_done, desc="collecting", unit="frame", leave=False, disable=None) as bar,
+    ):
+        for (chunk, stats), (_, start, size) in zip(run(pending), pending, strict=False):
+            total += stats
+            if stats.kept < size:
+                raise UserError(
+                    f"the filters kept only {stats.kept} of {size} frames in a chunk of N_FRAMES={cfg.n_frames}: "
+                    f"{stats.summary(cfg.reset_after, cfg.angle_range)}; widen ANGLE_RANGE (or set it to None), "
+                    "or raise MAX_STEPS_PER_FRAME"
+                )
+            chunk["episode"] += next_episode  # episode ids continue across chunks, so they stay unique
+            next_episode = int(chunk["episode"].max()) + 1
+            for key, values in chunk.items():
+                data[key][start : start + size] = values
+            n_done = start + size
+            bar.update(size)
+            if stop is not None and stop.signum:
+                break
+    if n_done == 0:
+        raise cli.Stopped(f"stopped by {stop.name} before the first {_CHUNK_FRAMES} frames: nothing saved", stop.signum)
+    return {key: values[:n_done] for key, values in data.items()}, total
+
+
+def _empty_dataset(cfg: SimpleNamespace, n_done: int, done: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Arrays for all N_FRAMES, allocated once (no copies of the whole set), holding `done` first."""
+    with contextlib.closing(gym.make(cfg.env_id)) as env:
+        obs_dim = env.observation_space.shape[0]
+    data = {
+        "frames": np.empty((cfg.n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8),
+        "states": np.empty((cfg.n_frames, obs_dim), dtype=np.float32),
+        "episode": np.empty(cfg.n_frames, dtype=np.int32),
+        "step": np.empty(cfg.n_frames, dtype=np.int32),
+    }
+    for key, values in (done or {}).items():
+        data[key][:n_done] = values
+    return data
+
+
+@contextlib.contextmanager
+def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
+    """Yields run(pending) -> iterator of chunk results, in order: in this process, or in
+    N_ENVS worker processes (0: one per CPU core) when there is more than one chunk.
+
+    Leaving early (a stop, an error) cancels the chunks not yet started and waits for the
+    running ones: workers are never killed mid-write, which could hang the pipe back.
+    """
+    n_workers = min(cfg.n_envs or os.cpu_count() or 1, n_chunks)
+    if n_workers <= 1:
+        yield lambda pending: (collect_chunk(cfg, index, size) for index, _, size in pending)
+        return
+    # fork where there is one: workers start at once; they only render and never touch torch
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_ignore_signals)
+    try:
+        yield lambda pending: pool.map(
+            functools.partial(collect_chunk, cfg), [index for index, _, _ in pending], [size for *_, size in pending]
+        )
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_signals() -> None:
+    """Ctrl-C reaches every process in the group, but only the parent decides how to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+# ---------------------------------------------------------------- dataset cache
+
+
+def collection_settings(cfg: SimpleNamespace) -> dict:
+    """Everything that decides the dataset's contents: a cache is reused only if these match."""
+    return {
+        "env_id": cfg.env_id,
+        "n_frames": cfg.n_frames,
+        "reset_after": cfg.reset_after,
+        "angle_range": list(cfg.angle_range) if cfg.angle_range is not None else None,
+        "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
+        "img_size": cfg.img_size,
+        "seed": cfg.seed,
+    }
+
+
+def dataset_path(out_dir: str | Path, env_id: str) -> Path:
+    return Path(out_dir) / f"frames_{env_id.replace('/', '_')}.npz"
+
+
+def _checksum(data: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(data):
+        digest.update(key.encode())
+        digest.update(np.ascontiguousarray(data[key]))  # hashed in place: no bytes copy of the frames
+    return digest.hexdigest()
+
+
+def save_dataset(path: Path, data: dict[str, np.ndarray], settings: dict) -> None:
+    """Compressed .npz with the settings and a checksum of its arrays, written atomically."""
+    meta = json.dumps({"settings": settings, "sha256": _checksum(data)})
+    cli.atomic_write(path, lambda f: np.savez_compressed(f, meta=np.array(meta), **data))
+
+
+def load_dataset(path: Path, settings: dict, quiet: bool = False) -> dict[str, np.ndarray] | None:
+    """The cached dataset if it was made with `settings` and is intact; else None, saying why."""
+    if not path.exists():
+        return None
+    say = (lambda _: None) if quiet else print
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {key: npz[key] for key in ("frames", "states", "episode", "step")}
+            meta = json.loads(str(npz["meta"]))
+    except Exception as error:  # zip, json, key and value errors all mean the same thing here
+        say(f"{path} is unreadable ({type(error).__name__}); collecting again")
+        return None
+    if meta.get("settings") != settings:
+        say(f"{path} was collected with other settings; collecting again")
+        return None
+    if meta.get("sha256") != _checksum(data):
+        say(f"{path} does not match its checksum; collecting again")
+        return None
+    return data
+
+
+def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests) -> dict[str, np.ndarray]:
+    """The cached dataset if it matches the constants; else collect it (continuing a stopped one)."""
+    settings = collection_settings(cfg)
+    path = dataset_path(out_dir, cfg.env_id)
+    data = load_dataset(path, settings)
+    if data is not None and len(data["frames"]) == cfg.n_frames:
+        print(f"reusing {cfg.n_frames} frames from {path}")
+        return data
+    if data is not None:
+        print(f"continuing the collection stopped at {len(data['frames'])} frames in {path}")
+    print(f"collecting {cfg.n_frames} frames from {cfg.env_id}")
+    start = time.perf_counter()
+    data, stats = collect_frames(cfg, done=data, stop=stop)
+    save_dataset(path, data, settings)
+    if len(data["frames"]) < cfg.n_frames:
+        raise cli.Stopped(
+            f"stopped by {stop.name}: saved {len(data['frames'])} of {cfg.n_frames} frames to {path}; "
+            "run the same command again to continue",
+            stop.signum,
+        )
+    seconds = time.perf_counter() - start
+    print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, cfg.angle_range)}")
+    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
+    return data
+
+
+@dataclass
+class Heldout:
+    """Frames to score a model on (`test`), frames to fit a probe on (`fit`), and what they are."""
+
+    fit: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    description: str
+
+
+def heldout_frames(config: dict, fresh: int = 0) -> Heldout:
+    """Frames no model trained on, for the run whose constants are `config`.
+
+    fresh == 0: the validation episodes of the run's own dataset. fresh > 0 (or when that
+    dataset is gone): `fresh` (or N_FRAMES) new frames collected with another seed, all of
+    them scored. The probe fits on the run's training split, or, without it, on half of
+    the fresh episodes, and is then scored on the other half only.
+    """
+    cfg = SimpleNamespace(**config)
+    data = load_dataset(dataset_path(cfg.out_dir, cfg.env_id), collection_settings(cfg), quiet=True)
+    fit = None
+    if data is not None:
+        train_idx, val_idx = split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
+        fit = _select(data, train_idx)
+        if not fresh:
+            return Heldout(fit, _select(data, val_idx), f"the run's {len(val_idx)} validation frames (whole episodes)")
+    n_frames, seed = fresh or cfg.n_frames, fresh_seed(cfg.seed)
+    gone = "" if data is not None or fresh else f"the run's dataset is gone from {cfg.out_dir}; "
+    print(f"{gone}collecting {n_frames} fresh frames from {cfg.env_id} (seed {seed})")
+    new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "seed": seed})))[0]
+    description = f"{gone}{n_frames} fresh frames, seed {seed}, none seen in training"
+    if fit is not None:
+        return Heldout(fit, new, description)
+    fit_idx, test_idx = split_by_episode(new["episode"], 0.5, seed)
+    return Heldout(_select(new, fit_idx), _select(new, test_idx), description + f"; {len(test_idx)} of them scored, "
+                   "the other half fits the probe")
+
+
+def fresh_seed(seed: int) -> int:
+    """The seed of frames that a run with `seed` never trained on (chunk seeds derive from it)."""
+    return seed + 1
+
+
+def _select(data: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+    return {key: values[idx] for key, values in data.items()}
+
+
+def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices for training and validation; whole episodes go to one side only,
+    so near-duplicate neighbouring frames cannot leak into validation."""
+    ids, counts = np.unique(episodes, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
+    val_ids = ids[order[:n_val_episodes]]
+    is_val = np.isin(episodes, val_ids)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -1,0 +1,143 @@
+"""Pictures: PNG grids with numpy and Pillow (torchvision is not usable here), latent
+traversals and interpolations, and plots.
+
+Plots use matplotlib's object API with the Agg canvas, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image
+
+from MyVAE import MyVAE, kl_per_dim
+
+TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
+INTERPOLATION_STEPS = 10  # decoded frames between (and including) the two ends
+
+
+def to_uint8_hwc(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(N, C, H, W) floats in [0, 1] or uint8 -> (N, H, W, C) uint8 for Pillow."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().float().cpu().numpy()
+    if images.dtype != np.uint8:
+        images = (np.clip(images, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return images.transpose(0, 2, 3, 1)
+
+
+def make_grid(images: torch.Tensor | np.ndarray, ncols: int = 8, pad: int = 2) -> np.ndarray:
+    """Tile a batch into one (H, W, 3) uint8 image, row by row, on a grey background."""
+    tiles = to_uint8_hwc(images)
+    n, h, w, c = tiles.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    grid = np.full((pad + nrows * (h + pad), pad + ncols * (w + pad), c), 128, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        top, left = pad + (i // ncols) * (h + pad), pad + (i % ncols) * (w + pad)
+        grid[top : top + h, left : left + w] = tile
+    return grid
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, 3) uint8 array as PNG."""
+    Image.fromarray(image).save(path)
+    return Path(path)
+
+
+def save_grid(images: torch.Tensor | np.ndarray, path: str | Path, ncols: int = 8) -> Path:
+    return save_png(make_grid(images, ncols), path)
+
+
+def save_comparison(originals: torch.Tensor | np.ndarray, reconstructions: torch.Tensor, path: str | Path) -> Path:
+    """Originals in the top row, their reconstructions right below."""
+    both = np.concatenate([to_uint8_hwc(originals), to_uint8_hwc(reconstructions)])
+    return save_grid(both.transpose(0, 3, 1, 2), path, ncols=len(originals))
+
+
+def plot_curves(epochs: Sequence[int], panels: dict[str, dict[str, Sequence[float]]], path: str | Path) -> Path:
+    """One panel per title, one line per named curve in it, against epoch (log scale)."""
+    fig = Figure(figsize=(5 * len(panels), 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (title, curves) in enumerate(panels.items(), start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for label, values in curves.items():
+            ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set(xlabel="epoch", title=title, yscale="log")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def _device(model: MyVAE) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
+    """One row per latent dimension in `dims`: that dimension at each value, the others at 0."""
+    z = torch.zeros(len(dims), len(values), model.latent_dim)
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
+    return model.decode(z.view(-1, model.latent_dim).to(_device(model)))
+
+
+@torch.no_grad()
+def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
+    """Frame a, the decodings of `steps` evenly spaced codes from a's to b's, then frame b."""
+    model.eval()
+    codes = model.forward(torch.stack([a, b]))[2]  # mu (the code itself for an autoencoder)
+    t = torch.linspace(0, 1, steps, device=codes.device)[:, None]
+    return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
+
+
+def interpolation_between_extremes(model: MyVAE, frames: torch.Tensor) -> torch.Tensor:
+    """An interpolation from frames[0] to the frame that differs from it most, so the path shows something."""
+    far = int(((frames - frames[0]) ** 2).flatten(1).sum(1).argmax())
+    return interpolation(model, frames[0], frames[far])
+
+
+def dims_by_information(variational: bool, mu: torch.Tensor, log_var: torch.Tensor) -> list[int]:
+    """Latent dimensions, most informative first: by mean KL for a VAE, by the spread of the
+    code across frames for an autoencoder (which has no KL)."""
+    score = kl_per_dim(mu, log_var).mean(0) if variational else mu.var(0)
+    return torch.argsort(score, descending=True).tolist()
+
+
+def plot_latent_scatter(mu: np.ndarray, order: list[int], colour: Sequence[float], label: str, path: Path) -> None:
+    """The two most informative latent dimensions, one dot per frame, coloured by `colour`."""
+    fig = Figure(figsize=(5, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    first, second = (order[0], order[1]) if len(order) > 1 else (order[0], order[0])
+    dots = ax.scatter(mu[:, first], mu[:, second], c=colour, cmap="coolwarm", s=8)
+    fig.colorbar(dots, label=label)
+    ax.set(xlabel=f"z[{first}]", ylabel=f"z[{second}]", title="held-out frames in the two most informative dims")
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def plot_beta_sweep(betas: Sequence[float], mse: Sequence[float], probe_r2: dict[str, Sequence[float]],
+                    path: Path) -> None:
+    """Validation MSE and probe R^2 of each state variable against the KL weight."""
+    fig = Figure(figsize=(10, 3.8), dpi=100)
+    FigureCanvasAgg(fig)
+    mse_ax, r2_ax = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    mse_ax.plot(betas, mse, marker="o")
+    mse_ax.set(xscale="log", yscale="log", xlabel="KL_WEIGHT (beta)", title="validation MSE per pixel")
+    for name, values in probe_r2.items():
+        r2_ax.plot(betas, values, marker="o", label=name)
+    r2_ax.set(xscale="log", xlabel="KL_WEIGHT (beta)", title="linear probe R^2 (held-out)", ylim=(-0.05, 1.05))
+    r2_ax.legend(fontsize=8)
+    for ax in (mse_ax, r2_ax):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,46 @@
+"""bench.py's measurements at tiny sizes: each runs, and reports what it measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import train_config
+
+import bench
+
+
+def test_collection_is_measured_against_the_homework_collector_with_the_same_picture() -> None:
+    result = bench.measure_collection(train_config(n_frames=40, img_size=64))
+    assert result["ours_frames_per_s"] > 0 and result["reference_frames_per_s"] > 0
+    assert result["mad_vs_full_render"] < 3, "our frames are the env's picture"
+    assert result["mad_vs_reference"] < 10
+
+
+def test_reference_collection_obeys_the_same_filters() -> None:
+    data = bench.reference_collect(train_config(n_frames=50, angle_range=(-0.05, 0.05), reset_after=7))
+    assert len(data["frames"]) == 50 and abs(data["states"][:, 2]).max() <= 0.05 and data["step"].max() <= 6
+
+
+def test_the_homework_run_reports_time_and_heldout_mse_along_its_way() -> None:
+    heldout = bench.reference_collect(train_config(n_frames=20, seed=99))["frames"]
+    points = bench.train_homework(train_config(n_frames=110), heldout, iterations=2, eval_every=1)
+    assert [p["step"] for p in points] == [1, 2]
+    assert points[0]["seconds"] < points[1]["seconds"] and all(0 < p["mse"] < 1 for p in points)
+
+
+@pytest.mark.slow
+def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
+    bench_cfg = train_config(train_frames=120, seed=0)
+    training = bench.measure_training(bench_cfg, tmp_path)
+    assert training["ours_images_per_s"] > 0 and training["speedup"] == pytest.approx(
+        training["ours_images_per_s"] / training["reference_images_per_s"])
+    collection = {"ours_frames_per_s": 2.0, "reference_frames_per_s": 1.0, "speedup": 2.0,
+                  "mad_vs_full_render": 0.3, "mad_vs_reference": 0.9}
+    quality = {"ours": [{"seconds": 10.0, "mse": 0.001}], "homework": [{"seconds": 30.0, "mse": 0.002}]}
+    rows = bench.report({"collection": collection, "training": training, "quality": quality})
+    assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-1][1] and "0.002000" in rows[-1][2]
+    bench.plot_quality(quality["ours"], quality["homework"], tmp_path / "q.png")
+    assert (tmp_path / "q.png").stat().st_size > 1000
+    machine = bench.machine()
+    assert set(machine) >= {"cpu", "amx", "avx512_bf16", "device"} and json.dumps(machine)

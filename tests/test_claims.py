@@ -1,0 +1,141 @@
+"""The README's promises about training and evaluation, each with a test that fails when it breaks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import StopAfter, train_config
+
+import cli
+import frames
+import train_vae
+from checkpoints import load_checkpoint
+from compute import Compute
+from pictures import dims_by_information
+
+CPU = Compute.choose("cpu", "fp32", False, "off")
+
+
+def _tiny(tmp_path, **overrides):
+    tiny = dict(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, hidden_dims=(8, 16, 16, 32, 32),
+                out_dir=str(tmp_path), n_envs=1)
+    cfg = train_config(**(tiny | overrides))
+    return cfg, frames.collect_frames(cfg)[0]
+
+
+def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) -> None:
+    cfg, data = _tiny(tmp_path, epochs=3)
+    val_losses = iter([0.5, 0.9, 0.7])  # best at epoch 1; epochs 2 and 3 are worse
+    real_evaluate = train_vae.evaluate
+
+    def scripted(*args, **kwargs):
+        parts = real_evaluate(*args, **kwargs)
+        return parts | {"loss": next(val_losses)}
+
+    monkeypatch.setattr(train_vae, "evaluate", scripted)
+    history = train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999))
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    best = load_checkpoint(tmp_path / "vae.pt")
+    assert best["epoch"] == 1 and len(best["metrics"]) == 1
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 4
+
+
+def test_latent_dimensions_are_ordered_most_informative_first() -> None:
+    mu = torch.zeros(50, 4)
+    mu[:, 1] = torch.linspace(-3, 3, 50)  # dimension 1 carries the most
+    mu[:, 3] = torch.linspace(-1, 1, 50)  # then dimension 3
+    log_var = torch.zeros(50, 4)
+    log_var[:, 1] = log_var[:, 3] = -4.0  # and is precise
+    assert dims_by_information(True, mu, log_var)[:2] == [1, 3]
+    assert dims_by_information(False, mu, log_var)[:2] == [1, 3]  # the autoencoder: by spread across frames
+
+
+def test_the_validation_split_holds_whole_episodes_only() -> None:
+    episodes = np.repeat(np.arange(40), 10)
+    train_idx, val_idx = frames.split_by_episode(episodes, 0.1, seed=0)
+    assert set(episodes[train_idx]).isdisjoint(episodes[val_idx])
+    assert len(train_idx) + len(val_idx) == len(episodes)
+    assert 0.05 <= len(val_idx) / len(episodes) <= 0.2
+    for episode in set(episodes[val_idx]):
+        assert (episodes[val_idx] == episode).sum() == 10, "an episode is split across both sides"
+
+
+def test_fresh_frames_come_from_another_seed_and_none_was_trained_on(tmp_path) -> None:
+    cfg, data = _tiny(tmp_path)
+    frames.save_dataset(frames.dataset_path(tmp_path, cfg.env_id), data, frames.collection_settings(cfg))
+    held = frames.heldout_frames(vars(cfg), fresh=60)
+    assert frames.fresh_seed(cfg.seed) != cfg.seed and f"seed {frames.fresh_seed(cfg.seed)}" in held.description
+    assert len(held.test["frames"]) == 60
+    trained = {row.tobytes() for row in data["states"]}
+    assert not any(row.tobytes() in trained for row in held.test["states"])
+    own = frames.heldout_frames(vars(cfg))  # without fresh: the run's own validation episodes
+    assert set(own.test["episode"]).isdisjoint(own.fit["episode"])
+
+
+def test_a_rejected_observation_is_never_rendered(monkeypatch) -> None:
+    rendered = []
+    cfg = train_config(n_frames=40, img_size=32, angle_range=(-0.02, 0.02), fast_render=False)
+    real = frames.preprocess_frame
+    monkeypatch.setattr(frames, "preprocess_frame", lambda *a: rendered.append(1) or real(*a))
+    data, stats = frames.collect_frames(cfg)
+    assert stats.rejected_angle > 0 and len(rendered) == stats.kept == len(data["frames"]) == 40
+
+
+def test_eval_mode_reconstructions_are_deterministic() -> None:
+    from MyVAE import MyVAE
+
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32)).eval()
+    x = torch.rand(3, 3, 32, 32)
+    assert torch.equal(model.reconstruct(x), model.reconstruct(x))
+
+
+def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth() -> None:
+    cfg = train_config(lr=1e-3, warmup=0.1, cosine=True)
+    rates = [train_vae.learning_rate(step, 100, cfg) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:10], strict=False))
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
+    assert rates[-1] == pytest.approx(1e-4, rel=0.05)
+    flat = train_config(lr=1e-3, warmup=0.0, cosine=False)
+    assert {train_vae.learning_rate(step, 100, flat) for step in range(100)} == {1e-3}
+
+
+def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeypatch) -> None:
+    """So a kill at any write boundary, then --resume, redoes the epoch and rewrites them all."""
+    cfg, data = _tiny(tmp_path, epochs=1)
+    written = []
+    real = cli.atomic_write
+    monkeypatch.setattr(cli, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
+    import checkpoints
+
+    monkeypatch.setattr(checkpoints, "atomic_write", cli.atomic_write)
+    train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999))
+    assert written[-1] == "last.pt" and {"vae.pt", "metrics.csv"} <= set(written[:-1])
+
+
+@pytest.mark.parametrize("dies_at", ["vae.pt", "metrics.csv", "last.pt"])
+def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
+    cfg, data = _tiny(tmp_path, epochs=2)
+    train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), data, tmp_path, CPU, StopAfter(999))
+    import checkpoints
+
+    real = cli.atomic_write
+
+    def killed(path, write):
+        if path.name == dies_at:
+            raise KeyboardInterrupt  # the process dies before this file is written
+        real(path, write)
+
+    monkeypatch.setattr(checkpoints, "atomic_write", killed)
+    monkeypatch.setattr(cli, "atomic_write", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+    monkeypatch.setattr(checkpoints, "atomic_write", real)
+    monkeypatch.setattr(cli, "atomic_write", real)
+    history = train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+    assert [row["epoch"] for row in history] == [1, 2]
+    for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png"):
+        assert (tmp_path / name).is_file(), name
+    best = min(history, key=lambda row: row["val_loss"])["epoch"]
+    assert load_checkpoint(tmp_path / "vae.pt")["epoch"] == best
