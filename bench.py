@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -32,11 +30,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import cli
+import compute
 import frames
 import train_vae
 from checkpoints import load_vae
 from compute import pick_device, to_unit_float
 from MyVAE import MyVAE
+from pictures import save_figure
 
 # -----------------------------------------------------------------------------
 ENV_ID = "CartPole-v1"  # the env every measurement uses
@@ -208,11 +208,11 @@ def plot_quality(ours: list[dict], homework: list[dict], path: Path) -> None:
             label="ours (default runs, collection included)")
     ax.plot([p["seconds"] for p in homework], [p["mse"] for p in homework], marker=".", label="homework's recipe")
     ax.set(xlabel="wall seconds", ylabel="held-out MSE per pixel (fresh seed)", yscale="log",
-           title=f"quality against time, {cpu_model()}")
+           title=f"quality against time, {compute.cpu_model()}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def memory_probe(n_frames: int, out_dir: Path) -> dict:
@@ -249,33 +249,13 @@ def report(results: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
-    return names[0] if names else platform.processor()
-
-
-def machine() -> dict:
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    device = pick_device("auto")
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "amx": "amx_tile" in flags,
-        "avx512_bf16": "avx512_bf16" in flags,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,
-        "torch": torch.__version__,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     bench = cli.parse_config(__name__, argv)
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
+    cli.require_seed(bench.seed)
     out_dir = cli.prepare_out_dir(bench.out_dir)
-    results = {"machine": machine()}
+    results = {"machine": compute.machine()}
     print(f"{results['machine']}")
     heldout_cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
                                seed=frames.fresh_seed(bench.seed) + 1000)

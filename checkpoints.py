@@ -8,6 +8,7 @@ Files are read with `weights_only=True`, so loading one never runs code.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ class CheckpointError(UserError):
 def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
     """Write weights, constructor arguments and `extra` (config, optimizer, ...) atomically."""
     payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
-    atomic_write(path, lambda f: torch.save(payload, f))
+    buffer = io.BytesIO()  # serialized first, so a full disk is a plain OSError on write, not torch's zip error
+    torch.save(payload, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -16,28 +16,88 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib
 import io
 import os
 import signal
 import sys
 import tempfile
+import time
 import tokenize
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import IO, Any
+
+from tqdm import tqdm
 
 
 class UserError(Exception):
     """A problem the user can fix (a bad constant, a missing file): one line, exit 1."""
 
 
+class Progress:
+    """Progress on long work: a tqdm bar on a terminal; in a pipe or a log file, where a bar would be
+    silence or noise, one plain line every `every` seconds."""
+
+    def __init__(self, total: int, desc: str, unit: str, initial: int = 0, every: float = 10.0) -> None:
+        self.total, self.desc, self.unit, self.done, self.every = total, desc, unit, initial, every
+        on_terminal = sys.stderr.isatty()
+        self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False) if on_terminal else None
+        self._start = self._last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif time.monotonic() - self._last >= self.every:
+            self._last = time.monotonic()
+            units = self.unit + ("es" if self.unit.endswith(("ch", "sh", "s", "x")) else "s")
+            print(f"{self.desc}: {self.done}/{self.total} {units} ({time.monotonic() - self._start:.0f}s)", flush=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 def require(condition: bool, message: str) -> None:
     """Raise UserError(message) unless `condition` holds: a constant's check in one line."""
     if not condition:
         raise UserError(message)
+
+
+def require_seed(seed: int) -> None:
+    """Seeds go to numpy, torch and the env: all take 0 .. 2**32 - 1."""
+    require(0 <= seed < 2**32, f"SEED must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), got {seed}")
+
+
+@contextlib.contextmanager
+def lock_out_dir(path: Path) -> Iterator[None]:
+    """Hold OUT_DIR for this run: a second run in the same folder would overwrite its files, so it
+    stops at once, naming the PID of the first. (Without fcntl, as on Windows, there is no lock.)"""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "unknown"
+            raise UserError(f"OUT_DIR={str(path)!r} is in use by PID {owner}: wait for that run, or give another "
+                            "--out_dir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
 
 
 class Stopped(Exception):
@@ -199,22 +259,28 @@ def prepare_out_dir(out_dir: str) -> Path:
     return path
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read it back: os.umask can only be read by setting it
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call write(file) on a uniquely named temporary file beside `path`, then rename it over
     `path`: a crash or a full disk never leaves a half-written file, and two processes never
-    share a temporary name. A failed write raises UserError naming the file and the reason,
+    share a temporary name. A failed write (a full disk, a file size limit, a folder in the way)
+    raises UserError naming the file and the reason,
     with the temporary file removed and the previous `path` intact."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; results are as readable as any file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:  # torch's zip writer reports a full disk as RuntimeError
+    except OSError as error:
         Path(tmp).unlink(missing_ok=True)
-        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+        reason = error.strerror or str(error)
         raise UserError(f"cannot write {path} ({reason}); the previous file is intact") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

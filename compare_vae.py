@@ -87,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"KL_WEIGHTS must be a tuple of numbers >= 0, or None; got {weights!r}")
     cli.require(bool(weights) or weights is None or cfg.autoencoder,
                 "nothing to compare: give KL_WEIGHTS, or keep AUTOENCODER")
+    if cfg.seed is not None:
+        cli.require(isinstance(cfg.seed, int), f"SEED must be an integer or None, got {cfg.seed!r}")
+        cli.require_seed(cfg.seed)
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     results = [train_and_score(name, flags, cfg, out_dir) for name, flags in variants(cfg)]
 
@@ -97,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     models = [load_vae(out_dir / r["name"] / "vae.pt") for r in results]
     z = torch.randn(_SAMPLES_PER_MODEL, models[0].latent_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        save_grid(torch.cat([model.decode(z) for model in models]), out_dir / "samples.png", ncols=_SAMPLES_PER_MODEL)
+        rows = [f"{r['name']}" + (f", beta {r['kl_weight']:g}" if r["variational"] else "") for r in results]
+        save_grid(torch.cat([model.decode(z) for model in models]), out_dir / "samples.png", ncols=_SAMPLES_PER_MODEL,
+                  title="each row: one model decoding the same 8 draws z ~ N(0, I)", row_labels=rows)
     written = ["comparison.md", "comparison.json", f"samples.png (rows: {', '.join(r['name'] for r in results)})"]
     vaes = sorted((r for r in results if r["variational"]), key=lambda r: r["kl_weight"])
     if len(vaes) > 1:

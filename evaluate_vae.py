@@ -26,13 +26,12 @@ from checkpoints import build_vae, load_checkpoint, run_config
 from compute import pick_device, to_unit_float
 from MyVAE import MyVAE, kl_per_dim
 from pictures import (
-    TRAVERSAL_VALUES,
     dims_by_information,
-    interpolation_between_extremes,
     plot_latent_scatter,
     save_comparison,
-    save_grid,
-    traversal,
+    save_interpolation,
+    save_samples,
+    save_traversal,
 )
 
 # -----------------------------------------------------------------------------
@@ -54,12 +53,14 @@ def encode(model: MyVAE, frames_u8: np.ndarray, device: torch.device) -> dict[st
     """mu, log_var and per-frame reconstruction MSE, in eval mode (decoding mu), in fp32."""
     model.eval()
     parts = {"mu": [], "log_var": [], "mse": []}
-    for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
-        x = to_unit_float(batch.to(device))
-        recon, _, mu, log_var = model(x)
-        parts["mu"].append(mu.cpu())
-        parts["log_var"].append(log_var.cpu())
-        parts["mse"].append(((recon - x) ** 2).flatten(1).mean(1).cpu())
+    with cli.Progress(len(frames_u8), "encoding", "frame") as bar:
+        for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
+            x = to_unit_float(batch.to(device))
+            recon, _, mu, log_var = model(x)
+            parts["mu"].append(mu.cpu())
+            parts["log_var"].append(log_var.cpu())
+            parts["mse"].append(((recon - x) ** 2).flatten(1).mean(1).cpu())
+            bar.update(len(batch))
     return {key: torch.cat(values).numpy() for key, values in parts.items()}
 
 
@@ -95,10 +96,12 @@ def nearest_frame_mse(samples: torch.Tensor, frames_u8: np.ndarray) -> np.ndarra
     """
     flat = samples.float().flatten(1)
     best = torch.full((len(flat),), math.inf, device=flat.device)
-    for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
-        real = to_unit_float(batch.to(flat.device)).flatten(1)
-        squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
-        best = torch.minimum(best, squared.min(1).values)
+    with cli.Progress(len(frames_u8), "nearest frames", "frame") as bar:
+        for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
+            real = to_unit_float(batch.to(flat.device)).flatten(1)
+            squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
+            best = torch.minimum(best, squared.min(1).values)
+            bar.update(len(batch))
     return (best.clamp(min=0) / flat.shape[1]).cpu().numpy()
 
 
@@ -153,10 +156,10 @@ def write_pictures(model: MyVAE, env_id: str, test: dict[str, np.ndarray], codes
                    order: list[int], out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
     x = to_unit_float(torch.from_numpy(test["frames"][:8]).to(device))
     save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
-    save_grid(traversal(model, order), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES))
-    path = interpolation_between_extremes(model, x)
-    save_grid(path, out_dir / "interpolation.png", ncols=len(path))
-    save_grid(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
+    kl = latent_activity(model, codes)[0] if model.variational else None
+    save_traversal(model, order, kl, out_dir / "traversal.png")
+    save_interpolation(model, x, out_dir / "interpolation.png")
+    save_samples(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
     angles = [frames.pole_angle(env_id, state) for state in test["states"]]
     colour, label = (angles, "pole angle (rad)") if angles[0] is not None else (test["states"][:, 0], "state[0]")
     plot_latent_scatter(codes["mu"], order, colour, label, out_dir / "latent_scatter.png")
@@ -175,8 +178,11 @@ def summary(metrics: dict) -> str:
         kl = ", ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
         lines.append(f"  KL per latent dimension (nats): {kl}")
         n_dims = len(metrics["kl_per_dim"])
-        lines.append(f"  active dimensions (KL > {_ACTIVE_KL}): {metrics['active_dims']} of {n_dims}")
-    lines.append(f"  dimensions whose mean varies across frames (> {_ACTIVE_KL}): {metrics['active_dims_by_variance']}")
+        lines.append(f"  active dimensions (mean KL > {_ACTIVE_KL} nats, so the code carries information there): "
+                     f"{metrics['active_dims']} of {n_dims}")
+    else:  # an autoencoder has no KL: a dimension is active where its code varies across frames
+        lines.append(f"  active dimensions (code variance across frames > {_ACTIVE_KL}): "
+                     f"{metrics['active_dims_by_variance']}")
     lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
     lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
     return "\n".join(lines)
@@ -187,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(cfg.fresh == 0 or cfg.fresh >= 50, f"FRESH must be 0 or at least 50 frames, got {cfg.fresh}")
     cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
     cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
+    cli.require_seed(cfg.seed)
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
                        cfg.quality_samples)

@@ -17,9 +17,12 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
 import signal
+import threading
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import astuple, dataclass
@@ -29,13 +32,14 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 import cli
 from cli import UserError
 
 _CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding, parallel work and resumption
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
+_SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
+_ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class EnvKnowledge:
     """What the code knows about an env family beyond what gymnasium tells."""
 
     angle: Callable[[np.ndarray], float] | None = None  # the pole angle (rad) an observation holds
+    angle_range: tuple[float, float] | None = None  # the frames kept by default; None keeps every angle
     crop: tuple[float, float, float, float] = _FULL_FRAME  # (top, bottom, left, right) fractions kept
     state_names: tuple[str, ...] = ()  # what each observation entry means
 
@@ -50,15 +55,18 @@ class EnvKnowledge:
 _ENVS = {
     "CartPole": EnvKnowledge(
         angle=lambda obs: obs[2],  # pole angle from vertical
+        angle_range=(-0.3, 0.3),  # the task's filter; CartPole ends an episode past 0.2095 anyway
         crop=(0.4, 1.0, 0.0, 1.0),  # the cart runs in the lower part of the frame; the top is empty sky
         state_names=("cart position", "cart velocity", "pole angle", "pole angular velocity"),
     ),
     "Pendulum": EnvKnowledge(
-        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # obs = [cos, sin, velocity]
+        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # obs = [cos, sin, velocity]; 0 is upright
+        # no default filter: random torques rarely lift the pendulum, so +-0.3 would keep ~4% of frames
         state_names=("cos(angle)", "sin(angle)", "angular velocity"),
     ),
     "Acrobot": EnvKnowledge(
-        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # first link; obs starts [cos, sin]
+        angle=lambda obs: np.arctan2(obs[1], obs[0]),  # first link; obs starts [cos, sin]; 0 hangs down
+        # no default filter: +-0.3 would keep only the hanging-down frames
         state_names=("cos(link 1)", "sin(link 1)", "cos(link 2)", "sin(link 2)", "link 1 velocity", "link 2 velocity"),
     ),
     "MountainCar": EnvKnowledge(state_names=("position", "velocity")),
@@ -83,6 +91,13 @@ def resolve_crop(env_id: str, crop: tuple[float, ...] | None) -> tuple[float, ..
     return crop if crop is not None else knowledge(env_id).crop
 
 
+def resolve_angle_range(env_id: str, angle_range: tuple[float, float] | str | None) -> tuple[float, float] | None:
+    """ANGLE_RANGE as collection applies it: None takes the env's default, "all" keeps every angle."""
+    if angle_range is None:
+        return knowledge(env_id).angle_range
+    return None if angle_range == "all" else angle_range
+
+
 def state_names(env_id: str, n: int) -> list[str]:
     """A name for each of the n observation entries."""
     names = knowledge(env_id).state_names
@@ -91,23 +106,27 @@ def state_names(env_id: str, n: int) -> list[str]:
 
 def validate_collection(cfg: SimpleNamespace) -> None:
     """Reject collection constants that cannot work, with one line each, before any work starts."""
-    make_env(cfg.env_id, 0).close()  # an unknown id first: the other checks depend on the env
+    env = make_env(cfg.env_id, 0)  # an unknown id first: the other checks depend on the env
+    env.reset(seed=0)
+    height, width = env.render().shape[:2]
+    env.close()
     for name in ("n_frames", "reset_after", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     cli.require(
         cfg.img_size >= 32 and cfg.img_size & (cfg.img_size - 1) == 0,
         f"IMG_SIZE must be a power of two >= 32, got {cfg.img_size}",
     )
-    if cfg.angle_range is not None:
+    if cfg.angle_range not in (None, "all"):
         cli.require(
             isinstance(cfg.angle_range, tuple)
             and len(cfg.angle_range) == 2
             and cfg.angle_range[0] < cfg.angle_range[1],
-            f"ANGLE_RANGE must be (low, high) with low < high, or None; got {cfg.angle_range}",
+            f"ANGLE_RANGE must be (low, high) with low < high, None (the env's default) or \"all\"; "
+            f"got {cfg.angle_range!r}",
         )
         cli.require(
             knowledge(cfg.env_id).angle is not None,
-            f"{cfg.env_id} has no pole angle to filter on: set ANGLE_RANGE to None "
+            f"{cfg.env_id} has no pole angle to filter on: leave ANGLE_RANGE at None "
             f"(envs with an angle: {', '.join(envs_with_an_angle())})",
         )
     if cfg.crop is not None:
@@ -118,6 +137,34 @@ def validate_collection(cfg: SimpleNamespace) -> None:
             f"CROP must be (top, bottom, left, right) fractions with 0 <= top < bottom <= 1 and "
             f"0 <= left < right <= 1; got {cfg.crop}",
         )
+        cli.require(
+            round((bottom - top) * height) >= 1 and round((right - left) * width) >= 1,
+            f"CROP={cfg.crop} keeps no whole pixel row or column of {cfg.env_id}'s {height}x{width} frames",
+        )
+
+
+def check_room(cfg: SimpleNamespace, out_dir: Path) -> None:
+    """Refuse, before collecting, a dataset that cannot fit in RAM (it is held there whole) or whose
+    compressed store cannot fit on OUT_DIR's disk (estimated by compressing a few of the env's frames)."""
+    raw = cfg.n_frames * 3 * cfg.img_size**2
+    available = _available_memory()
+    cli.require(available is None or raw < 0.8 * available,
+                f"N_FRAMES={cfg.n_frames} frames of {cfg.img_size}x{cfg.img_size} need {raw / 2**30:.1f} GiB of RAM, "
+                f"and {available / 2**30 if available else 0:.1f} GiB are free: lower N_FRAMES or IMG_SIZE")
+    probe = SimpleNamespace(**(vars(cfg) | {"angle_range": "all"}))  # any frames of the env compress alike
+    sample = collect_chunk(probe, 0, _SIZE_PROBE_FRAMES)[0]
+    ratio = len(zlib.compress(sample["frames"].tobytes(), 1)) / max(1, sample["frames"].nbytes)
+    needed, free = 2 * raw * ratio, shutil.disk_usage(out_dir).free  # 2x: the old file stays until the new is whole
+    cli.require(needed < free, f"N_FRAMES={cfg.n_frames} needs about {needed / 2**30:.2f} GiB on disk for the dataset "
+                f"and {out_dir} has {free / 2**30:.2f} GiB free: lower N_FRAMES or choose another OUT_DIR")
+
+
+def _available_memory() -> int | None:
+    """Bytes of RAM free for a new process, where the OS tells (Linux, macOS)."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 # ---------------------------------------------------------------- rendering
@@ -137,6 +184,11 @@ def make_env(env_id: str, seed: int) -> gym.Env:
     if "rgb_array" not in env.metadata.get("render_modes", []):
         env.close()
         raise UserError(f"ENV_ID={env_id!r} cannot render rgb_array frames; pick a classic-control env")
+    space = env.observation_space
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        env.close()
+        raise UserError(f"ENV_ID={env_id!r} observes {space}, not a vector of numbers, which the dataset stores "
+                        "beside each frame; pick a classic-control env")
     env.action_space.seed(seed)
     return env
 
@@ -223,11 +275,11 @@ class CollectionStats:
         return CollectionStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
     def summary(self, reset_after: int, angle_range: tuple[float, float] | None) -> str:
-        return (
-            f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
-            f"the rest reset after {reset_after}): kept {self.kept}, rejected by ANGLE_RANGE={angle_range}: "
-            f"{self.rejected_angle}"
-        )
+        kept = f"kept {self.kept} ({self.kept / max(1, self.observations):.0%})"
+        why = (f"rejected {self.rejected_angle} whose pole angle lay outside ANGLE_RANGE={angle_range}"
+               if angle_range is not None else "no angle filter, so none rejected")
+        return (f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
+                f"the rest reset after {reset_after}): {kept}; {why}")
 
 
 def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
@@ -257,7 +309,8 @@ def collect_chunk(
     Chunk `index` has its own seed; it stops early, with fewer frames, after
     n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
     """
-    seed, angle_range, reset_after = chunk_seed(cfg.seed, index), cfg.angle_range, cfg.reset_after
+    seed, reset_after = chunk_seed(cfg.seed, index), cfg.reset_after
+    angle_range = resolve_angle_range(cfg.env_id, cfg.angle_range)
     env = make_env(cfg.env_id, seed)
     render = render or frame_renderer(cfg.env_id, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
     frames = np.empty((n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8)
@@ -312,14 +365,15 @@ def collect_frames(
     next_episode = int(data["episode"][:n_done].max()) + 1 if n_done else 0
     with (
         _chunk_runner(cfg, len(pending)) as run,
-        tqdm(total=cfg.n_frames, initial=n_done, desc="collecting", unit="frame", leave=False, disable=None) as bar,
+        cli.Progress(cfg.n_frames, "collecting", "frame", initial=n_done) as bar,
     ):
         for (chunk, stats), (_, start, size) in zip(run(pending), pending, strict=False):
             total += stats
             if stats.kept < size:
                 raise UserError(
                     f"the filters kept only {stats.kept} of {size} frames in a chunk of N_FRAMES={cfg.n_frames}: "
-                    f"{stats.summary(cfg.reset_after, cfg.angle_range)}; widen ANGLE_RANGE (or set it to None), "
+                    f"{stats.summary(cfg.reset_after, resolve_angle_range(cfg.env_id, cfg.angle_range))}; "
+                    "widen ANGLE_RANGE (or set it to \"all\"), "
                     "or raise MAX_STEPS_PER_FRAME"
                 )
             chunk["episode"] += next_episode  # episode ids continue across chunks, so they stay unique
@@ -365,7 +419,7 @@ def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
     # fork where there is one: workers start at once; they only render and never touch torch
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_ignore_signals)
+    pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
     try:
         yield lambda pending: pool.map(
             functools.partial(collect_chunk, cfg), [index for index, _, _ in pending], [size for *_, size in pending]
@@ -374,10 +428,18 @@ def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ignore_signals() -> None:
-    """Ctrl-C reaches every process in the group, but only the parent decides how to stop."""
+def _start_worker(parent: int) -> None:
+    """Ctrl-C reaches every process in the group, but only the parent decides how to stop; and a
+    worker whose parent died (kill -9, the OOM killer) exits by itself instead of waiting forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_SECONDS)
+    os._exit(1)  # no cleanup to run: the parent that would read our results is gone
 
 
 # ---------------------------------------------------------------- dataset cache
@@ -389,7 +451,7 @@ def collection_settings(cfg: SimpleNamespace) -> dict:
         "env_id": cfg.env_id,
         "n_frames": cfg.n_frames,
         "reset_after": cfg.reset_after,
-        "angle_range": list(cfg.angle_range) if cfg.angle_range is not None else None,
+        "angle_range": list(angle_range) if (angle_range := resolve_angle_range(cfg.env_id, cfg.angle_range)) else None,
         "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
         "img_size": cfg.img_size,
         "seed": cfg.seed,
@@ -401,9 +463,10 @@ def dataset_path(out_dir: str | Path, env_id: str) -> Path:
 
 
 def _checksum(data: dict[str, np.ndarray]) -> str:
+    """sha256 over each array's name, dtype, shape and bytes: a cast or a reshape changes it too."""
     digest = hashlib.sha256()
     for key in sorted(data):
-        digest.update(key.encode())
+        digest.update(f"{key} {data[key].dtype.str} {data[key].shape}".encode())
         digest.update(np.ascontiguousarray(data[key]))  # hashed in place: no bytes copy of the frames
     return digest.hexdigest()
 
@@ -432,6 +495,11 @@ def load_dataset(path: Path, settings: dict, quiet: bool = False) -> dict[str, n
     if meta.get("sha256") != _checksum(data):
         say(f"{path} does not match its checksum; collecting again")
         return None
+    n, size = len(data["frames"]), settings["img_size"]
+    if data["frames"].dtype != np.uint8 or data["frames"].shape[1:] != (3, size, size) or any(
+            len(values) != n for values in data.values()):
+        say(f"{path} holds arrays of the wrong dtype, shape or length; collecting again")
+        return None
     return data
 
 
@@ -443,6 +511,7 @@ def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests)
     if data is not None and len(data["frames"]) == cfg.n_frames:
         print(f"reusing {cfg.n_frames} frames from {path}")
         return data
+    check_room(cfg, out_dir)
     if data is not None:
         print(f"continuing the collection stopped at {len(data['frames'])} frames in {path}")
     print(f"collecting {cfg.n_frames} frames from {cfg.env_id}")
@@ -456,7 +525,7 @@ def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests)
             stop.signum,
         )
     seconds = time.perf_counter() - start
-    print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, cfg.angle_range)}")
+    print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, resolve_angle_range(cfg.env_id, cfg.angle_range))}")
     print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
     return data
 

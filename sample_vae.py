@@ -19,17 +19,15 @@ import frames
 from checkpoints import build_vae, load_checkpoint, run_config
 from cli import UserError
 from compute import pick_device, to_unit_float
-from MyVAE import MyVAE
+from MyVAE import MyVAE, kl_per_dim
 from pictures import (
-    TRAVERSAL_VALUES,
     dims_by_information,
-    interpolation_between_extremes,
-    make_grid,
     save_comparison,
-    save_grid,
+    save_interpolation,
     save_png,
+    save_samples,
+    save_traversal,
     to_uint8_hwc,
-    traversal,
 )
 
 # -----------------------------------------------------------------------------
@@ -58,7 +56,7 @@ def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> lis
     sample_dir.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(to_uint8_hwc(samples)):
         save_png(image, sample_dir / f"sample_{i:03d}.png")
-    return [save_png(make_grid(samples), out_dir / "samples.png"), sample_dir]
+    return [save_samples(samples, out_dir / "samples.png"), sample_dir]
 
 
 def show_interactive(model: MyVAE, seed: int) -> None:
@@ -85,8 +83,8 @@ def show_interactive(model: MyVAE, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
-    if cfg.n_samples < 1:
-        raise UserError(f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
+    cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
+    cli.require_seed(cfg.seed)
     checkpoint = load_checkpoint(cfg.checkpoint)
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)
@@ -101,10 +99,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             with torch.no_grad():
                 _, _, mu, log_var = model.eval()(heldout)
             dims = dims_by_information(model.variational, mu, log_var)
-            written.append(save_grid(traversal(model, dims), out_dir / "traversal.png", ncols=len(TRAVERSAL_VALUES)))
+            kl = kl_per_dim(mu, log_var).mean(0).tolist() if model.variational else None
+            written.append(save_traversal(model, dims, kl, out_dir / "traversal.png"))
         if cfg.interpolate:
-            path = interpolation_between_extremes(model, heldout)
-            written.append(save_grid(path, out_dir / "interpolation.png", ncols=len(path)))
+            written.append(save_interpolation(model, heldout, out_dir / "interpolation.png"))
         if cfg.reconstruct:
             x = heldout[: cfg.n_samples]
             written.append(save_comparison(x, model.reconstruct(x), out_dir / "reconstructions_heldout.png"))

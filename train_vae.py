@@ -21,22 +21,21 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import cli
 import frames
 from checkpoints import load_checkpoint, save_checkpoint
 from cli import UserError, require
-from compute import Compute
+from compute import Compute, auto_batch_size, pick_device
 from MyVAE import MyVAE
 from pictures import plot_curves, save_comparison
 
 # -----------------------------------------------------------------------------
 # data
 ENV_ID = "CartPole-v1"  # any classic-control id: CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0, ...
-N_FRAMES = 4_000  # frames to keep after filtering
+N_FRAMES = 24_000  # frames to keep after filtering (collection is cheap: fresh frames beat repeated epochs)
 RESET_AFTER = 20  # every episode is reset after its first RESET_AFTER observations
-ANGLE_RANGE = (-0.3, 0.3)  # keep frames whose pole angle (rad) lies here; None keeps all
+ANGLE_RANGE = None  # keep frames whose pole angle (rad) lies in (low, high); None: the env's own; "all": no filter
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
 MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept too few
@@ -44,15 +43,15 @@ N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1:
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
 LATENT_DIM = 10  # size of the latent code z
-HIDDEN_DIMS = (32, 64, 128, 256, 512)  # channels of the encoder's stride-2 convolutions (the decoder mirrors them)
+HIDDEN_DIMS = (8, 16, 32, 64, 128)  # channels of the stride-2 convolutions, mirrored by the decoder (homework: 32..512)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
-KL_WEIGHT = 2e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
+KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
 # training
-BATCH_SIZE = 32  # frames per optimizer step
-EPOCHS = 3  # passes over the training split
-LR = 2e-3  # Adam's peak learning rate
-WARMUP = 0.0  # share of the steps that ramp the learning rate up from 0; then it follows a cosine to LR/10
-COSINE = False  # False: a constant learning rate after the warm-up
+BATCH_SIZE = None  # frames per optimizer step; None: 8 on a CPU or MPS, 512 on CUDA
+EPOCHS = 2  # passes over the training split
+LR = 3e-3  # Adam's peak learning rate
+WARMUP = 0.05  # share of the steps that ramp the learning rate up from 0 to LR
+COSINE = True  # after the warm-up, a cosine from LR down to LR/10; False: LR throughout
 VAL_FRACTION = 0.1  # share of the episodes held out for validation
 # system
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
@@ -75,7 +74,8 @@ def validate_config(cfg: SimpleNamespace) -> None:
     frames.validate_collection(cfg)
     for name in ("latent_dim", "epochs"):
         require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
-    require(cfg.batch_size >= 2, f"BATCH_SIZE must be at least 2 (BatchNorm), got {cfg.batch_size}")
+    require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 2,
+            f"BATCH_SIZE must be an integer of at least 2 (BatchNorm), or None; got {cfg.batch_size!r}")
     require(
         len(cfg.hidden_dims) >= 1 and all(isinstance(c, int) and c >= 1 for c in cfg.hidden_dims)
         and cfg.img_size >= 2 ** len(cfg.hidden_dims),
@@ -86,6 +86,7 @@ def validate_config(cfg: SimpleNamespace) -> None:
     require(0 <= cfg.warmup < 1, f"WARMUP must lie in [0, 1), got {cfg.warmup}")
     require(cfg.kl_weight >= 0, f"KL_WEIGHT must be zero or positive, got {cfg.kl_weight}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
+    cli.require_seed(cfg.seed)
     n_train = int(cfg.n_frames * (1 - cfg.val_fraction))
     require(
         n_train >= cfg.batch_size,
@@ -180,30 +181,25 @@ def train(
         batches = epoch_batches(train_idx, cfg.batch_size, shuffle)
         net.train()
         first_batch = progress.batch
-        bar = tqdm(batches[progress.batch:], f"epoch {progress.epoch}/{cfg.epochs}", steps_per_epoch,
-                   initial=progress.batch, unit="batch", leave=False, disable=None)
-        for idx in bar:
-            if stop.signum:
-                save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
-                raise cli.Stopped(
-                    f"stopped by {stop.name} in epoch {progress.epoch} after {progress.batch}/{steps_per_epoch} "
-                    f"batches; saved {out_dir / 'last.pt'}; to continue, run the same command with --resume",
-                    stop.signum,
-                )
-            # the training step
-            step = (progress.epoch - 1) * steps_per_epoch + progress.batch
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, cfg)
-            with compute.autocast():
-                parts = model.loss(*net(compute.inputs(frames_u8[idx])), kl_weight=cfg.kl_weight)
-            if not torch.isfinite(parts["loss"]):  # before backward: a NaN never reaches the weights
-                raise diverged(parts, progress, cfg, out_dir)
-            optimizer.zero_grad(set_to_none=True)
-            parts["loss"].backward()
-            optimizer.step()
-            for key in _LOSS_PARTS:
-                progress.totals[key] += parts[key].item()
-            progress.batch += 1
+        with cli.Progress(steps_per_epoch, f"epoch {progress.epoch}/{cfg.epochs}", "batch", progress.batch) as bar:
+            for idx in batches[progress.batch:]:
+                if stop.signum:
+                    raise stopped(stop, model, optimizer, progress, cfg, out_dir, steps_per_epoch)
+                # the training step
+                step = (progress.epoch - 1) * steps_per_epoch + progress.batch
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, total_steps, cfg)
+                with compute.autocast():
+                    parts = model.loss(*net(compute.inputs(frames_u8[idx])), kl_weight=cfg.kl_weight)
+                if not torch.isfinite(parts["loss"]):  # before backward: a NaN never reaches the weights
+                    raise diverged(parts, progress, cfg, out_dir)
+                optimizer.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                optimizer.step()
+                for key in _LOSS_PARTS:
+                    progress.totals[key] += parts[key].item()
+                progress.batch += 1
+                bar.update()
 
         images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size / (time.perf_counter() - start)
         train_parts = {key: value / steps_per_epoch for key, value in progress.totals.items()}
@@ -216,7 +212,7 @@ def train(
             | {"lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2), "images_per_s": round(images_per_s)}
         )
         improved = val_parts["loss"] < progress.best_val_loss
-        tqdm.write(
+        print(
             f"epoch {progress.epoch}/{cfg.epochs}: train loss {train_parts['loss']:.5f} "
             f"(recon {train_parts['recon']:.5f}, kl {train_parts['kl']:.2f}) | "
             f"val loss {val_parts['loss']:.5f} (recon {val_parts['recon']:.5f}, kl {val_parts['kl']:.2f}) | "
@@ -234,6 +230,15 @@ def place_frames(frames_u8: torch.Tensor, compute: Compute) -> tuple[torch.Tenso
     if compute.device.type == "cuda" and frames_u8.nbytes < torch.cuda.mem_get_info(compute.device)[0] // 4:
         return frames_u8.to(compute.device), f"on {compute.device} ({frames_u8.nbytes / 2**20:.0f} MiB)"
     return frames_u8, f"in RAM ({frames_u8.nbytes / 2**20:.0f} MiB)"
+
+
+def stopped(stop: cli.StopRequests, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress,
+            cfg: SimpleNamespace, out_dir: Path, steps_per_epoch: int) -> cli.Stopped:
+    """Save last.pt at the position reached inside the epoch; the exception that ends the run."""
+    save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
+    return cli.Stopped(f"stopped by {stop.name} in epoch {progress.epoch} after {progress.batch}/{steps_per_epoch} "
+                       f"batches; saved {out_dir / 'last.pt'}; to continue, run the same command with --resume",
+                       stop.signum)
 
 
 def diverged(parts: dict[str, torch.Tensor], progress: Progress, cfg: SimpleNamespace, out_dir: Path) -> UserError:
@@ -325,19 +330,25 @@ def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.opti
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
+    device = pick_device(cfg.device)
+    if cfg.batch_size is None:
+        cfg.batch_size = auto_batch_size(device)  # the config saved with the run records what ran
     validate_config(cfg)
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // cfg.batch_size
-    compute = Compute.choose(cfg.device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER)
+    compute = Compute.choose(device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER)
     resume = None
+    if not cfg.resume and (out_dir / "vae.pt").exists():
+        print(f"note: {out_dir} holds an earlier run; this one replaces its checkpoints, metrics and pictures "
+              f"(to keep both, stop now and pass --out_dir {out_dir}_2)")
     if cfg.resume:
         last_path = out_dir / "last.pt"
         require(last_path.exists(), f"nothing to resume: no {last_path}; run without --resume to start")
         resume = load_checkpoint(last_path)
         check_resumable(resume, cfg, last_path)
-    cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
     start = time.perf_counter()
-    with cli.StopRequests() as stop:
+    with cli.lock_out_dir(out_dir), cli.StopRequests() as stop:
+        cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
         data = frames.load_or_collect(cfg, out_dir, stop)
         history = train(cfg, data, out_dir, compute, stop, resume)
     best = min(history, key=lambda row: row["val_loss"])

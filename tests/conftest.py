@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # under pytest -n: each worker its share of the cores, or they thrash
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_share)  # for this worker's torch and the scripts it runs
 
 # Small enough to train in seconds, large enough for two batches and a validation split.
 TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2",
@@ -39,12 +42,30 @@ def run_main(capsys: pytest.CaptureFixture, main, *argv: str) -> SimpleNamespace
     return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 
 
+def assert_grid(path: Path, rows: int, cols: int, side: int, col_labels: bool = False) -> None:
+    """The PNG at `path` is a labelled grid of rows x cols tiles of side x side frames, upscaled to >= 128 px."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        width, height = image.size
+    tile = side * -(-128 // side) + 2
+    line = 14 + 6  # pictures._FONT_SIZE + spacing: one line for the title, one for column labels
+    assert height == line * (1 + col_labels) + 2 + rows * tile + 4, f"{path.name}: height {height}"
+    assert 2 + cols * tile <= width <= 2 + cols * tile + 250, f"{path.name}: width {width}"
+
+
 def train_config(**overrides) -> SimpleNamespace:
     """train_vae's constants as main() would see them, with `overrides` applied."""
+    import torch
+
     import cli  # here, not at the top: the repo must be on sys.path first
     import train_vae
+    from compute import auto_batch_size
 
-    return cli.defaults(train_vae, **overrides)
+    cfg = cli.defaults(train_vae, **overrides)
+    if cfg.batch_size is None:
+        cfg.batch_size = auto_batch_size(torch.device("cpu"))
+    return cfg
 
 
 class StopAfter:
@@ -76,8 +97,9 @@ def run_script(script: str, *args: str, cwd: Path | None = None, timeout: float 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """OUT_DIR of one finished tiny training run, shared by the tests that only read it."""
+    """OUT_DIR of one finished tiny training run (in this process), shared by the tests that only read it."""
+    import train_vae
+
     out_dir = tmp_path_factory.mktemp("tiny_run")
-    result = run_script("train_vae.py", *TINY, "--out_dir", str(out_dir))
-    assert result.returncode == 0, result.stderr
+    train_vae.main([*TINY, "--out_dir", str(out_dir)])
     return out_dir

@@ -8,6 +8,7 @@ import pytest
 from conftest import train_config
 
 import bench
+import compute
 
 
 def test_collection_is_measured_against_the_homework_collector_with_the_same_picture() -> None:
@@ -22,6 +23,7 @@ def test_reference_collection_obeys_the_same_filters() -> None:
     assert len(data["frames"]) == 50 and abs(data["states"][:, 2]).max() <= 0.05 and data["step"].max() <= 6
 
 
+@pytest.mark.slow
 def test_the_homework_run_reports_time_and_heldout_mse_along_its_way() -> None:
     heldout = bench.reference_collect(train_config(n_frames=20, seed=99))["frames"]
     points = bench.train_homework(train_config(n_frames=110), heldout, iterations=2, eval_every=1)
@@ -42,5 +44,5 @@ def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
     assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-1][1] and "0.002000" in rows[-1][2]
     bench.plot_quality(quality["ours"], quality["homework"], tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 1000
-    machine = bench.machine()
+    machine = compute.machine()
     assert set(machine) >= {"cpu", "amx", "avx512_bf16", "device"} and json.dumps(machine)

@@ -40,13 +40,18 @@ def test_a_bool_flag_alone_means_true_and_none_is_accepted_for_tuples() -> None:
         (["--n_frames", "1.5"], "--n_frames expects an integer"),
         (["--lr", "fast"], "--lr expects a number"),
         (["--variational", "yes"], "--variational expects True or False"),
-        (["--angle_range", "(a, b)"], "--angle_range expects a tuple of numbers"),
+
         (["--no_such_constant", "1"], "unrecognized arguments: --no_such_constant"),
     ],
 )
 def test_bad_overrides_are_a_user_error(argv: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         cli.parse_config("train_vae", argv)
+
+
+def test_a_tuple_constant_takes_only_numbers() -> None:
+    with pytest.raises(UserError, match=r"--quality_budgets expects a tuple of numbers"):
+        cli.parse_config("bench", ["--quality_budgets", "(a, b)"])
 
 
 def test_help_lists_every_constant_with_its_default(capsys) -> None:

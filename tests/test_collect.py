@@ -92,7 +92,8 @@ def test_pendulum_works_by_changing_env_id_alone() -> None:
 
 
 def test_a_filter_that_keeps_nothing_says_which_filter_rejected_how_much() -> None:
-    with pytest.raises(UserError, match=r"kept only 0 of 10 frames.*rejected by ANGLE_RANGE=\(2.0, 3.0\): 500"):
+    with pytest.raises(UserError, match=r"kept only 0 of 10 frames.*rejected 500 whose pole angle lay outside "
+                                        r"ANGLE_RANGE=\(2.0, 3.0\)"):
         collect(angle_range=(2.0, 3.0), n_frames=10, max_steps_per_frame=50)
 
 
@@ -104,7 +105,8 @@ def test_unknown_env_id_suggests_close_names() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"env_id": "MountainCar-v0"}, "has no pole angle to filter on: set ANGLE_RANGE to None"),
+        ({"env_id": "MountainCar-v0", "angle_range": (-0.3, 0.3)}, "has no pole angle to filter on"),
+        ({"angle_range": "(a, b)"}, r"ANGLE_RANGE must be \(low, high\)"),
         ({"angle_range": (0.3, -0.3)}, "low < high"),
         ({"crop": (0.4, 1.2, 0.0, 1.0)}, "CROP must be"),
         ({"crop": (0.5, 0.5, 0.0, 1.0)}, "CROP must be"),
@@ -117,6 +119,20 @@ def test_unknown_env_id_suggests_close_names() -> None:
 def test_bad_constants_are_rejected_before_any_work(overrides: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         train_vae.validate_config(train_config(**overrides))
+
+
+def test_each_env_has_its_own_angle_filter_and_the_summary_says_what_it_rejected(capsys) -> None:
+    assert frames.resolve_angle_range("CartPole-v1", None) == (-0.3, 0.3)
+    assert frames.resolve_angle_range("CartPole-v1", "all") is None
+    assert frames.resolve_angle_range("Pendulum-v1", None) is None  # +-0.3 would keep ~4% of random swings
+    assert frames.resolve_angle_range("Acrobot-v1", None) is None  # +-0.3 would keep only hanging-down frames
+    data = collect("Pendulum-v1", n_frames=200, angle_range=None)
+    angles = np.arctan2(data["states"][:, 1], data["states"][:, 0])
+    assert np.abs(angles).max() > 1.0, "Pendulum's default keeps frames far from upright"
+    stats = frames.CollectionStats(observations=100, episodes=5, kept=40, rejected_angle=60)
+    assert "kept 40 (40%)" in stats.summary(20, (-0.1, 0.1))
+    assert "rejected 60 whose pole angle lay outside ANGLE_RANGE=(-0.1, 0.1)" in stats.summary(20, (-0.1, 0.1))
+    assert "no angle filter" in stats.summary(20, None)
 
 
 def test_envs_without_an_angle_work_with_angle_range_none() -> None:

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_script
+from conftest import assert_grid, run_main, run_script
 from PIL import Image
 
 import evaluate_vae
+import sample_vae
 from MyVAE import MyVAE
 from pictures import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
 
@@ -19,18 +20,6 @@ METRIC_KEYS = {
     "sample_nearest_mse_median", "sample_nearest_mse_p90", "kl_per_dim", "kl_total", "active_dims",
     "active_dims_by_variance", "dims_by_information", "probe_r2",
 }
-
-
-def _size(path) -> tuple[int, int]:
-    with Image.open(path) as image:
-        image.verify()
-    with Image.open(path) as image:
-        return image.height, image.width
-
-
-def _grid(rows: int, cols: int, side: int, pad: int = 2) -> tuple[int, int]:
-    """(height, width) of images.make_grid for rows x cols tiles of side x side."""
-    return pad + rows * (side + pad), pad + cols * (side + pad)
 
 
 def test_probe_r2_is_near_one_for_a_linear_code_and_near_zero_for_noise() -> None:
@@ -93,11 +82,12 @@ def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> No
     assert len(metrics["kl_per_dim"]) == 4 and metrics["kl_total"] == pytest.approx(sum(metrics["kl_per_dim"]))
     assert metrics["psnr_db"] == pytest.approx(10 * np.log10(1 / metrics["mse"]))
     assert 0 <= metrics["active_dims"] <= 4 and sorted(metrics["dims_by_information"]) == [0, 1, 2, 3]
-    assert _size(tmp_path / "traversal.png") == _grid(4, len(TRAVERSAL_VALUES), 32)
-    assert _size(tmp_path / "interpolation.png") == _grid(1, INTERPOLATION_STEPS + 2, 32)
-    assert _size(tmp_path / "reconstructions.png") == _grid(2, 8, 32)
-    assert _size(tmp_path / "samples.png") == _grid(2, 8, 32)
-    assert _size(tmp_path / "latent_scatter.png") == (420, 500)
+    assert_grid(tmp_path / "traversal.png", 4, len(TRAVERSAL_VALUES), 32, col_labels=True)
+    assert_grid(tmp_path / "interpolation.png", 1, INTERPOLATION_STEPS + 2, 32, col_labels=True)
+    assert_grid(tmp_path / "reconstructions.png", 2, 8, 32)
+    assert_grid(tmp_path / "samples.png", 2, 8, 32)
+    with Image.open(tmp_path / "latent_scatter.png") as scatter:
+        assert scatter.size == (500, 420)
 
 
 def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_path) -> None:
@@ -108,16 +98,17 @@ def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_
 @pytest.mark.parametrize(
     ("flag", "name", "shape"),
     [
-        ("--traverse", "traversal.png", _grid(4, len(TRAVERSAL_VALUES), 32)),
-        ("--interpolate", "interpolation.png", _grid(1, INTERPOLATION_STEPS + 2, 32)),
-        ("--reconstruct", "reconstructions_heldout.png", _grid(2, 5, 32)),
+        ("--traverse", "traversal.png", (4, len(TRAVERSAL_VALUES), True)),
+        ("--interpolate", "interpolation.png", (1, INTERPOLATION_STEPS + 2, True)),
+        ("--reconstruct", "reconstructions_heldout.png", (2, 5, False)),
     ],
 )
-def test_sampling_modes_write_their_pictures(tiny_run, tmp_path, flag: str, name: str, shape) -> None:
+def test_sampling_modes_write_their_pictures(capsys, tiny_run, tmp_path, flag: str, name: str, shape) -> None:
     args = ["--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(tmp_path), flag]
-    result = run_script("sample_vae.py", *args)
+    result = run_main(capsys, sample_vae.main, *args)
     assert result.returncode == 0, result.stderr
-    assert _size(tmp_path / name) == shape
+    rows, cols, col_labels = shape
+    assert_grid(tmp_path / name, rows, cols, 32, col_labels)
     assert not (tmp_path / "samples.png").exists(), "a mode replaces the random samples"
 
 
@@ -131,7 +122,7 @@ def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(tmp_pa
     results = json.loads((tmp_path / "comparison.json").read_text())
     assert [r["variational"] for r in results] == [False, True, True]
     assert all(set(r["probe_r2"]) and r["mse"] > 0 for r in results)
-    assert _size(tmp_path / "samples.png") == _grid(3, 8, 64)
+    assert_grid(tmp_path / "samples.png", 3, 8, 64)
     assert (tmp_path / "beta_sweep.png").is_file()
     for name in ("autoencoder", "vae_beta1e-05", "vae_beta0.001"):
         assert (tmp_path / name / "vae.pt").is_file() and (tmp_path / name / "eval" / "metrics.json").is_file()

@@ -62,6 +62,29 @@ def test_a_bf16_training_step_lowers_the_loss_like_fp32() -> None:
     assert losses["bf16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.3)
 
 
+def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(capsys, tmp_path) -> None:
+    from conftest import TINY, run_main
+
+    import train_vae
+    from checkpoints import load_checkpoint
+    from compute import auto_batch_size
+
+    assert auto_batch_size(torch.device("cpu")) == 8 and auto_batch_size(torch.device("cuda")) == 512
+    tiny = [arg for arg in TINY if arg not in ("--batch_size", "16")]
+    assert run_main(capsys, train_vae.main, *tiny, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
+    assert load_checkpoint(tmp_path / "vae.pt")["config"]["batch_size"] == 8
+
+
+def test_compile_auto_waits_for_a_run_long_enough_to_repay_it() -> None:
+    from compute import Compute
+
+    cuda = torch.device("cuda")  # a device object needs no GPU; nothing runs on it here
+    assert Compute.choose(cuda, "fp32", False, "auto", long_run=False).compile is False
+    if shutil.which("g++"):
+        assert Compute.choose(cuda, "fp32", False, "auto", long_run=True).compile is True
+    assert Compute.choose(torch.device("cpu"), "fp32", False, "auto", long_run=True).compile is False
+
+
 def test_auto_precision_follows_the_hardware() -> None:
     expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
     assert pick_autocast_dtype("auto", torch.device("cpu")) == expected
@@ -75,6 +98,7 @@ def test_compile_falls_back_cleanly_without_a_compiler(monkeypatch, capsys) -> N
     assert _compute(compile="auto").compile is False  # auto compiles on CUDA only
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile needs a C++ compiler")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside torch.compile itself
 def test_compiled_training_forward_matches_eager_and_shares_weights() -> None:

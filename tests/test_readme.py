@@ -12,11 +12,12 @@ import bench
 import cli
 import compare_vae
 import evaluate_vae
+import make_docs
 import sample_vae
 import train_vae
 
 README = (REPO / "README.md").read_text()
-SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "compare_vae.py", "bench.py", "MyVAE.py"}
+SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "compare_vae.py", "bench.py", "make_docs.py", "MyVAE.py"}
 
 
 def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
@@ -61,12 +62,26 @@ def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
     for name, imports in modules.items():
         if name not in SCRIPTS:
             assert not imports & scripts, f"library {name} imports a script"
-    orchestrators = {"compare_vae.py", "bench.py"}
+    orchestrators = {"compare_vae.py", "bench.py", "make_docs.py"}
     for name in SCRIPTS - orchestrators - {"MyVAE.py"}:
         assert not modules[name] & scripts, f"{name} imports a script"
     for name in orchestrators:  # a script that orchestrates runs may call another's main(argv), nothing else
         tree = ast.parse((REPO / name).read_text())
+        imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.Import)
+                    for alias in node.names} & scripts
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in (
-                    "train_vae", "evaluate_vae", "sample_vae"):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported:
                 assert node.attr == "main", f"{name} uses {node.value.id}.{node.attr}"
+
+
+def test_the_readme_constants_block_is_what_make_docs_writes() -> None:
+    """So `python make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
+    assert make_docs.constants_tables() in README
+
+
+def test_make_docs_replaces_only_its_marked_blocks() -> None:
+    text = "intro\n<!-- results: old; do not edit by hand -->\n| a | 1 |\n<!-- results end -->\noutro\n"
+    new = make_docs.replace_block(text, "results", "| a | 2 |", "by a test")
+    assert new == "intro\n<!-- results: by a test; do not edit by hand -->\n| a | 2 |\n<!-- results end -->\noutro\n"
+    with pytest.raises(cli.UserError, match="no `<!-- bench: ... -->`"):
+        make_docs.replace_block(text, "bench", "x", "y")

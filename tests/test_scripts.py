@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_main, run_script
+from conftest import TINY, assert_grid, run_main, run_script
 from PIL import Image
 
 import sample_vae
@@ -33,8 +33,7 @@ def test_training_writes_every_promised_output(tiny_run) -> None:
     assert [int(row["epoch"]) for row in rows] == [1, 2]
     assert {"train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl"} <= set(rows[0])
     assert all(float(row["val_recon"]) > 0 for row in rows)
-    recon = _png(tiny_run / "reconstructions.png")
-    assert recon.shape == (2 + 2 * 34, 2 + 8 * 34, 3)  # 8 originals above 8 reconstructions, 32 px + 2 px pad
+    assert_grid(tiny_run / "reconstructions.png", 2, 8, 32)  # 8 held-out frames above their reconstructions
     checkpoint = load_checkpoint(tiny_run / "vae.pt")
     assert checkpoint["model_args"]["img_size"] == 32 and checkpoint["model_args"]["latent_dim"] == 4
     assert checkpoint["config"]["n_frames"] == 96
@@ -51,7 +50,7 @@ def test_sampling_writes_a_grid_and_one_png_per_sample(tiny_run, tmp_path) -> No
     singles = sorted((tmp_path / "samples").glob("sample_*.png"))
     assert len(singles) == 5
     assert all(_png(path).shape == (32, 32, 3) for path in singles)
-    assert _png(tmp_path / "samples.png").shape == (2 + 34, 2 + 5 * 34, 3)
+    assert_grid(tmp_path / "samples.png", 1, 5, 32)
     again = tmp_path / "again"
     run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(again))
     assert np.array_equal(_png(again / "samples.png"), _png(tmp_path / "samples.png")), "same seed, same samples"
@@ -81,7 +80,7 @@ def _assert_clean_failure(result, message: str) -> None:
         (["--env_id", "CartPol-v1"], "did you mean CartPole-v1"),
         (["--angle_range", "(2.0, 3.0)", "--n_frames", "20", "--batch_size", "4", "--max_steps_per_frame", "5",
           "--n_envs", "1"], "kept only 0 of"),
-        (["--batch_size", "-3"], "BATCH_SIZE must be at least 2"),
+        (["--batch_size", "-3"], "BATCH_SIZE must be an integer of at least 2"),
         (["--epochs", "ten"], "--epochs expects an integer"),
         (["--bogus", "1"], "unrecognized arguments: --bogus"),
         (["--n_frame", "100"], "unrecognized arguments: --n_frame"),

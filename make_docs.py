@@ -1,0 +1,136 @@
+"""Regenerate every picture in docs/ and every table the README quotes, from the code as it is.
+
+    python make_docs.py                                  # all of it: about 25 minutes on 2 cores
+    python make_docs.py --compare False --bench False    # the default run and its pictures only: ~3 minutes
+    python make_docs.py --tables_only                    # only the README's constants tables: seconds
+
+Runs the default `python train_vae.py`, scores it with `evaluate_vae.py --fresh 2000`,
+then (optionally) `compare_vae.py` and `bench.py`, each through its own main(). The
+README's blocks between `<!-- NAME: ... -->` and `<!-- NAME end -->` are rewritten with
+what they measured, the machine and the command beside them; everything else in the
+README is prose, which quotes no number that a block holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import json
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import bench
+import cli
+import compare_vae
+import compute
+import evaluate_vae
+import sample_vae
+import train_vae
+
+# -----------------------------------------------------------------------------
+COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
+BENCH = True  # also run bench.py for the Performance table and the quality-vs-time plot (~12 minutes)
+TABLES_ONLY = False  # only rewrite the README's constants tables, nothing is trained
+FRESH = 2000  # new frames (another seed) the default run is scored on
+OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
+# -----------------------------------------------------------------------------
+
+_REPO = Path(__file__).resolve().parent
+_SCRIPTS = (train_vae, sample_vae, evaluate_vae, compare_vae, bench)
+_KL_WEIGHTS = "(2e-6, 2e-5, 2e-4, 2e-3)"
+
+
+def constants_tables() -> str:
+    """One markdown table per script: each constant, its default, its comment."""
+    blocks = []
+    for module in _SCRIPTS:
+        rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |" for name, knob in cli.knobs(module).items()]
+        blocks.append(f"`{module.__name__}.py`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
+                      + "\n".join(rows))
+    return "\n\n".join(blocks)
+
+
+def _literal(value: object) -> str:
+    """A Python literal as the README shows it: strings in double quotes."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
+
+
+def replace_block(text: str, name: str, body: str, provenance: str) -> str:
+    """Put `body` between the README's `<!-- name: ... -->` and `<!-- name end -->` markers."""
+    pattern = re.compile(rf"<!-- {name}: .*?-->\n.*?<!-- {name} end -->", re.S)
+    if not pattern.search(text):
+        raise cli.UserError(f"README.md has no `<!-- {name}: ... -->` ... `<!-- {name} end -->` block")
+    return pattern.sub(lambda _: f"<!-- {name}: {provenance}; do not edit by hand -->\n{body}\n<!-- {name} end -->",
+                       text)
+
+
+def default_run(cfg, out_dir: Path, docs: Path) -> str:
+    """The default pipeline, timed from a cold start; its pictures to docs/; the results table."""
+    run = out_dir / "default_run"
+    shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
+    start = time.perf_counter()
+    train_vae.main(["--out_dir", str(run)])
+    seconds = time.perf_counter() - start
+    evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(cfg.fresh), "--out_dir", str(run / "eval")])
+    metrics = json.loads((run / "eval" / "metrics.json").read_text())
+    with open(run / "metrics.csv") as f:
+        epochs = list(csv.DictReader(f))
+    for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png"):
+        shutil.copyfile(run / "eval" / name, docs / name)
+    shutil.copyfile(run / "loss_curves.png", docs / "loss_curves.png")
+    probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items())
+    rows = [
+        ("wall time of `python train_vae.py`, collection included", f"{seconds:.0f} s"),
+        ("training speed (last epoch)", f"{float(epochs[-1]['images_per_s']):.0f} images/s"),
+        (f"held-out reconstruction MSE per pixel ({metrics['data']})", f"**{metrics['mse']:.6f}**"),
+        ("PSNR", f"{metrics['psnr_db']:.1f} dB"),
+        ("samples: MSE to the nearest training frame, median / 90th percentile",
+         f"{metrics['sample_nearest_mse_median']:.6f} / **{metrics['sample_nearest_mse_p90']:.6f}**"),
+        ("KL, and active latent dimensions (KL > 0.01 nats)",
+         f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])}"),
+        ("linear probe R^2 from the latent mean (held-out)", probe),
+    ]
+    return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def comparison(out_dir: Path, docs: Path) -> str:
+    compare_vae.main(["--kl_weights", _KL_WEIGHTS, "--out_dir", str(out_dir / "compare")])
+    shutil.copyfile(out_dir / "compare" / "samples.png", docs / "ae_vs_vae_samples.png")
+    shutil.copyfile(out_dir / "compare" / "beta_sweep.png", docs / "beta_sweep.png")
+    return (out_dir / "compare" / "comparison.md").read_text().strip()
+
+
+def performance(out_dir: Path, docs: Path) -> str:
+    bench.main(["--out_dir", str(out_dir / "bench")])
+    results = json.loads((out_dir / "bench" / "bench.json").read_text())
+    shutil.copyfile(out_dir / "bench" / "quality_vs_time.png", docs / "quality_vs_time.png")
+    rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
+    return "| measurement | value | note |\n| --- | --- | --- |\n" + rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = cli.parse_config(__name__, argv)
+    readme_path, docs = _REPO / "README.md", _REPO / "docs"
+    readme = replace_block(readme_path.read_text(), "constants", constants_tables(), "written by `python make_docs.py`")
+    if not cfg.tables_only:
+        out_dir = cli.prepare_out_dir(cfg.out_dir)
+        docs.mkdir(exist_ok=True)
+        machine = compute.machine()
+        where = (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}, "
+                 f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
+        readme = replace_block(readme, "results", default_run(cfg, out_dir, docs),
+                               f"`python make_docs.py` on {where}")
+        if cfg.compare:
+            readme = replace_block(readme, "compare", comparison(out_dir, docs),
+                                   f"`python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"` on {where}")
+        if cfg.bench:
+            readme = replace_block(readme, "bench", performance(out_dir, docs), f"`python bench.py` on {where}")
+    cli.atomic_write(readme_path, lambda f: f.write(readme.encode()))
+    print(f"rewrote {readme_path}" + ("" if cfg.tables_only else f" and the pictures in {docs}/"))
+
+
+if __name__ == "__main__":
+    cli.run(main)

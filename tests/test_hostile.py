@@ -1,0 +1,173 @@
+"""Hostile inputs and faults: each family is refused in one line before work starts, or survived without loss."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, TINY, run_main, train_config
+
+import bench
+import cli
+import compare_vae
+import evaluate_vae
+import frames
+import sample_vae
+import train_vae
+from checkpoints import save_checkpoint
+from MyVAE import MyVAE
+
+
+def _one_line(result, message: str) -> None:
+    assert result.returncode not in (0, None), result.stdout
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64 + 5)])
+@pytest.mark.parametrize("script", [train_vae, sample_vae, evaluate_vae, compare_vae, bench])
+def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_path, script, seed: str) -> None:
+    _one_line(run_main(capsys, script.main, "--seed", seed, "--out_dir", str(tmp_path)), "SEED must lie in")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env_id", "FrozenLake-v1", "--angle_range", "None"], "not a vector of numbers"),
+        (["--crop", "(0.5, 0.5001, 0.0, 1.0)"], "keeps no whole pixel row or column"),
+        (["--n_frames", str(10**9)], "GiB of RAM"),
+        (["--device", "meta"], "DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        (["--device", "cuda:7"], "is not available here"),
+        (["--kl_weight", "1e38", "--epochs", "1"], "KL_WEIGHT=1e+38 is far above the default"),
+    ],
+)
+def test_values_that_cannot_work_are_one_line(capsys, tmp_path, args: list[str], message: str) -> None:
+    if args[:2] == ["--device", "cuda:7"] and __import__("torch").cuda.device_count() > 7:
+        pytest.skip("this machine has an eighth GPU")
+    _one_line(run_main(capsys, train_vae.main, *TINY, *args, "--out_dir", str(tmp_path)), message)
+
+
+def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
+    _one_line(result, "on disk for the dataset")
+    assert "collecting" not in result.stdout
+
+
+def test_a_second_run_in_the_same_out_dir_names_the_first(capsys, tmp_path) -> None:
+    with cli.lock_out_dir(tmp_path):
+        _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)),
+                  f"is in use by PID {os.getpid()}")
+    assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
+
+
+def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
+    _one_line(run_main(capsys, evaluate_vae.main, "--fresh", "10", "--out_dir", str(tmp_path)),
+              "FRESH must be 0 or at least 50")
+
+
+def test_a_cache_with_the_wrong_dtype_or_a_folder_in_its_place_is_not_used(capsys, tmp_path) -> None:
+    cfg = train_config(n_frames=30, img_size=32, n_envs=1)
+    settings, path = frames.collection_settings(cfg), tmp_path / "frames.npz"
+    data = frames.collect_frames(cfg)[0]
+    frames.save_dataset(path, data | {"frames": data["frames"].astype(np.int16)}, settings)  # checksum matches
+    assert frames.load_dataset(path, settings) is None
+    assert "wrong dtype, shape or length" in capsys.readouterr().out
+    frames.save_dataset(path, data | {"step": data["step"][:-1]}, settings)
+    assert frames.load_dataset(path, settings) is None
+    folder = frames.dataset_path(tmp_path / "run", "CartPole-v1")
+    folder.mkdir(parents=True)
+    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path / "run")), "cannot write")
+
+
+def test_resume_takes_speed_knobs_and_says_when_a_run_is_finished(capsys, tmp_path) -> None:
+    assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
+    result = run_main(capsys, train_vae.main, *TINY, "--resume", "--n_envs", "1", "--fast_render", "False",
+                      "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    _one_line(run_main(capsys, train_vae.main, *TINY, "--resume", "--out_dir", str(tmp_path)),
+              "has finished 2 of EPOCHS=2: nothing to resume")
+
+
+def test_evaluate_says_truthfully_what_it_scored_when_the_dataset_is_gone(tmp_path, tiny_run) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("vae.pt",):
+        (run / name).write_bytes((tiny_run / name).read_bytes())
+    checkpoint = __import__("checkpoints").load_checkpoint(run / "vae.pt")
+    checkpoint["config"]["out_dir"] = str(run)  # this copy has no dataset beside it
+    __import__("torch").save(checkpoint, run / "vae.pt")
+    metrics = evaluate_vae.evaluate(run / "vae.pt", tmp_path)
+    assert "dataset is gone" in metrics["data"] and "validation" not in metrics["data"]
+
+
+def test_compare_never_suggests_a_flag_it_rejects(capsys, tmp_path, monkeypatch) -> None:
+    def stopped(argv):
+        raise cli.Stopped("stopped by SIGINT ...; to continue, run the same command with --resume", signal.SIGINT)
+
+    monkeypatch.setattr(train_vae, "main", stopped)
+    result = run_main(capsys, compare_vae.main, "--out_dir", str(tmp_path))
+    assert result.returncode == 130 and "--resume" not in result.stderr and "compare_vae.py" in result.stderr
+
+
+def test_a_bare_checkpoint_cannot_be_evaluated_and_says_which_part_is_missing(capsys, tmp_path) -> None:
+    save_checkpoint(tmp_path / "bare.pt", MyVAE(img_size=32, latent_dim=4))
+    _one_line(run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "bare.pt"), "--out_dir",
+                       str(tmp_path)), "has no `config`")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_exit_by_themselves_when_the_trainer_is_killed(tmp_path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "train_vae.py"), "--n_frames", "200000", "--n_envs", "2", "--img_size", "32",
+         "--out_dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith("collecting"):
+            break
+    deadline = time.time() + 30
+    while len(workers := _children(process.pid)) < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(workers) >= 2, "the collection workers did not start"
+    process.kill()  # kill -9: no handler runs, nothing tells the workers
+    process.wait()
+    deadline = time.time() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists() and "Z" not in
+             Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "orphaned workers kept running"
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_is_one_line_and_leaves_no_temporary_files(tmp_path) -> None:
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run([sys.executable, str(REPO / "train_vae.py"), *TINY, "--out_dir", str(tmp_path)],
+                            capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    _one_line(result, "cannot write")
+    assert "File too large" in result.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
