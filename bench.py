@@ -56,9 +56,9 @@ _HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, e
 # ---------------------------------------------------------------- the homework's approach
 
 
-def bicubic_renderer(crop: Sequence[float], img_size: int):
+def bicubic_renderer(crop: Sequence[float], img_size: int) -> frames.Renderer:
     """The homework's preprocessing: a full-size render, the crop sliced out, one bicubic resize."""
-    def render(env: gym.Env) -> np.ndarray:
+    def render(env: gym.Env, _obs: np.ndarray | None = None) -> np.ndarray:
         full = env.render()
         height, width = full.shape[:2]
         top, bottom, left, right = crop

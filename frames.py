@@ -38,6 +38,7 @@ from cli import UserError
 
 _CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding, parallel work and resumption
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
+_ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what a dataset holds
 _SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
@@ -50,6 +51,10 @@ class EnvKnowledge:
     angle_range: tuple[float, float] | None = None  # the frames kept by default; None keeps every angle
     crop: tuple[float, float, float, float] = _FULL_FRAME  # (top, bottom, left, right) fractions kept
     state_names: tuple[str, ...] = ()  # what each observation entry means
+    reset_after: int = 20  # RESET_AFTER's default: observations before every episode is reset
+    skip_first: int = 0  # observations at each episode's start that are never kept (an intro animation)
+    latent_dim: int = 10  # LATENT_DIM's default
+    policy: Callable[[gym.Env], np.ndarray | int] | None = None  # how actions are drawn; None: uniformly
 
 
 _ENVS = {
@@ -70,12 +75,28 @@ _ENVS = {
         state_names=("cos(link 1)", "sin(link 1)", "cos(link 2)", "sin(link 2)", "link 1 velocity", "link 2 velocity"),
     ),
     "MountainCar": EnvKnowledge(state_names=("position", "velocity")),
+    # World Models' car: its 96x96 observation is the frame; the bottom 12 rows are a status bar
+    "CarRacing": EnvKnowledge(
+        crop=(0.0, 84 / 96, 0.0, 1.0),
+        reset_after=300,  # the first 50 observations zoom in on the car: 20 would show nothing else
+        skip_first=50,
+        latent_dim=32,  # as World Models
+        policy=lambda env: _drive(env),
+    ),
+    "ALE": EnvKnowledge(reset_after=500),  # Atari: frameskip as the env defines it (v5: 4), no angle
 }
 
 
+def _drive(env: gym.Env) -> np.ndarray:
+    """CarRacing's random policy, biased to accelerate as World Models' was: uniform steering, gas in
+    [0.5, 1], no brake. Uniform actions brake half the time, and the car barely leaves the start."""
+    rng = env.action_space.np_random
+    return np.array([rng.uniform(-1.0, 1.0), rng.uniform(0.5, 1.0), 0.0], dtype=np.float32)
+
+
 def env_family(env_id: str) -> str:
-    """'CartPole-v1' -> 'CartPole' (the part that decides crop and angle)."""
-    return env_id.split("/")[-1].split("-v")[0]
+    """'CartPole-v1' -> 'CartPole', 'ALE/Pong-v5' -> 'ALE' (the part that decides crop, angle, ...)."""
+    return "ALE" if env_id.startswith("ALE/") else env_id.split("/")[-1].split("-v")[0]
 
 
 def knowledge(env_id: str) -> EnvKnowledge:
@@ -89,6 +110,10 @@ def envs_with_an_angle() -> list[str]:
 
 def resolve_crop(env_id: str, crop: tuple[float, ...] | None) -> tuple[float, ...]:
     return crop if crop is not None else knowledge(env_id).crop
+
+
+def resolve_reset_after(env_id: str, reset_after: int | None) -> int:
+    return reset_after if reset_after is not None else knowledge(env_id).reset_after
 
 
 def resolve_angle_range(env_id: str, angle_range: tuple[float, float] | str | None) -> tuple[float, float] | None:
@@ -108,10 +133,13 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     """Reject collection constants that cannot work, with one line each, before any work starts."""
     env = make_env(cfg.env_id, 0)  # an unknown id first: the other checks depend on the env
     env.reset(seed=0)
-    height, width = env.render().shape[:2]
+    height, width = frame_size(env)
     env.close()
-    for name in ("n_frames", "reset_after", "max_steps_per_frame"):
+    for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
+    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > knowledge(
+        cfg.env_id).skip_first), f"RESET_AFTER must be an integer above the {knowledge(cfg.env_id).skip_first} "
+                f"intro observations {cfg.env_id} skips, or None; got {cfg.reset_after!r}")
     cli.require(
         cfg.img_size >= 32 and cfg.img_size & (cfg.img_size - 1) == 0,
         f"IMG_SIZE must be a power of two >= 32, got {cfg.img_size}",
@@ -173,10 +201,19 @@ def _available_memory() -> int | None:
 def make_env(env_id: str, seed: int) -> gym.Env:
     """The env rendering off-screen, its action sampler seeded."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no window
+    if env_id.startswith("ALE/"):
+        try:
+            import ale_py
+        except ImportError:
+            raise UserError(f"ENV_ID={env_id!r} needs ale-py: pip install -r requirements-envs.txt") from None
+        gym.register_envs(ale_py)
     try:
         with warnings.catch_warnings():  # gymnasium only warns about a missing render mode; we refuse below
             warnings.filterwarnings("ignore", message=".*render_mode")
             env = gym.make(env_id, render_mode="rgb_array")
+    except gym.error.DependencyNotInstalled as error:
+        raise UserError(f"ENV_ID={env_id!r} needs a package that is not installed ({str(error).splitlines()[0]}): "
+                        "pip install -r requirements-envs.txt") from None
     except gym.error.Error as error:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(close)}?" if close else ""
@@ -185,12 +222,21 @@ def make_env(env_id: str, seed: int) -> gym.Env:
         env.close()
         raise UserError(f"ENV_ID={env_id!r} cannot render rgb_array frames; pick a classic-control env")
     space = env.observation_space
-    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+    if not (isinstance(space, gym.spaces.Box) and (len(space.shape) == 1 or observes_images(env))):
         env.close()
-        raise UserError(f"ENV_ID={env_id!r} observes {space}, not a vector of numbers, which the dataset stores "
-                        "beside each frame; pick a classic-control env")
+        raise UserError(f"ENV_ID={env_id!r} observes {space}: neither a vector of numbers (stored beside each "
+                        "frame) nor an RGB image (the frame itself); pick a classic-control, CarRacing or ALE env")
+    if not isinstance(env.action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        env.close()
+        raise UserError(f"ENV_ID={env_id!r} acts in {env.action_space}, which the dataset cannot record")
     env.action_space.seed(seed)
     return env
+
+
+def observes_images(env: gym.Env) -> bool:
+    """An env whose observation is an (H, W, 3) image: that image is the frame, and there is no state vector."""
+    shape = env.observation_space.shape or ()
+    return len(shape) == 3 and shape[2] == 3
 
 
 def _resize(image: Image.Image, box: tuple[float, float, float, float], img_size: int) -> np.ndarray:
@@ -251,11 +297,22 @@ def render_cartpole(env: gym.Env, crop: Sequence[float], img_size: int) -> np.nd
     return np.ascontiguousarray(frame[:, ::-1])  # the flip gymnasium does, on the small image
 
 
-def frame_renderer(env_id: str, crop: Sequence[float], img_size: int, fast: bool) -> Callable[[gym.Env], np.ndarray]:
-    """The function that turns an env's current state into a training frame."""
-    if fast and env_family(env_id) == "CartPole":
-        return lambda env: render_cartpole(env, crop, img_size)
-    return lambda env: preprocess_frame(env.render(), crop, img_size)
+Renderer = Callable[[gym.Env, np.ndarray], np.ndarray]  # (env, its observation) -> a training frame
+
+
+def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: bool) -> Renderer:
+    """The function that turns an env's current state into a training frame: its image observation
+    where it has one, else its rgb_array render (CartPole's drawn straight to the kept rows when fast)."""
+    if observes_images(env):
+        return lambda _env, obs: preprocess_frame(obs, crop, img_size)
+    if fast and env_family(env.spec.id) == "CartPole":
+        return lambda env, _obs: render_cartpole(env, crop, img_size)
+    return lambda env, _obs: preprocess_frame(env.render(), crop, img_size)
+
+
+def frame_size(env: gym.Env) -> tuple[int, int]:
+    """(height, width) of the picture a frame is cut from, for an env after reset()."""
+    return env.observation_space.shape[:2] if observes_images(env) else env.render().shape[:2]
 
 
 # ---------------------------------------------------------------- collection
@@ -270,16 +327,21 @@ class CollectionStats:
     ended_by_env: int = 0
     kept: int = 0
     rejected_angle: int = 0
+    skipped_intro: int = 0
 
     def __add__(self, other: CollectionStats) -> CollectionStats:
         return CollectionStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
-    def summary(self, reset_after: int, angle_range: tuple[float, float] | None) -> str:
+    def summary(self, cfg: SimpleNamespace) -> str:
+        """What the filters did, in words, for the constants `cfg`."""
+        reset_after = resolve_reset_after(cfg.env_id, cfg.reset_after)
+        angle_range = resolve_angle_range(cfg.env_id, cfg.angle_range)
         kept = f"kept {self.kept} ({self.kept / max(1, self.observations):.0%})"
         why = (f"rejected {self.rejected_angle} whose pole angle lay outside ANGLE_RANGE={angle_range}"
                if angle_range is not None else "no angle filter, so none rejected")
+        intro = f"; skipped {self.skipped_intro} of the episodes' intros" if self.skipped_intro else ""
         return (f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
-                f"the rest reset after {reset_after}): {kept}; {why}")
+                f"the rest reset after {reset_after}): {kept}; {why}{intro}")
 
 
 def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
@@ -299,24 +361,26 @@ def chunk_seed(seed: int, chunk: int) -> int:
 
 
 def collect_chunk(
-    cfg: SimpleNamespace, index: int, n_frames: int, render: Callable[[gym.Env], np.ndarray] | None = None
+    cfg: SimpleNamespace, index: int, n_frames: int, render: Renderer | None = None
 ) -> tuple[dict[str, np.ndarray], CollectionStats]:
     """Run random actions until `n_frames` observations pass the filters; render only those.
 
-    Filters: (1) each episode is reset after its first `reset_after` observations, so
-    no episode contributes more than that; (2) an observation is kept only if its pole
-    angle lies in `angle_range`. A rejected observation is never rendered nor stored.
-    Chunk `index` has its own seed; it stops early, with fewer frames, after
-    n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
+    Filters: (1) each episode is reset after its first RESET_AFTER observations, so
+    no episode contributes more than that (an env's intro, like CarRacing's zoom, is
+    skipped); (2) an observation is kept only if its pole angle lies in ANGLE_RANGE. A
+    rejected observation is never rendered nor stored. Each kept frame records the action
+    taken from it and the reward that followed (NaN from an episode's last frame, where
+    none is taken), and `done` marks an episode's last frame. Chunk `index` has its own
+    seed; it stops early, with fewer frames, after n_frames * MAX_STEPS_PER_FRAME
+    observations. `render` replaces the env's frame renderer.
     """
-    seed, reset_after = chunk_seed(cfg.seed, index), cfg.reset_after
-    angle_range = resolve_angle_range(cfg.env_id, cfg.angle_range)
+    seed, known = chunk_seed(cfg.seed, index), knowledge(cfg.env_id)
+    reset_after, angle_range = resolve_reset_after(cfg.env_id, cfg.reset_after), resolve_angle_range(
+        cfg.env_id, cfg.angle_range)
     env = make_env(cfg.env_id, seed)
-    render = render or frame_renderer(cfg.env_id, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
-    frames = np.empty((n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8)
-    states = np.empty((n_frames, env.observation_space.shape[0]), dtype=np.float32)
-    episodes = np.empty(n_frames, dtype=np.int32)
-    steps = np.empty(n_frames, dtype=np.int32)
+    render = render or frame_renderer(env, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
+    policy = known.policy or (lambda env: env.action_space.sample())
+    data = empty_arrays(env, n_frames, cfg.img_size)
     stats = CollectionStats()
 
     obs = None  # None: the next observation starts a new episode
@@ -326,23 +390,49 @@ def collect_chunk(
             step, done = 0, False
             stats.episodes += 1
         stats.observations += 1
-        if passes_angle_filter(cfg.env_id, angle_range, obs):
+        last = done or step + 1 >= reset_after  # no action is taken from this observation
+        kept = step >= known.skip_first and passes_angle_filter(cfg.env_id, angle_range, obs)
+        if kept:
             i = stats.kept
-            frames[i] = render(env)
-            states[i], episodes[i], steps[i] = obs, stats.episodes - 1, step
+            data["frames"][i] = render(env, obs)
+            data["states"][i] = obs if data["states"].shape[1] else ()
+            data["episode"][i], data["step"][i], data["done"][i] = stats.episodes - 1, step, last
+            data["action"][i], data["reward"][i] = np.nan, np.nan
             stats.kept += 1
+        elif step < known.skip_first:
+            stats.skipped_intro += 1
         else:
             stats.rejected_angle += 1
         step += 1
-        if done or step >= reset_after:
+        if last:
             stats.ended_by_env += done
             obs = None
         else:
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            action = policy(env)
+            obs, reward, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
+            if kept:
+                data["action"][i], data["reward"][i] = action, reward
     env.close()
-    data = {"frames": frames, "states": states, "episode": episodes, "step": steps}
+    if stats.kept:  # the chunk's budget ends its last episode: no successor frame for that action
+        last = stats.kept - 1
+        data["done"][last], data["action"][last], data["reward"][last] = True, np.nan, np.nan
     return {key: value[: stats.kept] for key, value in data.items()}, stats
+
+
+def empty_arrays(env: gym.Env, n: int, img_size: int) -> dict[str, np.ndarray]:
+    """The dataset's arrays for n frames of `env`: what each holds is documented in the README."""
+    image_obs = observes_images(env)
+    space = env.action_space
+    return {
+        "frames": np.empty((n, 3, img_size, img_size), dtype=np.uint8),
+        "states": np.empty((n, 0 if image_obs else env.observation_space.shape[0]), dtype=np.float32),
+        "episode": np.empty(n, dtype=np.int32),
+        "step": np.empty(n, dtype=np.int32),
+        "action": np.empty((n, 1 if isinstance(space, gym.spaces.Discrete) else space.shape[0]), dtype=np.float32),
+        "reward": np.empty(n, dtype=np.float32),
+        "done": np.empty(n, dtype=bool),
+    }
 
 
 def collect_frames(
@@ -372,7 +462,7 @@ def collect_frames(
             if stats.kept < size:
                 raise UserError(
                     f"the filters kept only {stats.kept} of {size} frames in a chunk of N_FRAMES={cfg.n_frames}: "
-                    f"{stats.summary(cfg.reset_after, resolve_angle_range(cfg.env_id, cfg.angle_range))}; "
+                    f"{stats.summary(cfg)}; "
                     "widen ANGLE_RANGE (or set it to \"all\"), "
                     "or raise MAX_STEPS_PER_FRAME"
                 )
@@ -391,14 +481,8 @@ def collect_frames(
 
 def _empty_dataset(cfg: SimpleNamespace, n_done: int, done: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     """Arrays for all N_FRAMES, allocated once (no copies of the whole set), holding `done` first."""
-    with contextlib.closing(gym.make(cfg.env_id)) as env:
-        obs_dim = env.observation_space.shape[0]
-    data = {
-        "frames": np.empty((cfg.n_frames, 3, cfg.img_size, cfg.img_size), dtype=np.uint8),
-        "states": np.empty((cfg.n_frames, obs_dim), dtype=np.float32),
-        "episode": np.empty(cfg.n_frames, dtype=np.int32),
-        "step": np.empty(cfg.n_frames, dtype=np.int32),
-    }
+    with contextlib.closing(make_env(cfg.env_id, cfg.seed)) as env:
+        data = empty_arrays(env, cfg.n_frames, cfg.img_size)
     for key, values in (done or {}).items():
         data[key][:n_done] = values
     return data
@@ -450,7 +534,7 @@ def collection_settings(cfg: SimpleNamespace) -> dict:
     return {
         "env_id": cfg.env_id,
         "n_frames": cfg.n_frames,
-        "reset_after": cfg.reset_after,
+        "reset_after": resolve_reset_after(cfg.env_id, cfg.reset_after),
         "angle_range": list(angle_range) if (angle_range := resolve_angle_range(cfg.env_id, cfg.angle_range)) else None,
         "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
         "img_size": cfg.img_size,
@@ -484,7 +568,7 @@ def load_dataset(path: Path, settings: dict, quiet: bool = False) -> dict[str, n
     say = (lambda _: None) if quiet else print
     try:
         with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in ("frames", "states", "episode", "step")}
+            data = {key: npz[key] for key in _ARRAYS}
             meta = json.loads(str(npz["meta"]))
     except Exception as error:  # zip, json, key and value errors all mean the same thing here
         say(f"{path} is unreadable ({type(error).__name__}); collecting again")
@@ -525,7 +609,7 @@ def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests)
             stop.signum,
         )
     seconds = time.perf_counter() - start
-    print(f"collected {cfg.env_id}: {stats.summary(cfg.reset_after, resolve_angle_range(cfg.env_id, cfg.angle_range))}")
+    print(f"collected {cfg.env_id}: {stats.summary(cfg)}")
     print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
     return data
 

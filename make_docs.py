@@ -40,7 +40,7 @@ OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselve
 
 _REPO = Path(__file__).resolve().parent
 _SCRIPTS = (train_vae, sample_vae, evaluate_vae, compare_vae, bench)
-_KL_WEIGHTS = "(2e-6, 2e-5, 2e-4, 2e-3)"
+_KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
 def constants_tables() -> str:
@@ -81,6 +81,7 @@ def default_run(cfg, out_dir: Path, docs: Path) -> str:
     for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png"):
         shutil.copyfile(run / "eval" / name, docs / name)
     shutil.copyfile(run / "loss_curves.png", docs / "loss_curves.png")
+    dataset = next(run.glob("frames_*.npz"))
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items())
     rows = [
         ("wall time of `python train_vae.py`, collection included", f"{seconds:.0f} s"),
@@ -92,8 +93,14 @@ def default_run(cfg, out_dir: Path, docs: Path) -> str:
         ("KL, and active latent dimensions (KL > 0.01 nats)",
          f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])}"),
         ("linear probe R^2 from the latent mean (held-out)", probe),
+        ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(*run.iterdir())} ({_mb(dataset)}, "
+         f"{_mb(run / 'vae.pt')}, {_mb(run / 'last.pt')})"),
     ]
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def _mb(*paths: Path) -> str:
+    return f"{sum(p.stat().st_size for p in paths if p.is_file()) / 1e6:.1f} MB"
 
 
 def comparison(out_dir: Path, docs: Path) -> str:

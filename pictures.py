@@ -164,6 +164,17 @@ def save_traversal(model: MyVAE, dims: Sequence[int], kl: Sequence[float] | None
                      title="each row sweeps one latent dimension (value on top), the others at 0")
 
 
+def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, path: str | Path,
+                     ms_per_frame: int = 100) -> Path:
+    """An animated GIF: each frame of an episode (left) beside its reconstruction (right)."""
+    pairs = np.concatenate([to_uint8_hwc(originals), to_uint8_hwc(reconstructions)], axis=2)
+    tiles = [labelled_grid(pair.transpose(2, 0, 1)[None], 1, title="episode | reconstruction") for pair in pairs]
+    images = [Image.fromarray(tile) for tile in tiles]
+    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=ms_per_frame, loop=0))
+    return Path(path)
+
+
 def save_samples(samples: torch.Tensor, path: str | Path, ncols: int = 8) -> Path:
     return save_grid(samples, path, ncols=ncols, title="new frames: the decoder applied to random z ~ N(0, I)")
 

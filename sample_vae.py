@@ -4,6 +4,7 @@
     python sample_vae.py --traverse      # each latent dimension swept from -3 to +3: outputs/traversal.png
     python sample_vae.py --interpolate   # a straight line between two held-out frames: outputs/interpolation.png
     python sample_vae.py --reconstruct   # held-out frames over their reconstructions: reconstructions_heldout.png
+    python sample_vae.py --rollout       # a held-out episode beside its reconstruction, animated: rollout.gif
     python sample_vae.py --interactive   # a window with a Generate button (needs a display)
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import cli
@@ -25,6 +27,7 @@ from pictures import (
     save_comparison,
     save_interpolation,
     save_png,
+    save_rollout_gif,
     save_samples,
     save_traversal,
     to_uint8_hwc,
@@ -39,14 +42,20 @@ DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0
 INTERPOLATE = False  # instead: decode a straight line between two held-out frames' codes
 RECONSTRUCT = False  # instead: held-out frames above their reconstructions
+ROLLOUT = False  # instead: the longest held-out episode beside its reconstruction, as an animated GIF
 INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
 
 
-def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> torch.Tensor:
-    """Up to n frames the checkpoint's model never trained on, as floats on `device`."""
+def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to n frames the checkpoint's model never trained on, as floats on `device`; and the
+    frames of the longest held-out episode, in step order."""
     test = frames.heldout_frames(run_config(checkpoint, path)).test
-    return to_unit_float(torch.from_numpy(test["frames"][:n]).to(device))
+    ids, counts = np.unique(test["episode"], return_counts=True)
+    longest = np.flatnonzero(test["episode"] == ids[counts.argmax()])
+    episode = test["frames"][longest[np.argsort(test["step"][longest])]]
+    as_float = [to_unit_float(torch.from_numpy(f).to(device)) for f in (test["frames"][:n], episode)]
+    return as_float[0], as_float[1]
 
 
 def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> list[Path]:
@@ -93,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     written = []
-    if cfg.traverse or cfg.interpolate or cfg.reconstruct:
-        heldout = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 64), device)
+    if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:
+        heldout, episode = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 64), device)
         if cfg.traverse:
             with torch.no_grad():
                 _, _, mu, log_var = model.eval()(heldout)
@@ -106,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if cfg.reconstruct:
             x = heldout[: cfg.n_samples]
             written.append(save_comparison(x, model.reconstruct(x), out_dir / "reconstructions_heldout.png"))
+        if cfg.rollout:
+            written.append(save_rollout_gif(episode, model.reconstruct(episode), out_dir / "rollout.gif"))
     else:
         written += write_samples(model, cfg.n_samples, cfg.seed, out_dir)
     print(f"from {cfg.checkpoint}:")

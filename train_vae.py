@@ -34,7 +34,7 @@ from pictures import plot_curves, save_comparison
 # data
 ENV_ID = "CartPole-v1"  # any classic-control id: CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0, ...
 N_FRAMES = 24_000  # frames to keep after filtering (collection is cheap: fresh frames beat repeated epochs)
-RESET_AFTER = 20  # every episode is reset after its first RESET_AFTER observations
+RESET_AFTER = None  # every episode is reset after its first RESET_AFTER observations; None: the env's (CartPole: 20)
 ANGLE_RANGE = None  # keep frames whose pole angle (rad) lies in (low, high); None: the env's own; "all": no filter
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
@@ -42,7 +42,7 @@ MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept 
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
-LATENT_DIM = 10  # size of the latent code z
+LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
 HIDDEN_DIMS = (8, 16, 32, 64, 128)  # channels of the stride-2 convolutions, mirrored by the decoder (homework: 32..512)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
 KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
@@ -72,8 +72,9 @@ _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on
 def validate_config(cfg: SimpleNamespace) -> None:
     """Reject bad constants with one clear message, before any work starts."""
     frames.validate_collection(cfg)
-    for name in ("latent_dim", "epochs"):
-        require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
+    require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
+            f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
+    require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
     require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 2,
             f"BATCH_SIZE must be an integer of at least 2 (BatchNorm), or None; got {cfg.batch_size!r}")
     require(
@@ -331,8 +332,10 @@ def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.opti
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     device = pick_device(cfg.device)
-    if cfg.batch_size is None:
-        cfg.batch_size = auto_batch_size(device)  # the config saved with the run records what ran
+    if cfg.batch_size is None:  # the config saved with the run records what ran
+        cfg.batch_size = auto_batch_size(device)
+    if cfg.latent_dim is None:
+        cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
     validate_config(cfg)
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // cfg.batch_size

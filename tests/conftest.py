@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +26,8 @@ TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_si
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: an end-to-end run in a subprocess (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "slow: an end-to-end run, most in a subprocess (deselect with -m 'not slow')")
+    config.addinivalue_line("filterwarnings", "ignore:builtin type Swig:DeprecationWarning")  # Box2D's bindings
 
 
 def run_main(capsys: pytest.CaptureFixture, main, *argv: str) -> SimpleNamespace:
@@ -54,17 +56,25 @@ def assert_grid(path: Path, rows: int, cols: int, side: int, col_labels: bool = 
     assert 2 + cols * tile <= width <= 2 + cols * tile + 250, f"{path.name}: width {width}"
 
 
+def same_dataset(a: dict, b: dict) -> bool:
+    """Two datasets hold the same arrays (NaN, as in an episode's last action, equal to NaN)."""
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a)
+
+
 def train_config(**overrides) -> SimpleNamespace:
     """train_vae's constants as main() would see them, with `overrides` applied."""
     import torch
 
     import cli  # here, not at the top: the repo must be on sys.path first
+    import frames
     import train_vae
     from compute import auto_batch_size
 
     cfg = cli.defaults(train_vae, **overrides)
     if cfg.batch_size is None:
         cfg.batch_size = auto_batch_size(torch.device("cpu"))
+    if cfg.latent_dim is None:
+        cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
     return cfg
 
 

@@ -24,6 +24,7 @@ def _tiny(tmp_path, **overrides):
     return cfg, frames.collect_frames(cfg)[0]
 
 
+@pytest.mark.slow
 def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) -> None:
     cfg, data = _tiny(tmp_path, epochs=3)
     val_losses = iter([0.5, 0.9, 0.7])  # best at epoch 1; epochs 2 and 3 are worse
@@ -101,6 +102,7 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth() -> None:
     assert {train_vae.learning_rate(step, 100, flat) for step in range(100)} == {1e-3}
 
 
+@pytest.mark.slow
 def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeypatch) -> None:
     """So a kill at any write boundary, then --resume, redoes the epoch and rewrites them all."""
     cfg, data = _tiny(tmp_path, epochs=1)
@@ -114,6 +116,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
     assert written[-1] == "last.pt" and {"vae.pt", "metrics.csv"} <= set(written[:-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dies_at", ["vae.pt", "metrics.csv", "last.pt"])
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
     cfg, data = _tiny(tmp_path, epochs=2)

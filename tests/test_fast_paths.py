@@ -62,6 +62,7 @@ def test_a_bf16_training_step_lowers_the_loss_like_fp32() -> None:
     assert losses["bf16"][-1] == pytest.approx(losses["fp32"][-1], rel=0.3)
 
 
+@pytest.mark.slow
 def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(capsys, tmp_path) -> None:
     from conftest import TINY, run_main
 

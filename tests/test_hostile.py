@@ -39,7 +39,7 @@ def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_pat
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--env_id", "FrozenLake-v1", "--angle_range", "None"], "not a vector of numbers"),
+        (["--env_id", "FrozenLake-v1", "--angle_range", "None"], "neither a vector of numbers"),
         (["--crop", "(0.5, 0.5001, 0.0, 1.0)"], "keeps no whole pixel row or column"),
         (["--n_frames", str(10**9)], "GiB of RAM"),
         (["--device", "meta"], "DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
@@ -60,6 +60,7 @@ def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys
     assert "collecting" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_second_run_in_the_same_out_dir_names_the_first(capsys, tmp_path) -> None:
     with cli.lock_out_dir(tmp_path):
         _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)),
@@ -86,6 +87,7 @@ def test_a_cache_with_the_wrong_dtype_or_a_folder_in_its_place_is_not_used(capsy
     _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path / "run")), "cannot write")
 
 
+@pytest.mark.slow
 def test_resume_takes_speed_knobs_and_says_when_a_run_is_finished(capsys, tmp_path) -> None:
     assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
     result = run_main(capsys, train_vae.main, *TINY, "--resume", "--n_envs", "1", "--fast_render", "False",

@@ -23,7 +23,8 @@ SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "compare_vae.py",
 def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
     ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     install, test = ci[-2], ci[-1]
-    assert (install, test) == ("pip install -r requirements.txt", "python -m pytest -q")
+    assert install == "pip install -r requirements.txt -r requirements-envs.txt"
+    assert test == "python -m pytest -q -n auto"
     assert f"\n{install}\n" in README and f"\n{test}\n" in README
 
 

@@ -65,6 +65,7 @@ def _tiny_training(tmp_path: Path) -> tuple:
     return cfg, data, Compute.choose("cpu", "auto", True, "off")
 
 
+@pytest.mark.slow
 def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
     cfg, data, compute = _tiny_training(tmp_path)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
@@ -80,6 +81,7 @@ def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
     assert _losses(straight) == _losses(stopped)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_names_epoch_and_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch) -> None:
     cfg, data, compute = _tiny_training(tmp_path)
     calls = {"n": 0}
@@ -168,6 +170,7 @@ def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_pat
     assert 0 < len(saved["frames"]) < 8000 and len(saved["frames"]) % 250 == 0
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_checkpoint_made_with_other_constants(capsys, tmp_path) -> None:
     assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
     result = run_main(capsys, train_vae.main, *TINY, "--latent_dim", "6", "--img_size", "64", "--resume",

@@ -1,0 +1,87 @@
+"""Encode a run's frames into latent codes for the next stage of a world model (an MDN-RNN).
+
+    python encode_vae.py                                  # outputs/vae.pt's dataset -> outputs/codes.npz
+    python encode_vae.py --checkpoint outputs/car/vae.pt --out outputs/car/codes.npz
+
+Writes one .npz, every array in episode order and, within an episode, in step order:
+
+    mu, log_var    float32 (N, LATENT_DIM)  q(z|x) of each frame (the encoder's mean and log-variance)
+    action         float32 (N, A)  the action taken from that frame (a Discrete action as its index);
+                                   NaN on an episode's last frame, where none is taken
+    reward         float32 (N,)    the reward that action earned (NaN where no action)
+    done           bool    (N,)    True on an episode's last frame
+    episode, step  int32   (N,)    which episode, and the frame's step within it
+    episode_start  int64   (E + 1,) episode e is rows episode_start[e] : episode_start[e + 1]
+
+so an RNN learns z[t + 1] from (z[t], action[t]) within each episode without reading this
+repo's code. Frames rejected by a filter leave gaps in `step`; the CartPole default keeps
+every frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+import cli
+import frames
+from checkpoints import build_vae, load_checkpoint, run_config
+from compute import pick_device, to_unit_float
+from MyVAE import MyVAE
+
+# -----------------------------------------------------------------------------
+CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py; its dataset is encoded
+OUT = "outputs/codes.npz"  # where the codes go
+DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
+# -----------------------------------------------------------------------------
+
+_FRAMES_PER_BATCH = 1024
+
+
+@torch.no_grad()
+def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """mu and log_var of every frame, in eval mode, in fp32 (an autoencoder's log_var is 0)."""
+    model.eval()
+    mus, log_vars = [], []
+    with cli.Progress(len(frames_u8), "encoding", "frame") as bar:
+        for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
+            _, _, mu, log_var = model(to_unit_float(batch.to(device)))
+            mus.append(mu.float().cpu())
+            log_vars.append(log_var.float().cpu())
+            bar.update(len(batch))
+    return torch.cat(mus).numpy(), torch.cat(log_vars).numpy()
+
+
+def episode_codes(model: MyVAE, data: dict[str, np.ndarray], device: torch.device) -> dict[str, np.ndarray]:
+    """The arrays this script writes (see the docstring), from a dataset and a model."""
+    order = np.lexsort((data["step"], data["episode"]))  # by episode, then step
+    ordered = {key: data[key][order] for key in ("action", "reward", "done", "episode", "step")}
+    mu, log_var = encode_frames(model, data["frames"][order], device)
+    starts = np.flatnonzero(np.diff(ordered["episode"], prepend=-1))
+    return {"mu": mu, "log_var": log_var, **ordered, "episode_start": np.append(starts, len(order)).astype(np.int64)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = cli.parse_config(__name__, argv)
+    checkpoint = load_checkpoint(cfg.checkpoint)
+    run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
+    path = frames.dataset_path(run.out_dir, run.env_id)
+    data = frames.load_dataset(path, frames.collection_settings(run), quiet=True)
+    cli.require(data is not None, f"{path}, the dataset {cfg.checkpoint} trained on, is gone or was made by other "
+                "code: run the train_vae.py command that made the checkpoint again")
+    out = Path(cfg.out)
+    cli.prepare_out_dir(str(out.parent))
+    device = pick_device(cfg.device)
+    codes = episode_codes(build_vae(checkpoint, device), data, device)
+    cli.atomic_write(out, lambda f: np.savez(f, **codes))
+    n_episodes = len(codes["episode_start"]) - 1
+    print(f"wrote {out}: {len(codes['mu'])} frames in {n_episodes} episodes, z of {codes['mu'].shape[1]} dims, "
+          f"actions of {codes['action'].shape[1]}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
