@@ -161,7 +161,12 @@ def write_pictures(model: MyVAE, env_id: str, test: dict[str, np.ndarray], codes
     save_interpolation(model, x, out_dir / "interpolation.png")
     save_samples(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
     angles = [frames.pole_angle(env_id, state) for state in test["states"]]
-    colour, label = (angles, "pole angle (rad)") if angles[0] is not None else (test["states"][:, 0], "state[0]")
+    if angles[0] is not None:
+        colour, label = angles, "pole angle (rad)"
+    elif test["states"].shape[1]:
+        colour, label = test["states"][:, 0], frames.state_names(env_id, 1)[0]
+    else:  # an env that observes images has no state vector: colour by time in the episode
+        colour, label = test["step"], "step in the episode"
     plot_latent_scatter(codes["mu"], order, colour, label, out_dir / "latent_scatter.png")
 
 

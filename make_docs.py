@@ -1,11 +1,12 @@
 """Regenerate every picture in docs/ and every table the README quotes, from the code as it is.
 
-    python make_docs.py                                  # all of it: about 25 minutes on 2 cores
-    python make_docs.py --compare False --bench False    # the default run and its pictures only: ~3 minutes
+    python make_docs.py                                  # all of it: about 35 minutes on 2 cores
+    python make_docs.py --car False --compare False --bench False   # the default run and its pictures: ~3 minutes
     python make_docs.py --tables_only                    # only the README's constants tables: seconds
 
 Runs the default `python train_vae.py`, scores it with `evaluate_vae.py --fresh 2000`,
-then (optionally) `compare_vae.py` and `bench.py`, each through its own main(). The
+then (optionally) the same on CarRacing-v3, `compare_vae.py` and `bench.py`, each through
+its own main(). The
 README's blocks between `<!-- NAME: ... -->` and `<!-- NAME end -->` are rewritten with
 what they measured, the machine and the command beside them; everything else in the
 README is prose, which quotes no number that a block holds.
@@ -31,6 +32,7 @@ import sample_vae
 import train_vae
 
 # -----------------------------------------------------------------------------
+CAR = True  # also train on CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run bench.py for the Performance table and the quality-vs-time plot (~12 minutes)
 TABLES_ONLY = False  # only rewrite the README's constants tables, nothing is trained
@@ -67,24 +69,27 @@ def replace_block(text: str, name: str, body: str, provenance: str) -> str:
                        text)
 
 
-def default_run(cfg, out_dir: Path, docs: Path) -> str:
-    """The default pipeline, timed from a cold start; its pictures to docs/; the results table."""
-    run = out_dir / "default_run"
+def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), prefix: str = "") -> str:
+    """A default run (of `env_argv`'s env), timed from a cold start; its pictures to docs/ (names
+    starting with `prefix`); its results table."""
+    run = out_dir / f"{prefix}default_run"
     shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
     start = time.perf_counter()
-    train_vae.main(["--out_dir", str(run)])
+    train_vae.main([*env_argv, "--out_dir", str(run)])
     seconds = time.perf_counter() - start
     evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(cfg.fresh), "--out_dir", str(run / "eval")])
+    sample_vae.main(["--checkpoint", str(run / "vae.pt"), "--rollout", "--out_dir", str(run / "eval")])
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     with open(run / "metrics.csv") as f:
         epochs = list(csv.DictReader(f))
-    for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png"):
-        shutil.copyfile(run / "eval" / name, docs / name)
-    shutil.copyfile(run / "loss_curves.png", docs / "loss_curves.png")
+    for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png",
+                 "rollout.gif"):
+        shutil.copyfile(run / "eval" / name, docs / f"{prefix}{name}")
+    shutil.copyfile(run / "loss_curves.png", docs / f"{prefix}loss_curves.png")
     dataset = next(run.glob("frames_*.npz"))
-    probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items())
+    probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
-        ("wall time of `python train_vae.py`, collection included", f"{seconds:.0f} s"),
+        ("wall time of the run, collection included", f"{seconds:.0f} s"),
         ("training speed (last epoch)", f"{float(epochs[-1]['images_per_s']):.0f} images/s"),
         (f"held-out reconstruction MSE per pixel ({metrics['data']})", f"**{metrics['mse']:.6f}**"),
         ("PSNR", f"{metrics['psnr_db']:.1f} dB"),
@@ -130,6 +135,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                  f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
         readme = replace_block(readme, "results", default_run(cfg, out_dir, docs),
                                f"`python make_docs.py` on {where}")
+        if cfg.car:
+            readme = replace_block(readme, "car", default_run(cfg, out_dir, docs, ["--env_id", "CarRacing-v3"], "car_"),
+                                   f"`python make_docs.py` (`python train_vae.py --env_id CarRacing-v3`) on {where}")
         if cfg.compare:
             readme = replace_block(readme, "compare", comparison(out_dir, docs),
                                    f"`python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"` on {where}")

@@ -64,7 +64,7 @@ COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs on
 # -----------------------------------------------------------------------------
 
 _LOSS_PARTS = ("loss", "recon", "kl")
-_SPEED_ONLY = {"resume", "device", "precision", "channels_last", "compile", "n_envs", "fast_render", "out_dir"}
+_MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "fast_render"}
 _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
@@ -305,7 +305,7 @@ def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
     changed = [
         f"{name.upper()} {saved.get(name)!r} -> {value!r}"
         for name, value in vars(cfg).items()
-        if name not in _SPEED_ONLY | {"epochs"} and saved.get(name) != value
+        if name not in _MAY_CHANGE_ON_RESUME | {"epochs"} and saved.get(name) != value
     ]
     require(
         not changed,
