@@ -46,6 +46,7 @@ DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 
 _ACTIVE_KL = 0.01  # nats: a latent dimension carrying less than this on average is inactive
 _FRAMES_PER_BATCH = 1024  # bounds the memory of encoding and of the nearest-frame search
+_INTERPOLATION_POOL = 512  # held-out frames searched for the one farthest from the first
 
 
 @torch.no_grad()
@@ -154,8 +155,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
 
 def write_pictures(model: MyVAE, env_id: str, test: dict[str, np.ndarray], codes: dict[str, np.ndarray],
                    order: list[int], out_dir: Path, n_samples: int, seed: int, device: torch.device) -> None:
-    x = to_unit_float(torch.from_numpy(test["frames"][:8]).to(device))
-    save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
+    x = to_unit_float(torch.from_numpy(test["frames"][:_INTERPOLATION_POOL]).to(device))
+    save_comparison(x[:8], model.reconstruct(x[:8]), out_dir / "reconstructions.png")
     kl = latent_activity(model, codes)[0] if model.variational else None
     save_traversal(model, order, kl, out_dir / "traversal.png")
     save_interpolation(model, x, out_dir / "interpolation.png")

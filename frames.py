@@ -137,9 +137,10 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     env.close()
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
-    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > knowledge(
-        cfg.env_id).skip_first), f"RESET_AFTER must be an integer above the {knowledge(cfg.env_id).skip_first} "
-                f"intro observations {cfg.env_id} skips, or None; got {cfg.reset_after!r}")
+    intro = knowledge(cfg.env_id).skip_first
+    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
+                f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
+                f"got {cfg.reset_after!r}")
     cli.require(
         cfg.img_size >= 32 and cfg.img_size & (cfg.img_size - 1) == 0,
         f"IMG_SIZE must be a power of two >= 32, got {cfg.img_size}",
@@ -188,7 +189,13 @@ def check_room(cfg: SimpleNamespace, out_dir: Path) -> None:
 
 
 def _available_memory() -> int | None:
-    """Bytes of RAM free for a new process, where the OS tells (Linux, macOS)."""
+    """Bytes of RAM a new allocation can get, where the OS tells: Linux's MemAvailable (free memory
+    plus the page cache it can drop), else the free pages; None where neither is known."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):

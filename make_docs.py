@@ -19,6 +19,7 @@ import datetime
 import json
 import re
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ import bench
 import cli
 import compare_vae
 import compute
+import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
@@ -41,7 +43,7 @@ OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselve
 # -----------------------------------------------------------------------------
 
 _REPO = Path(__file__).resolve().parent
-_SCRIPTS = (train_vae, sample_vae, evaluate_vae, compare_vae, bench)
+_SCRIPTS = (train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
@@ -50,7 +52,7 @@ def constants_tables() -> str:
     blocks = []
     for module in _SCRIPTS:
         rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |" for name, knob in cli.knobs(module).items()]
-        blocks.append(f"`{module.__name__}.py`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
+        blocks.append(f"`{Path(module.__file__).name}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
                       + "\n".join(rows))
     return "\n\n".join(blocks)
 

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_dir = cli.prepare_out_dir(cfg.out_dir)
     written = []
     if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:
-        heldout, episode = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 64), device)
+        heldout, episode = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 512), device)
         if cfg.traverse:
             with torch.no_grad():
                 _, _, mu, log_var = model.eval()(heldout)

@@ -64,7 +64,9 @@ COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs on
 # -----------------------------------------------------------------------------
 
 _LOSS_PARTS = ("loss", "recon", "kl")
-_MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "fast_render"}
+# besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
+_MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
+                         "fast_render"}
 _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 

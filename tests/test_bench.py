@@ -40,8 +40,10 @@ def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
     collection = {"ours_frames_per_s": 2.0, "reference_frames_per_s": 1.0, "speedup": 2.0,
                   "mad_vs_full_render": 0.3, "mad_vs_reference": 0.9}
     quality = {"ours": [{"seconds": 10.0, "mse": 0.001}], "homework": [{"seconds": 30.0, "mse": 0.002}]}
-    rows = bench.report({"collection": collection, "training": training, "quality": quality})
-    assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-1][1] and "0.002000" in rows[-1][2]
+    memory = {"frames": 10, "peak_mib": 500.0, "largest_worker_mib": 100.0, "frames_mib": 0.1}
+    rows = bench.report({"collection": collection, "training": training, "quality": quality, "memory": memory})
+    assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-2][1] and "0.002000" in rows[-2][2]
+    assert rows[-1][1] == "500 MiB (largest worker 100 MiB)"
     bench.plot_quality(quality["ours"], quality["homework"], tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 1000
     machine = compute.machine()

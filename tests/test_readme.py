@@ -11,13 +11,15 @@ from conftest import REPO
 import bench
 import cli
 import compare_vae
+import encode_vae
 import evaluate_vae
 import make_docs
 import sample_vae
 import train_vae
 
 README = (REPO / "README.md").read_text()
-SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "compare_vae.py", "bench.py", "make_docs.py", "MyVAE.py"}
+SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "encode_vae.py", "compare_vae.py", "bench.py",
+           "make_docs.py", "MyVAE.py"}
 
 
 def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
@@ -36,7 +38,7 @@ def readme_table(script: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z_0-9]+)` \| `([^`]*)` \|", match.group(1), re.M))
 
 
-@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, compare_vae, bench])
+@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, make_docs])
 def test_readme_tables_list_every_constant_with_its_real_default(module) -> None:
     table = readme_table(f"{module.__name__}.py")
     knobs = cli.knobs(module)
