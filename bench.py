@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -219,13 +220,24 @@ def memory_probe(n_frames: int, out_dir: Path) -> dict:
     worker, measured inside a fresh process: this one's own memory (and workers forked from it) never counts."""
     frames.dataset_path(out_dir, ENV_ID).unlink(missing_ok=True)
     argv = ["--n_frames", str(n_frames), "--epochs", "1", "--out_dir", str(out_dir)]
-    probe = (f"import json, resource, train_vae; train_vae.main({argv!r}); "
-             "print(json.dumps([resource.getrusage(who).ru_maxrss for who in "
-             "(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]))")
+    # VmHWM is the peak of the probe's own address space; ru_maxrss would start from the peak of the
+    # process it was forked from (Linux carries it across exec), which here may be gigabytes
+    probe = (f"import bench, json, resource, train_vae; train_vae.main({argv!r}); "
+             "print(json.dumps([bench.own_peak_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
     result = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    own, workers = json.loads(result.stdout.strip().splitlines()[-1])  # KiB on Linux
+    own, workers = json.loads(result.stdout.strip().splitlines()[-1])  # KiB
     return {"frames": n_frames, "peak_mib": own / 1024, "largest_worker_mib": workers / 1024,
             "frames_mib": n_frames * 3 * 64 * 64 / 2**20}
+
+
+def own_peak_kib() -> int:
+    """This process's peak resident memory in KiB: Linux's VmHWM, else ru_maxrss."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # ---------------------------------------------------------------- report
