@@ -21,6 +21,7 @@ needs_ale = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
                                reason="Atari needs ale-py: pip install -r requirements-envs.txt")
 
 
+@pytest.mark.slow
 @needs_box2d
 def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car_drives() -> None:
     cfg = train_config(env_id="CarRacing-v3", n_frames=40, n_envs=1, reset_after=70)
@@ -33,6 +34,7 @@ def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car
     assert green, "grass, not the black status bar, fills the cropped frame"
 
 
+@pytest.mark.slow
 @needs_ale
 def test_atari_frames_record_discrete_actions() -> None:
     cfg = train_config(env_id="ALE/Pong-v5", n_frames=30, n_envs=1)
