@@ -90,12 +90,12 @@ def validate_config(cfg: SimpleNamespace) -> None:
     require(cfg.kl_weight >= 0, f"KL_WEIGHT must be zero or positive, got {cfg.kl_weight}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
-    n_train = int(cfg.n_frames * (1 - cfg.val_fraction))
-    require(
-        n_train >= cfg.batch_size,
-        f"the training split (~{n_train} frames) is smaller than BATCH_SIZE={cfg.batch_size}: "
-        "raise N_FRAMES or lower BATCH_SIZE",
-    )
+    require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction)), cfg.batch_size)  # estimated before collecting
+
+
+def require_batch_fits(n_train: int, batch_size: int) -> None:
+    require(n_train >= batch_size, f"the training split ({n_train} frames) is smaller than BATCH_SIZE={batch_size}: "
+            "raise N_FRAMES or lower BATCH_SIZE")
 
 
 def learning_rate(step: int, total_steps: int, cfg: SimpleNamespace) -> float:
@@ -155,11 +155,7 @@ def train(
 ) -> list[dict]:
     """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint."""
     train_np, val_np = frames.split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
-    require(
-        len(train_np) >= cfg.batch_size,
-        f"the training split has {len(train_np)} frames, fewer than BATCH_SIZE={cfg.batch_size}: "
-        "raise N_FRAMES or lower BATCH_SIZE",
-    )
+    require_batch_fits(len(train_np), cfg.batch_size)  # the split is by whole episodes, so check the real one
     frames_u8, where = place_frames(torch.from_numpy(data["frames"]), compute)
     train_idx, val_idx = (torch.from_numpy(i).to(frames_u8.device) for i in (train_np, val_np))
     print(f"training on {len(train_idx)} frames, validating on {len(val_idx)} (held-out episodes) "
