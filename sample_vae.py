@@ -42,9 +42,11 @@ DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0
 INTERPOLATE = False  # instead: decode a straight line between two held-out frames' codes
 RECONSTRUCT = False  # instead: held-out frames above their reconstructions
-ROLLOUT = False  # instead: the longest held-out episode beside its reconstruction, as an animated GIF
+ROLLOUT = False  # instead: the longest held-out episode (its first 100 frames) beside its reconstruction, as a GIF
 INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
+
+_ROLLOUT_FRAMES = 100  # a GIF long enough to watch the episode unfold, small enough to keep in docs/
 
 
 def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,7 +55,7 @@ def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> 
     test = frames.heldout_frames(run_config(checkpoint, path)).test
     ids, counts = np.unique(test["episode"], return_counts=True)
     longest = np.flatnonzero(test["episode"] == ids[counts.argmax()])
-    episode = test["frames"][longest[np.argsort(test["step"][longest])]]
+    episode = test["frames"][longest[np.argsort(test["step"][longest])]][:_ROLLOUT_FRAMES]
     as_float = [to_unit_float(torch.from_numpy(f).to(device)) for f in (test["frames"][:n], episode)]
     return as_float[0], as_float[1]
 
