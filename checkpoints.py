@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from cli import UserError, atomic_write
+from cli import UserError, atomic_write, reason
 from MyVAE import MyVAE
 
 CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
@@ -40,8 +40,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt or unsafe files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason[:200]})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason(error)})") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file")
     return checkpoint
@@ -53,8 +52,7 @@ def build_vae(checkpoint: dict[str, Any], device: str | torch.device = "cpu") ->
         model = MyVAE(**checkpoint["model_args"])
         model.load_state_dict(checkpoint["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint does not match its model description ({reason[:200]})") from None
+        raise CheckpointError(f"checkpoint does not match its model description ({reason(error)})") from None
     return model.to(device).eval()
 
 

@@ -65,6 +65,13 @@ class Progress:
             self._bar.close()
 
 
+def reason(error: BaseException, limit: int = 200) -> str:
+    """An exception's message cut to its first line (and `limit` characters), for a one-line error;
+    its type name when the message is empty."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else type(error).__name__
+
+
 def require(condition: bool, message: str) -> None:
     """Raise UserError(message) unless `condition` holds: a constant's check in one line."""
     if not condition:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cli import UserError
+from cli import UserError, reason
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -33,8 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"DEVICE={name!r} is not available here ({reason[:150]}); use 'auto' or 'cpu'") from None
+        raise UserError(f"DEVICE={name!r} is not available here ({reason(error, 150)}); use 'auto' or 'cpu'") from None
     return device
 
 

@@ -219,7 +219,7 @@ def make_env(env_id: str, seed: int) -> gym.Env:
             warnings.filterwarnings("ignore", message=".*render_mode")
             env = gym.make(env_id, render_mode="rgb_array")
     except gym.error.DependencyNotInstalled as error:
-        raise UserError(f"ENV_ID={env_id!r} needs a package that is not installed ({str(error).splitlines()[0]}): "
+        raise UserError(f"ENV_ID={env_id!r} needs a package that is not installed ({cli.reason(error)}): "
                         "pip install -r requirements-envs.txt") from None
     except gym.error.Error as error:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)

@@ -92,3 +92,9 @@ def test_private_constants_are_not_options_and_every_public_one_is(tmp_path, mon
 def test_abbreviated_flags_are_refused() -> None:
     with pytest.raises(UserError, match="unrecognized arguments: --n_frame"):
         cli.parse_config("train_vae", ["--n_frame", "100"])
+
+
+def test_an_error_reason_is_one_line_or_the_type_name() -> None:
+    assert cli.reason(RuntimeError("first line\nsecond line")) == "first line"
+    assert cli.reason(RuntimeError("x" * 500), limit=10) == "x" * 10
+    assert cli.reason(RuntimeError("")) == "RuntimeError"
