@@ -1,7 +1,7 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
     python bench.py                          # all of it: about 12 minutes on 2 cores
-    python bench.py --quality False --memory_frames 0   # collection and training speed only: ~3 minutes
+    python bench.py --quality False --memory_frames "()" --scaling_frames 0   # speed only: ~3 minutes
 
 Prints a table with the machine's CPU (and whether it has AMX) and writes it to
 OUT_DIR/bench.json, and the time-to-quality curves to OUT_DIR/quality_vs_time.png. The
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
-import resource
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from PIL import Image
 import cli
 import compute
 import frames
+import store
 import train_vae
 from checkpoints import load_vae
 from compute import pick_device, to_unit_float
@@ -45,11 +47,14 @@ TRAIN_FRAMES = 3000  # frames each side trains on for images/s
 HELDOUT_FRAMES = 1000  # fresh frames (another seed) that every model is scored on
 QUALITY = True  # held-out MSE against wall seconds: our default run at several budgets vs the homework's run
 QUALITY_BUDGETS = (0.25, 0.5, 1.0)  # shares of our default N_FRAMES, each one whole default run
-MEMORY_FRAMES = 50_000  # frames a default run collects and trains on for the peak-memory check; 0 skips it
+MEMORY_FRAMES = (20_000, 100_000)  # N_FRAMES of the `--epochs 1` runs whose peak RSS is measured; () skips them
+MEMORY_IMG_SIZE = 32  # their IMG_SIZE: 32 keeps the 100k run to minutes; the dataset streams from disk either way
+SCALING_FRAMES = 24_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
 SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
 
+_REPO = Path(__file__).resolve().parent
 _HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, eval_every=50)
 
 
@@ -129,7 +134,7 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
 
 def train_ours(out_dir: Path, argv: Sequence[str]) -> tuple[float, list[dict]]:
     """A whole `python train_vae.py` run (collection included) in this process: wall seconds and metrics rows."""
-    frames.dataset_path(out_dir, ENV_ID).unlink(missing_ok=True)  # collection is part of the run
+    shutil.rmtree(frames.dataset_dir(out_dir, ENV_ID), ignore_errors=True)  # collection is part of the run
     start = time.perf_counter()
     train_vae.main([*argv, "--env_id", ENV_ID, "--out_dir", str(out_dir)])
     seconds = time.perf_counter() - start
@@ -215,29 +220,43 @@ def plot_quality(ours: list[dict], homework: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def memory_probe(n_frames: int, out_dir: Path) -> dict:
-    """Peak RSS (MiB) of a `train_vae.py --n_frames N --epochs 1` run and of its largest collection
-    worker, measured inside a fresh process: this one's own memory (and workers forked from it) never counts."""
-    frames.dataset_path(out_dir, ENV_ID).unlink(missing_ok=True)
-    argv = ["--n_frames", str(n_frames), "--epochs", "1", "--out_dir", str(out_dir)]
-    # VmHWM is the peak of the probe's own address space; ru_maxrss would start from the peak of the
-    # process it was forked from (Linux carries it across exec), which here may be gigabytes
-    probe = (f"import bench, json, resource, train_vae; train_vae.main({argv!r}); "
-             "print(json.dumps([bench.own_peak_kib(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
-    result = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
-    own, workers = json.loads(result.stdout.strip().splitlines()[-1])  # KiB
-    return {"frames": n_frames, "peak_mib": own / 1024, "largest_worker_mib": workers / 1024,
-            "frames_mib": n_frames * 3 * 64 * 64 / 2**20}
+def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
+    """Peak RSS (MiB) of `train_vae.py --n_frames N --epochs 1`, collection included, by `/usr/bin/time -v`:
+    the largest of the run's processes (its collection workers among them). And the dataset's size on disk."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    cli.require(Path("/usr/bin/time").exists(), "the memory check needs GNU time (/usr/bin/time): install it, "
+                "or skip the check with --memory_frames \"()\"")
+    run = [sys.executable, str(_REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames", str(n_frames),
+           "--epochs", "1", "--img_size", str(img_size), "--out_dir", str(out_dir)]
+    result = subprocess.run(["/usr/bin/time", "-v", *run], capture_output=True, text=True)
+    cli.require(result.returncode == 0, f"the memory run failed: {result.stderr.strip().splitlines()[-1:]}")
+    peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
+    return {"frames": n_frames, "img_size": img_size, "peak_mib": peak_kib / 1024,
+            "store_mib": store.folder_bytes(frames.dataset_dir(out_dir, ENV_ID)) / 2**20,
+            "frames_mib": n_frames * 3 * img_size**2 / 2**20, "streamed": "streaming" in result.stdout}
 
 
-def own_peak_kib() -> int:
-    """This process's peak resident memory in KiB: Linux's VmHWM, else ru_maxrss."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: Path) -> list[dict]:
+    """The same frames trained on by `python train_vae.py` and by `torchrun --nproc_per_node=2 train_vae.py`:
+    images/s (all processes together) and held-out MSE of each."""
+    args = ["--env_id", ENV_ID, "--n_frames", str(n_frames), "--seed", str(seed)]
+    launchers = {1: [sys.executable, str(_REPO / "train_vae.py")],
+                 2: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(_REPO / "train_vae.py")]}
+    results = []
+    for processes, launch in launchers.items():
+        run_dir = out_dir / f"processes_{processes}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if processes > 1:  # the very frames the first run collected
+            shutil.copytree(frames.dataset_dir(out_dir / "processes_1", ENV_ID), frames.dataset_dir(run_dir, ENV_ID))
+        result = subprocess.run([*launch, *args, "--out_dir", str(run_dir)], capture_output=True, text=True)
+        cli.require(result.returncode == 0, f"the {processes}-process run failed: "
+                    f"{result.stderr.strip().splitlines()[-1:]}")
+        with open(run_dir / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        results.append({"processes": processes, "images_per_s": float(rows[-1]["images_per_s"]),
+                        "seconds": sum(float(row["seconds"]) for row in rows),
+                        "heldout_mse": heldout_mse(load_vae(run_dir / "vae.pt"), heldout_u8)})
+    return results
 
 
 # ---------------------------------------------------------------- report
@@ -258,15 +277,31 @@ def report(results: dict) -> list[tuple[str, str, str]]:
         ours, homework = results["quality"]["ours"][-1], results["quality"]["homework"][-1]
         rows.append(("default run: wall s, held-out MSE", f"{ours['seconds']:.0f} s, {ours['mse']:.6f}",
                      f"homework's run: {homework['seconds']:.0f} s, {homework['mse']:.6f}"))
-    if "memory" in results:
-        m = results["memory"]
-        rows.append((f"peak RSS, {m['frames']:,} frames", f"{m['peak_mib']:.0f} MiB (largest worker "
-                     f"{m['largest_worker_mib']:.0f} MiB)", f"frames alone: {m['frames_mib']:.0f} MiB"))
+    for m in results.get("memory", []):
+        how = "streamed from disk" if m["streamed"] else "held in RAM"
+        rows.append((f"peak RSS, {m['frames']:,} frames of {m['img_size']} px", f"{m['peak_mib']:.0f} MiB",
+                     f"frames alone {m['frames_mib']:.0f} MiB, {how}; on disk {m['store_mib']:.0f} MiB"))
+    if len(results.get("memory", [])) > 1:
+        first, last = results["memory"][0], results["memory"][-1]
+        rows.append((f"  growth, {first['frames']:,} -> {last['frames']:,} frames",
+                     f"{last['peak_mib'] / first['peak_mib'] - 1:+.0%}", "peak RSS"))
     return rows
+
+
+def scaling_rows(results: dict) -> list[tuple[str, str, str]]:
+    """(processes, images/s, held-out MSE) rows: one process against two on the same frames."""
+    return [(f"{s['processes']}", f"{s['images_per_s']:.0f}", f"{s['heldout_mse']:.6f}")
+            for s in results.get("scaling", [])]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     bench = cli.parse_config(__name__, argv)
+    cli.require(isinstance(bench.memory_frames, tuple) and all(isinstance(n, int) and n >= 1000
+                                                               for n in bench.memory_frames),
+                f"MEMORY_FRAMES must be a tuple of frame counts of at least 1000, got {bench.memory_frames!r}")
+    shard_frames = cli.defaults(train_vae).shard_frames
+    cli.require(bench.scaling_frames == 0 or bench.scaling_frames >= 2 * shard_frames,
+                f"SCALING_FRAMES must be 0 or at least {2 * shard_frames} (a shard for each of the two processes)")
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
     cli.require_seed(bench.seed)
@@ -277,23 +312,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                                seed=frames.fresh_seed(bench.seed) + 1000)
     heldout = frames.collect_frames(heldout_cfg)[0]["frames"]
 
-    print("1/4 collection ...")
+    print("1/5 collection ...")
     results["collection"] = measure_collection(
         cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
-    print("2/4 training speed ...")
+    print("2/5 training speed ...")
     results["training"] = measure_training(bench, out_dir)
     if bench.quality:
-        print("3/4 quality against time (our default run at each budget, then the homework's run) ...")
+        print("3/5 quality against time (our default run at each budget, then the homework's run) ...")
         results["quality"] = measure_quality(bench, heldout, out_dir)
-    if bench.memory_frames > 0:
-        print(f"4/4 peak memory with {bench.memory_frames:,} frames ...")
-        results["memory"] = memory_probe(bench.memory_frames, out_dir / "memory")
+    if bench.memory_frames:
+        print(f"4/5 peak memory with {', '.join(f'{n:,}' for n in bench.memory_frames)} frames ...")
+        results["memory"] = [memory_probe(n, bench.memory_img_size, out_dir / "memory") for n in bench.memory_frames]
+    if bench.scaling_frames > 0:
+        print(f"5/5 one process against two (torchrun) on the same {bench.scaling_frames:,} frames ...")
+        results["scaling"] = measure_scaling(bench.scaling_frames, bench.seed, heldout, out_dir / "scaling")
 
     rows = report(results)
     name_width, value_width = (max(len(row[i]) for row in rows) for i in (0, 1))
     print()
     for name, value, note in rows:
         print(f"{name:<{name_width}}  {value:<{value_width}}  {note}")
+    if "scaling" in results:
+        print("\nprocesses  images/s  held-out MSE   (the same frames, 2 epochs each)")
+        for processes, images_per_s, mse in scaling_rows(results):
+            print(f"{processes:>9}  {images_per_s:>8}  {mse}")
     report_json = json.dumps(results | {"table": rows}, indent=2)
     cli.atomic_write(out_dir / "bench.json", lambda f: f.write(report_json.encode()))
     print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {out_dir / 'quality_vs_time.png'}" if bench.quality else ""))

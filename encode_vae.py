@@ -29,6 +29,7 @@ import torch
 
 import cli
 import frames
+import store
 from checkpoints import build_vae, load_checkpoint, run_config
 from compute import pick_device, to_unit_float
 from MyVAE import MyVAE
@@ -61,22 +62,29 @@ def episode_codes(model: MyVAE, data: dict[str, np.ndarray], device: torch.devic
     order = np.lexsort((data["step"], data["episode"]))  # by episode, then step
     ordered = {key: data[key][order] for key in ("action", "reward", "done", "episode", "step")}
     mu, log_var = encode_frames(model, data["frames"][order], device)
-    starts = np.flatnonzero(np.diff(ordered["episode"], prepend=-1))
-    return {"mu": mu, "log_var": log_var, **ordered, "episode_start": np.append(starts, len(order)).astype(np.int64)}
+    return {"mu": mu, "log_var": log_var, **ordered, "episode_start": episode_starts(ordered["episode"])}
+
+
+def episode_starts(episodes: np.ndarray) -> np.ndarray:
+    """Where each episode's rows begin, and the end: episode e is rows [starts[e], starts[e + 1])."""
+    return np.append(np.flatnonzero(np.diff(episodes, prepend=-1)), len(episodes)).astype(np.int64)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
-    path = frames.dataset_path(run.out_dir, run.env_id)
-    data = frames.load_dataset(path, frames.collection_settings(run), quiet=True)
-    cli.require(data is not None, f"{path}, the dataset {cfg.checkpoint} trained on, is gone or was made by other "
-                "code: run the train_vae.py command that made the checkpoint again")
+    frame_store = frames.complete_store(run)
+    cli.require(frame_store is not None, f"{frames.dataset_dir(run.out_dir, run.env_id)}, the dataset {cfg.checkpoint} "
+                "trained on, is gone or incomplete: run the train_vae.py command that made the checkpoint again")
     out = Path(cfg.out)
     cli.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)
-    codes = episode_codes(build_vae(checkpoint, device), data, device)
+    model = build_vae(checkpoint, device)
+    n_shards = len(store.shard_sizes(run.n_frames, run.shard_frames))
+    pieces = [episode_codes(model, frame_store.read(index), device) for index in range(n_shards)]  # one shard in RAM
+    codes = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "episode_start"}
+    codes["episode_start"] = episode_starts(codes["episode"])
     cli.atomic_write(out, lambda f: np.savez(f, **codes))
     n_episodes = len(codes["episode_start"]) - 1
     print(f"wrote {out}: {len(codes['mu'])} frames in {n_episodes} episodes, z of {codes['mu'].shape[1]} dims, "

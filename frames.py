@@ -1,20 +1,18 @@
-"""Frames from Gymnasium envs: what each env needs, the filters, rendering, parallel collection, the store.
+"""Frames from Gymnasium envs: what each env needs, the filters, rendering, parallel collection.
 
 Collection drives an env with random actions; each observation either becomes a
 training frame or is dropped by two filters: (1) every episode is reset after its first
 RESET_AFTER observations; (2) a frame is kept only if its pole angle lies in
 ANGLE_RANGE. Frames are collected in seeded chunks, several at a time across processes,
-so the dataset depends only on the settings and the seed, never on how many workers
-ran. The dataset is one compressed .npz with its settings and a checksum.
+so the dataset depends only on the settings and the seed, never on how many workers or
+training processes ran. Chunks are gathered into the shards of the store (store.py).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import difflib
-import functools
-import hashlib
-import json
 import multiprocessing
 import os
 import shutil
@@ -34,11 +32,12 @@ import numpy as np
 from PIL import Image
 
 import cli
+import store
 from cli import UserError
 
-_CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding, parallel work and resumption
+_CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; a shard holds several
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
-_ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what a dataset holds
+_HELDOUT_LIMIT = 50_000  # frames read to score on, or to fit a probe on: stable numbers, bounded RAM
 _SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
@@ -135,6 +134,9 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     env.reset(seed=0)
     height, width = frame_size(env)
     env.close()
+    cli.require(isinstance(cfg.shard_frames, int) and cfg.shard_frames >= _CHUNK_FRAMES
+                and cfg.shard_frames % _CHUNK_FRAMES == 0,
+                f"SHARD_FRAMES must be a multiple of {_CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     intro = knowledge(cfg.env_id).skip_first
@@ -172,34 +174,17 @@ def validate_collection(cfg: SimpleNamespace) -> None:
         )
 
 
-def check_room(cfg: SimpleNamespace, out_dir: Path) -> None:
-    """Refuse, before collecting, a dataset that cannot fit in RAM (it is held there whole) or whose
-    compressed store cannot fit on OUT_DIR's disk (estimated by compressing a few of the env's frames)."""
-    raw = cfg.n_frames * 3 * cfg.img_size**2
-    available = _available_memory()
-    cli.require(available is None or raw < 0.8 * available,
-                f"N_FRAMES={cfg.n_frames} frames of {cfg.img_size}x{cfg.img_size} need {raw / 2**30:.1f} GiB of RAM, "
-                f"and {available / 2**30 if available else 0:.1f} GiB are free: lower N_FRAMES or IMG_SIZE")
+def check_room(cfg: SimpleNamespace, out_dir: Path, n_frames: int) -> None:
+    """Refuse, before collecting, `n_frames` frames whose compressed shards cannot fit on OUT_DIR's
+    disk: their size is estimated by compressing a few of the env's frames as a shard is."""
     probe = SimpleNamespace(**(vars(cfg) | {"angle_range": "all"}))  # any frames of the env compress alike
-    sample = collect_chunk(probe, 0, _SIZE_PROBE_FRAMES)[0]
-    ratio = len(zlib.compress(sample["frames"].tobytes(), 1)) / max(1, sample["frames"].nbytes)
-    needed, free = 2 * raw * ratio, shutil.disk_usage(out_dir).free  # 2x: the old file stays until the new is whole
-    cli.require(needed < free, f"N_FRAMES={cfg.n_frames} needs about {needed / 2**30:.2f} GiB on disk for the dataset "
-                f"and {out_dir} has {free / 2**30:.2f} GiB free: lower N_FRAMES or choose another OUT_DIR")
-
-
-def _available_memory() -> int | None:
-    """Bytes of RAM a new allocation can get, where the OS tells: Linux's MemAvailable (free memory
-    plus the page cache it can drop), else the free pages; None where neither is known."""
-    meminfo = Path("/proc/meminfo")
-    if meminfo.exists():
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    sample = collect_chunk(probe, 0, _SIZE_PROBE_FRAMES)[0]["frames"]
+    ratio = len(zlib.compress(sample.tobytes(), 6)) / max(1, sample.nbytes)  # 6: np.savez_compressed's level
+    needed = (n_frames + cfg.shard_frames) * sample[0].nbytes * ratio  # + one shard: its temporary file
+    free = shutil.disk_usage(out_dir).free
+    cli.require(needed < free, f"N_FRAMES={cfg.n_frames} needs about {needed / 2**30:.2f} GiB on disk for "
+                f"{n_frames} frames to collect, and {out_dir} has {free / 2**30:.2f} GiB free: lower N_FRAMES "
+                "or choose another OUT_DIR")
 
 
 # ---------------------------------------------------------------- rendering
@@ -442,30 +427,51 @@ def empty_arrays(env: gym.Env, n: int, img_size: int) -> dict[str, np.ndarray]:
     }
 
 
-def collect_frames(
-    cfg: SimpleNamespace, done: dict[str, np.ndarray] | None = None, stop: cli.StopRequests | None = None
-) -> tuple[dict[str, np.ndarray], CollectionStats]:
-    """N_FRAMES filtered frames, collected in chunks of fixed size and seed, N_ENVS at a time.
-
-    Each chunk is reproducible on its own, so the dataset does not depend on N_ENVS,
-    and a collection that was stopped continues from the chunks in `done` to the same
-    frames as one that never stopped. A stop request ends it early with fewer frames.
-    """
-    n_done = 0 if done is None else len(done["frames"])
-    pending = [
-        (index, start, min(_CHUNK_FRAMES, cfg.n_frames - start))
-        for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES))
-        if start >= n_done
-    ]
-    data = _empty_dataset(cfg, n_done, done)
-    total = CollectionStats()
-    next_episode = int(data["episode"][:n_done].max()) + 1 if n_done else 0
-    with (
-        _chunk_runner(cfg, len(pending)) as run,
-        cli.Progress(cfg.n_frames, "collecting", "frame", initial=n_done) as bar,
-    ):
-        for (chunk, stats), (_, start, size) in zip(run(pending), pending, strict=False):
+def collect_frames(cfg: SimpleNamespace) -> tuple[dict[str, np.ndarray], CollectionStats]:
+    """N_FRAMES filtered frames in memory (fresh frames to score on, a benchmark), collected as the
+    store's shards are: the same seeded chunks, N_ENVS at a time."""
+    chunks = [(index, min(_CHUNK_FRAMES, cfg.n_frames - start))
+              for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES))]
+    pieces, total = [], CollectionStats()
+    with cli.Progress(cfg.n_frames, "collecting", "frame") as bar:
+        for _, chunk, stats in _collected(cfg, chunks):
+            pieces.append(chunk)
             total += stats
+            bar.update(len(chunk["frames"]))
+    return {key: np.concatenate([piece[key] for piece in pieces]) for key in store.ARRAYS}, total
+
+
+def collect_shards(cfg: SimpleNamespace, frame_store: store.Store, sizes: dict[int, int],
+                   stop: cli.StopRequests | None = None) -> CollectionStats:
+    """Collect the shards `sizes` names (index -> frames) into the store, each written as it completes.
+
+    Shard i is made of chunks i * SHARD_FRAMES / 250 onwards, each with its own seed, so a
+    shard is the same whichever process collects it, with however many workers, and a stop
+    loses only the shard in progress: a stop request ends the work after the chunk in hand.
+    """
+    per_shard = cfg.shard_frames // _CHUNK_FRAMES
+    chunks = [(shard * per_shard + j, min(_CHUNK_FRAMES, size - j * _CHUNK_FRAMES))
+              for shard, size in sizes.items() for j in range(-(-size // _CHUNK_FRAMES))]
+    total, pieces = CollectionStats(), []
+    with cli.Progress(sum(sizes.values()), "collecting", "frame") as bar:
+        for index, chunk, stats in _collected(cfg, chunks):
+            total += stats
+            pieces.append(chunk)
+            bar.update(len(chunk["frames"]))
+            shard = index // per_shard
+            if sum(len(piece["frames"]) for piece in pieces) == sizes[shard]:
+                frame_store.write(shard, {key: np.concatenate([p[key] for p in pieces]) for key in store.ARRAYS})
+                pieces = []
+            if stop is not None and stop.signum:
+                break
+    return total
+
+
+def _collected(cfg: SimpleNamespace, chunks: list[tuple[int, int]]) -> Iterator[tuple[int, dict, CollectionStats]]:
+    """Each chunk (index, frames) collected, in order, as (index, arrays, stats); episode ids made
+    unique across chunks."""
+    with _chunk_runner(cfg, len(chunks)) as run:
+        for (chunk, stats), (index, size) in zip(run(chunks), chunks, strict=False):
             if stats.kept < size:
                 raise UserError(
                     f"the filters kept only {stats.kept} of {size} frames in a chunk of N_FRAMES={cfg.n_frames}: "
@@ -473,50 +479,49 @@ def collect_frames(
                     "widen ANGLE_RANGE (or set it to \"all\"), "
                     "or raise MAX_STEPS_PER_FRAME"
                 )
-            chunk["episode"] += next_episode  # episode ids continue across chunks, so they stay unique
-            next_episode = int(chunk["episode"].max()) + 1
-            for key, values in chunk.items():
-                data[key][start : start + size] = values
-            n_done = start + size
-            bar.update(size)
-            if stop is not None and stop.signum:
-                break
-    if n_done == 0:
-        raise cli.Stopped(f"stopped by {stop.name} before the first {_CHUNK_FRAMES} frames: nothing saved", stop.signum)
-    return {key: values[:n_done] for key, values in data.items()}, total
-
-
-def _empty_dataset(cfg: SimpleNamespace, n_done: int, done: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
-    """Arrays for all N_FRAMES, allocated once (no copies of the whole set), holding `done` first."""
-    with contextlib.closing(make_env(cfg.env_id, cfg.seed)) as env:
-        data = empty_arrays(env, cfg.n_frames, cfg.img_size)
-    for key, values in (done or {}).items():
-        data[key][:n_done] = values
-    return data
+            # a chunk holds at most _CHUNK_FRAMES frames, so fewer episodes: ids from index * that are its own
+            chunk["episode"] = (index * _CHUNK_FRAMES + np.unique(chunk["episode"], return_inverse=True)[1]).astype(
+                np.int32)
+            yield index, chunk, stats
 
 
 @contextlib.contextmanager
 def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
-    """Yields run(pending) -> iterator of chunk results, in order: in this process, or in
-    N_ENVS worker processes (0: one per CPU core) when there is more than one chunk.
+    """Yields run(chunks) -> iterator of chunk results, in order: in this process, or in N_ENVS
+    worker processes (0: one per CPU core this process has) when there is more than one chunk.
 
+    Only a few chunks per worker are in flight, so finished chunks never pile up in RAM.
     Leaving early (a stop, an error) cancels the chunks not yet started and waits for the
     running ones: workers are never killed mid-write, which could hang the pipe back.
     """
-    n_workers = min(cfg.n_envs or os.cpu_count() or 1, n_chunks)
+    n_workers = min(cfg.n_envs or _cores_per_process(), n_chunks)
     if n_workers <= 1:
-        yield lambda pending: (collect_chunk(cfg, index, size) for index, _, size in pending)
+        yield lambda chunks: (collect_chunk(cfg, index, size) for index, size in chunks)
         return
     # fork where there is one: workers start at once; they only render and never touch torch
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),))
+
+    def run(chunks: list[tuple[int, int]]) -> Iterator[tuple[dict, CollectionStats]]:
+        in_flight: collections.deque = collections.deque()
+        for index, size in chunks:
+            in_flight.append(pool.submit(collect_chunk, cfg, index, size))
+            if len(in_flight) > 2 * n_workers:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+
     try:
-        yield lambda pending: pool.map(
-            functools.partial(collect_chunk, cfg), [index for index, _, _ in pending], [size for *_, size in pending]
-        )
+        yield run
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _cores_per_process() -> int:
+    """CPU cores for this process's workers: all of them, or under torchrun its share of the machine's
+    (torchrun sets LOCAL_WORLD_SIZE to the processes it started here)."""
+    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def _start_worker(parent: int) -> None:
@@ -533,92 +538,69 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)  # no cleanup to run: the parent that would read our results is gone
 
 
-# ---------------------------------------------------------------- dataset cache
+# ---------------------------------------------------------------- the dataset
 
 
 def collection_settings(cfg: SimpleNamespace) -> dict:
-    """Everything that decides the dataset's contents: a cache is reused only if these match."""
+    """Everything that decides a shard's contents: a store's shards are reused only if these match.
+    N_FRAMES is not among them: a larger N_FRAMES reuses the shards a smaller one collected."""
     return {
         "env_id": cfg.env_id,
-        "n_frames": cfg.n_frames,
         "reset_after": resolve_reset_after(cfg.env_id, cfg.reset_after),
         "angle_range": list(angle_range) if (angle_range := resolve_angle_range(cfg.env_id, cfg.angle_range)) else None,
         "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
         "img_size": cfg.img_size,
         "seed": cfg.seed,
+        "shard_frames": cfg.shard_frames,
     }
 
 
-def dataset_path(out_dir: str | Path, env_id: str) -> Path:
-    return Path(out_dir) / f"frames_{env_id.replace('/', '_')}.npz"
+def dataset_dir(out_dir: str | Path, env_id: str) -> Path:
+    return Path(out_dir) / f"frames_{env_id.replace('/', '_')}"
 
 
-def _checksum(data: dict[str, np.ndarray]) -> str:
-    """sha256 over each array's name, dtype, shape and bytes: a cast or a reshape changes it too."""
-    digest = hashlib.sha256()
-    for key in sorted(data):
-        digest.update(f"{key} {data[key].dtype.str} {data[key].shape}".encode())
-        digest.update(np.ascontiguousarray(data[key]))  # hashed in place: no bytes copy of the frames
-    return digest.hexdigest()
+def open_store(cfg: SimpleNamespace, out_dir: str | Path) -> store.Store:
+    return store.Store(dataset_dir(out_dir, cfg.env_id), collection_settings(cfg))
 
 
-def save_dataset(path: Path, data: dict[str, np.ndarray], settings: dict) -> None:
-    """Compressed .npz with the settings and a checksum of its arrays, written atomically."""
-    meta = json.dumps({"settings": settings, "sha256": _checksum(data)})
-    cli.atomic_write(path, lambda f: np.savez_compressed(f, meta=np.array(meta), **data))
-
-
-def load_dataset(path: Path, settings: dict, quiet: bool = False) -> dict[str, np.ndarray] | None:
-    """The cached dataset if it was made with `settings` and is intact; else None, saying why."""
-    if not path.exists():
-        return None
-    say = (lambda _: None) if quiet else print
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in _ARRAYS}
-            meta = json.loads(str(npz["meta"]))
-    except Exception as error:  # zip, json, key and value errors all mean the same thing here
-        say(f"{path} is unreadable ({type(error).__name__}); collecting again")
-        return None
-    if meta.get("settings") != settings:
-        say(f"{path} was collected with other settings; collecting again")
-        return None
-    if meta.get("sha256") != _checksum(data):
-        say(f"{path} does not match its checksum; collecting again")
-        return None
-    n, size = len(data["frames"]), settings["img_size"]
-    if data["frames"].dtype != np.uint8 or data["frames"].shape[1:] != (3, size, size) or any(
-            len(values) != n for values in data.values()):
-        say(f"{path} holds arrays of the wrong dtype, shape or length; collecting again")
-        return None
-    return data
-
-
-def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests) -> dict[str, np.ndarray]:
-    """The cached dataset if it matches the constants; else collect it (continuing a stopped one)."""
-    settings = collection_settings(cfg)
-    path = dataset_path(out_dir, cfg.env_id)
-    data = load_dataset(path, settings)
-    if data is not None and len(data["frames"]) == cfg.n_frames:
-        print(f"reusing {cfg.n_frames} frames from {path}")
-        return data
-    check_room(cfg, out_dir)
-    if data is not None:
-        print(f"continuing the collection stopped at {len(data['frames'])} frames in {path}")
-    print(f"collecting {cfg.n_frames} frames from {cfg.env_id}")
+def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests, rank: int = 0,
+                    world: int = 1) -> tuple[store.Store, list[int]]:
+    """The store and the shards of it that process `rank` of `world` trains on: reused where they
+    match the constants and are intact, collected (by this process, before training) where not."""
+    frame_store = open_store(cfg, out_dir)
+    frame_store.empty_if_stale()
+    sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
+    mine = store.shards_of_rank(len(sizes), rank, world)
+    todo = frame_store.missing({index: sizes[index] for index in mine})
+    n_mine, n_todo = sum(sizes[i] for i in mine), sum(sizes[i] for i in todo)
+    whose = f"process {rank} of {world}: " if world > 1 else ""
+    if not todo:
+        print(f"{whose}reusing {n_mine} frames in {len(mine)} shards of {frame_store.folder}")
+        return frame_store, mine
+    check_room(cfg, out_dir, n_todo)
+    if n_todo < n_mine:
+        print(f"{whose}{n_mine - n_todo} of {n_mine} frames are already in {frame_store.folder}; collecting the rest")
+    print(f"{whose}collecting {n_todo} frames from {cfg.env_id} into {len(todo)} shards of {cfg.shard_frames}")
     start = time.perf_counter()
-    data, stats = collect_frames(cfg, done=data, stop=stop)
-    save_dataset(path, data, settings)
-    if len(data["frames"]) < cfg.n_frames:
-        raise cli.Stopped(
-            f"stopped by {stop.name}: saved {len(data['frames'])} of {cfg.n_frames} frames to {path}; "
-            "run the same command again to continue",
-            stop.signum,
-        )
+    stats = collect_shards(cfg, frame_store, {index: sizes[index] for index in todo}, stop)
+    if stats.kept < n_todo:
+        left = sum(sizes[i] for i in frame_store.missing({index: sizes[index] for index in mine}, quiet=True))
+        raise cli.Stopped(f"stopped by {stop.name}: {frame_store.folder} keeps the {n_mine - left} frames of every "
+                          "finished shard; run the same command again to continue the collection", stop.signum)
     seconds = time.perf_counter() - start
     print(f"collected {cfg.env_id}: {stats.summary(cfg)}")
-    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); saved to {path}")
-    return data
+    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); "
+          f"{frame_store.folder} holds {store.folder_bytes(frame_store.folder) / 2**20:.1f} MiB")
+    return frame_store, mine
+
+
+def complete_store(cfg: SimpleNamespace) -> store.Store | None:
+    """The run's dataset, if every shard of it is still there and intact; else None."""
+    frame_store = open_store(cfg, cfg.out_dir)
+    if not frame_store.holds_settings():
+        return None
+    sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
+    return None if frame_store.missing(dict(enumerate(sizes)), quiet=True) else frame_store
 
 
 @dataclass
@@ -639,21 +621,23 @@ def heldout_frames(config: dict, fresh: int = 0) -> Heldout:
     the fresh episodes, and is then scored on the other half only.
     """
     cfg = SimpleNamespace(**config)
-    data = load_dataset(dataset_path(cfg.out_dir, cfg.env_id), collection_settings(cfg), quiet=True)
+    frame_store = complete_store(cfg)
     fit = None
-    if data is not None:
-        train_idx, val_idx = split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
-        fit = _select(data, train_idx)
+    if frame_store is not None:
+        shards = range(len(store.shard_sizes(cfg.n_frames, cfg.shard_frames)))
+        fit = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "train", _HELDOUT_LIMIT)
         if not fresh:
-            return Heldout(fit, _select(data, val_idx), f"the run's {len(val_idx)} validation frames (whole episodes)")
+            test = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "val", _HELDOUT_LIMIT)
+            return Heldout(fit, test, f"{len(test['frames'])} of the run's validation frames (whole episodes)")
     n_frames, seed = fresh or cfg.n_frames, fresh_seed(cfg.seed)
-    gone = "" if data is not None or fresh else f"the run's dataset is gone from {cfg.out_dir}; "
+    gone = "" if frame_store is not None or fresh else f"the run's dataset is gone from {cfg.out_dir}; "
+    n_frames = min(n_frames, _HELDOUT_LIMIT) if not fresh else n_frames
     print(f"{gone}collecting {n_frames} fresh frames from {cfg.env_id} (seed {seed})")
     new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "seed": seed})))[0]
     description = f"{gone}{n_frames} fresh frames, seed {seed}, none seen in training"
     if fit is not None:
         return Heldout(fit, new, description)
-    fit_idx, test_idx = split_by_episode(new["episode"], 0.5, seed)
+    fit_idx, test_idx = store.split_by_episode(new["episode"], 0.5, seed)
     return Heldout(_select(new, fit_idx), _select(new, test_idx), description + f"; {len(test_idx)} of them scored, "
                    "the other half fits the probe")
 
@@ -665,14 +649,3 @@ def fresh_seed(seed: int) -> int:
 
 def _select(data: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
     return {key: values[idx] for key, values in data.items()}
-
-
-def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices for training and validation; whole episodes go to one side only,
-    so near-duplicate neighbouring frames cannot leak into validation."""
-    ids, counts = np.unique(episodes, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
-    val_ids = ids[order[:n_val_episodes]]
-    is_val = np.isin(episodes, val_ids)
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -2,6 +2,7 @@
 
     python train_vae.py                       # CartPole-v1, the defaults below
     python train_vae.py --env_id Pendulum-v1  # any constant can be overridden like this
+    torchrun --nproc_per_node=2 train_vae.py  # one model trained by two processes (README: Scaling out)
 
 The story: constants -> data (frames.py collects or reuses them) -> model (MyVAE.py) ->
 the training step -> saving (checkpoints, metrics, pictures) after every epoch.
@@ -9,21 +10,24 @@ the training step -> saving (checkpoints, metrics, pictures) after every epoch.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
 
 import cli
+import distributed
 import frames
+import store
 from checkpoints import load_checkpoint, save_checkpoint
 from cli import UserError, require
 from compute import Compute, auto_batch_size, pick_device
@@ -40,6 +44,8 @@ CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: 
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
 MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept too few
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
+SHARD_FRAMES = 4000  # frames per file of the dataset (a multiple of 250): the unit of resuming, streaming, splitting
+IN_RAM_MB = 512  # a dataset (each process's part) up to this size is held in RAM; a larger one streams from disk
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
@@ -66,14 +72,18 @@ COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs on
 _LOSS_PARTS = ("loss", "recon", "kl")
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
 _MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
-                         "fast_render"}
+                         "fast_render", "in_ram_mb"}
 _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
 
-def validate_config(cfg: SimpleNamespace) -> None:
+def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed.Ranks()) -> None:
     """Reject bad constants with one clear message, before any work starts."""
     frames.validate_collection(cfg)
+    n_shards = len(store.shard_sizes(cfg.n_frames, cfg.shard_frames))
+    require(n_shards >= ranks.world, f"N_FRAMES={cfg.n_frames} makes {n_shards} shards of SHARD_FRAMES="
+            f"{cfg.shard_frames}, fewer than the {ranks.world} processes: each needs a shard of its own")
+    require(cfg.in_ram_mb >= 0, f"IN_RAM_MB must be zero or positive, got {cfg.in_ram_mb}")
     require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
             f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
     require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
@@ -90,7 +100,7 @@ def validate_config(cfg: SimpleNamespace) -> None:
     require(cfg.kl_weight >= 0, f"KL_WEIGHT must be zero or positive, got {cfg.kl_weight}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
-    require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction)), cfg.batch_size)  # estimated before collecting
+    require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction) / ranks.world), cfg.batch_size)  # an estimate
 
 
 def require_batch_fits(n_train: int, batch_size: int) -> None:
@@ -125,41 +135,39 @@ class Progress:
     best_val_loss: float = math.inf
 
 
-def epoch_batches(train_idx: torch.Tensor, batch_size: int, shuffle: torch.Generator) -> list[torch.Tensor]:
-    """The epoch's shuffled batches; a short last batch is dropped (one frame would break BatchNorm)."""
-    order = train_idx[torch.randperm(len(train_idx), generator=shuffle)]
-    return list(order[: len(order) - len(order) % batch_size].split(batch_size))
-
-
 @torch.no_grad()
-def evaluate(model: MyVAE, frames_u8: torch.Tensor, idx: torch.Tensor, cfg: SimpleNamespace,
-             compute: Compute) -> dict[str, float]:
-    """Loss parts over the frames at `idx`, in eval mode (decoding mu), weighted by batch size."""
+def evaluate(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNamespace, compute: Compute) -> dict[str, float]:
+    """Loss parts over the validation frames of every process, in eval mode (decoding mu), per frame."""
     model.eval()
     totals = dict.fromkeys(_LOSS_PARTS, 0.0)
-    for batch in idx.split(cfg.batch_size):
+    n = 0
+    for batch in batches:
         with compute.autocast():
-            parts = model.loss(*model(compute.inputs(frames_u8[batch])), kl_weight=cfg.kl_weight)
+            parts = model.loss(*model(compute.inputs(batch)), kl_weight=cfg.kl_weight)
         for key in totals:
             totals[key] += parts[key].item() * len(batch)
-    return {key: value / len(idx) for key, value in totals.items()}
+        n += len(batch)
+    *sums, n = distributed.sum_over_ranks([*totals.values(), n])
+    return {key: value / n for key, value in zip(totals, sums, strict=True)}
 
 
 def train(
     cfg: SimpleNamespace,
-    data: dict[str, np.ndarray],
+    source: store.InMemory | store.Streamed,
     out_dir: Path,
     compute: Compute,
     stop: cli.StopRequests,
     resume: dict | None = None,
+    ranks: distributed.Ranks = distributed.Ranks(),
 ) -> list[dict]:
-    """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint."""
-    train_np, val_np = frames.split_by_episode(data["episode"], cfg.val_fraction, cfg.seed)
-    require_batch_fits(len(train_np), cfg.batch_size)  # the split is by whole episodes, so check the real one
-    frames_u8, where = place_frames(torch.from_numpy(data["frames"]), compute)
-    train_idx, val_idx = (torch.from_numpy(i).to(frames_u8.device) for i in (train_np, val_np))
-    print(f"training on {len(train_idx)} frames, validating on {len(val_idx)} (held-out episodes) "
-          f"on {compute}; frames kept {where}")
+    """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint.
+    Under torchrun every process trains on its own shards and only rank 0 writes."""
+    require_batch_fits(source.n_train, cfg.batch_size)  # the split is by whole episodes, so check the real one
+    steps_per_epoch = distributed.min_over_ranks(source.n_train // cfg.batch_size)  # all processes step together
+    total_steps = steps_per_epoch * cfg.epochs
+    n_train, n_val = (int(n) for n in distributed.sum_over_ranks([source.n_train, source.n_val]))
+    each = f" ({ranks.world} processes, each on its own shards)" if ranks.world > 1 else ""
+    print(f"training on {n_train} frames, validating on {n_val} (held-out episodes){each}, on {compute}")
 
     torch.manual_seed(cfg.seed)
     model = compute.prepare(MyVAE(latent_dim=cfg.latent_dim, hidden_dims=cfg.hidden_dims, variational=cfg.variational,
@@ -170,27 +178,27 @@ def train(
     if resume is not None:
         progress = restore_training_state(resume, model, optimizer)
         print(f"resuming at epoch {progress.epoch}, batch {progress.batch}")
-    net = compute.for_training(model)
-    steps_per_epoch = len(train_idx) // cfg.batch_size
-    total_steps = steps_per_epoch * cfg.epochs
+    net = compute.for_training(distributed.for_ranks(model, compute.device))
 
     while progress.epoch <= cfg.epochs:
         start = time.perf_counter()
         shuffle.set_state(progress.shuffle_state)
-        batches = epoch_batches(train_idx, cfg.batch_size, shuffle)
         net.train()
         first_batch = progress.batch
-        with cli.Progress(steps_per_epoch, f"epoch {progress.epoch}/{cfg.epochs}", "batch", progress.batch) as bar:
-            for idx in batches[progress.batch:]:
-                if stop.signum:
-                    raise stopped(stop, model, optimizer, progress, cfg, out_dir, steps_per_epoch)
+        with (
+            contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
+            cli.Progress(steps_per_epoch, f"epoch {progress.epoch}/{cfg.epochs}", "batch", progress.batch) as bar,
+        ):
+            for frames_u8 in itertools.islice(stream, progress.batch, steps_per_epoch):
+                if distributed.any_rank(bool(stop.signum)):  # every process stops before the same step
+                    raise stopped(stop, model, optimizer, progress, cfg, out_dir, steps_per_epoch, ranks)
                 # the training step
                 step = (progress.epoch - 1) * steps_per_epoch + progress.batch
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total_steps, cfg)
                 with compute.autocast():
-                    parts = model.loss(*net(compute.inputs(frames_u8[idx])), kl_weight=cfg.kl_weight)
-                if not torch.isfinite(parts["loss"]):  # before backward: a NaN never reaches the weights
+                    parts = model.loss(*net(compute.inputs(frames_u8)), kl_weight=cfg.kl_weight)
+                if distributed.any_rank(not torch.isfinite(parts["loss"])):  # before backward: NaN never lands
                     raise diverged(parts, progress, cfg, out_dir)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
@@ -200,9 +208,11 @@ def train(
                 progress.batch += 1
                 bar.update()
 
-        images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size / (time.perf_counter() - start)
-        train_parts = {key: value / steps_per_epoch for key, value in progress.totals.items()}
-        val_parts = evaluate(model, frames_u8, val_idx, cfg, compute)
+        images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size * ranks.world / (time.perf_counter() - start)
+        train_sums = distributed.sum_over_ranks(list(progress.totals.values()))
+        train_parts = {key: value / (steps_per_epoch * ranks.world) for key, value in zip(_LOSS_PARTS, train_sums,
+                                                                                          strict=True)}
+        val_parts = evaluate(model, source.validation(cfg.batch_size), cfg, compute)
         seconds = time.perf_counter() - start
         progress.history.append(
             {"epoch": progress.epoch}
@@ -219,22 +229,24 @@ def train(
         )
         progress = Progress(shuffle.get_state(), progress.epoch + 1, history=progress.history,
                             best_val_loss=min(progress.best_val_loss, val_parts["loss"]))
-        save_epoch(model, optimizer, progress, cfg, improved, frames_u8[val_idx[:_NUM_EVAL_IMAGES]], compute, out_dir)
+        if ranks.main:
+            save_epoch(model, optimizer, progress, cfg, improved, source.shown(_NUM_EVAL_IMAGES), compute, out_dir)
     return progress.history
 
 
-def place_frames(frames_u8: torch.Tensor, compute: Compute) -> tuple[torch.Tensor, str]:
+def place_frames(frames_u8: torch.Tensor, compute: Compute) -> torch.Tensor:
     """On CUDA, move the uint8 frames to the GPU when they fit in a quarter of its free memory, so
     batches are indexed there and no host-to-device copy waits on each step; else keep them in RAM."""
     if compute.device.type == "cuda" and frames_u8.nbytes < torch.cuda.mem_get_info(compute.device)[0] // 4:
-        return frames_u8.to(compute.device), f"on {compute.device} ({frames_u8.nbytes / 2**20:.0f} MiB)"
-    return frames_u8, f"in RAM ({frames_u8.nbytes / 2**20:.0f} MiB)"
+        return frames_u8.to(compute.device)
+    return frames_u8
 
 
 def stopped(stop: cli.StopRequests, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress,
-            cfg: SimpleNamespace, out_dir: Path, steps_per_epoch: int) -> cli.Stopped:
-    """Save last.pt at the position reached inside the epoch; the exception that ends the run."""
-    save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
+            cfg: SimpleNamespace, out_dir: Path, steps_per_epoch: int, ranks: distributed.Ranks) -> cli.Stopped:
+    """Save last.pt (rank 0) at the position reached inside the epoch; the exception that ends the run."""
+    if ranks.main:
+        save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
     return cli.Stopped(f"stopped by {stop.name} in epoch {progress.epoch} after {progress.batch}/{steps_per_epoch} "
                        f"batches; saved {out_dir / 'last.pt'}; to continue, run the same command with --resume",
                        stop.signum)
@@ -327,37 +339,51 @@ def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.opti
     return Progress(**checkpoint["progress"])
 
 
+def load_resumable(cfg: SimpleNamespace, out_dir: Path) -> dict:
+    """last.pt, checked to continue this run."""
+    last_path = out_dir / "last.pt"
+    require(last_path.exists(), f"nothing to resume: no {last_path}; run without --resume to start")
+    checkpoint = load_checkpoint(last_path)
+    check_resumable(checkpoint, cfg, last_path)
+    return checkpoint
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    ranks = distributed.Ranks.from_env()
+    distributed.print_only_on_main(ranks)
     cfg = cli.parse_config(__name__, argv)
-    device = pick_device(cfg.device)
+    device = distributed.local_device(pick_device(cfg.device), ranks)
     if cfg.batch_size is None:  # the config saved with the run records what ran
         cfg.batch_size = auto_batch_size(device)
     if cfg.latent_dim is None:
         cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
-    validate_config(cfg)
+    validate_config(cfg, ranks)
+    cfg.world_size = ranks.world  # recorded with the run: it resumes only with as many processes
     out_dir = cli.prepare_out_dir(cfg.out_dir)
-    steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // cfg.batch_size
+    steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // (cfg.batch_size * ranks.world)
     compute = Compute.choose(device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER)
-    resume = None
     if not cfg.resume and (out_dir / "vae.pt").exists():
         print(f"note: {out_dir} holds an earlier run; this one replaces its checkpoints, metrics and pictures "
               f"(to keep both, stop now and pass --out_dir {out_dir}_2)")
-    if cfg.resume:
-        last_path = out_dir / "last.pt"
-        require(last_path.exists(), f"nothing to resume: no {last_path}; run without --resume to start")
-        resume = load_checkpoint(last_path)
-        check_resumable(resume, cfg, last_path)
     start = time.perf_counter()
-    with cli.lock_out_dir(out_dir), cli.StopRequests() as stop:
-        cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
-        data = frames.load_or_collect(cfg, out_dir, stop)
-        history = train(cfg, data, out_dir, compute, stop, resume)
+    with (
+        distributed.process_group(ranks, device),
+        cli.lock_out_dir(out_dir) if ranks.main else contextlib.nullcontext(),
+        cli.StopRequests() as stop,
+    ):
+        resume = distributed.from_main(lambda: load_resumable(cfg, out_dir)) if cfg.resume else None
+        if ranks.main:
+            cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
+        frame_store, shards = frames.load_or_collect(cfg, out_dir, stop, ranks.rank, ranks.world)
+        source = store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, cfg.in_ram_mb * 2**20,
+                                   place=lambda frames_u8: place_frames(frames_u8, compute))
+        history = train(cfg, source, out_dir, compute, stop, resume, ranks)
     best = min(history, key=lambda row: row["val_loss"])
     print(f"done in {time.perf_counter() - start:.0f}s; best validation loss {best['val_loss']:.5f} "
           f"(recon MSE {best['val_recon']:.5f}) at epoch {best['epoch']}")
     for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json"):
         print(f"  {out_dir / name}")
-    print(f"  {frames.dataset_path(out_dir, cfg.env_id)}")
+    print(f"  {frame_store.folder}/")
     checkpoint = "" if cfg.out_dir == OUT_DIR else f" --checkpoint {out_dir / 'vae.pt'}"
     print(f"next: python sample_vae.py{checkpoint}")
 

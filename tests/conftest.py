@@ -78,6 +78,22 @@ def train_config(**overrides) -> SimpleNamespace:
     return cfg
 
 
+def tiny_source(cfg: SimpleNamespace, out_dir: Path, in_ram_bytes: int = 2**30):
+    """What train_vae.train reads: the run's frames, collected into a store in out_dir (or reused)."""
+    import frames
+    import store
+
+    frame_store, shards = frames.load_or_collect(cfg, out_dir, StopAfter(10**9))
+    return store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_ram_bytes)
+
+
+def read_store(frame_store, n_shards: int) -> dict[str, np.ndarray]:
+    """Shards 0 .. n_shards - 1 of a store, concatenated in shard order: the whole dataset."""
+    import store
+
+    return {key: np.concatenate([frame_store.read(i)[key] for i in range(n_shards)]) for key in store.ARRAYS}
+
+
 class StopAfter:
     """Stands in for cli.StopRequests: reports a SIGTERM from the n-th check on."""
 

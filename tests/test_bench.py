@@ -40,11 +40,23 @@ def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
     collection = {"ours_frames_per_s": 2.0, "reference_frames_per_s": 1.0, "speedup": 2.0,
                   "mad_vs_full_render": 0.3, "mad_vs_reference": 0.9}
     quality = {"ours": [{"seconds": 10.0, "mse": 0.001}], "homework": [{"seconds": 30.0, "mse": 0.002}]}
-    memory = {"frames": 10, "peak_mib": 500.0, "largest_worker_mib": 100.0, "frames_mib": 0.1}
-    rows = bench.report({"collection": collection, "training": training, "quality": quality, "memory": memory})
-    assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-2][1] and "0.002000" in rows[-2][2]
-    assert rows[-1][1] == "500 MiB (largest worker 100 MiB)"
+    memory = [{"frames": n, "img_size": 32, "peak_mib": mib, "frames_mib": 0.1, "store_mib": 0.2, "streamed": n > 10}
+              for n, mib in ((10, 500.0), (50, 550.0))]
+    results = {"collection": collection, "training": training, "quality": quality, "memory": memory,
+               "scaling": [{"processes": 2, "images_per_s": 900.4, "heldout_mse": 0.00031, "seconds": 50.0}]}
+    rows = bench.report(results)
+    assert rows[0][1] == "2 vs 1 = 2.0x" and "0.001000" in rows[-4][1] and "0.002000" in rows[-4][2]
+    assert rows[-3][1] == "500 MiB" and "held in RAM" in rows[-3][2] and "streamed" in rows[-2][2]
+    assert rows[-1][1] == "+10%", "growth of peak RSS from the first to the last size"
+    assert bench.scaling_rows(results) == [("2", "900", "0.000310")]
     bench.plot_quality(quality["ours"], quality["homework"], tmp_path / "q.png")
     assert (tmp_path / "q.png").stat().st_size > 1000
     machine = compute.machine()
     assert set(machine) >= {"cpu", "amx", "avx512_bf16", "device"} and json.dumps(machine)
+
+
+@pytest.mark.slow
+def test_the_memory_probe_reports_peak_rss_and_the_store_size(tmp_path) -> None:
+    result = bench.memory_probe(500, 32, tmp_path)
+    assert 100 < result["peak_mib"] < 4000 and 0 < result["store_mib"] < result["frames_mib"]
+    assert result["streamed"] is False, "500 small frames are held in RAM"

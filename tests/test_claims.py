@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import StopAfter, train_config
+from conftest import StopAfter, read_store, tiny_source, train_config
 
 import cli
 import frames
+import store
 import train_vae
 from checkpoints import load_checkpoint
 from compute import Compute
@@ -21,12 +22,12 @@ def _tiny(tmp_path, **overrides):
     tiny = dict(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, hidden_dims=(8, 16, 16, 32, 32),
                 out_dir=str(tmp_path), n_envs=1)
     cfg = train_config(**(tiny | overrides))
-    return cfg, frames.collect_frames(cfg)[0]
+    return cfg, tiny_source(cfg, tmp_path)
 
 
 @pytest.mark.slow
 def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) -> None:
-    cfg, data = _tiny(tmp_path, epochs=3)
+    cfg, source = _tiny(tmp_path, epochs=3)
     val_losses = iter([0.5, 0.9, 0.7])  # best at epoch 1; epochs 2 and 3 are worse
     real_evaluate = train_vae.evaluate
 
@@ -35,7 +36,7 @@ def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) 
         return parts | {"loss": next(val_losses)}
 
     monkeypatch.setattr(train_vae, "evaluate", scripted)
-    history = train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999))
+    history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
     assert [row["epoch"] for row in history] == [1, 2, 3]
     best = load_checkpoint(tmp_path / "vae.pt")
     assert best["epoch"] == 1 and len(best["metrics"]) == 1
@@ -54,7 +55,7 @@ def test_latent_dimensions_are_ordered_most_informative_first() -> None:
 
 def test_the_validation_split_holds_whole_episodes_only() -> None:
     episodes = np.repeat(np.arange(40), 10)
-    train_idx, val_idx = frames.split_by_episode(episodes, 0.1, seed=0)
+    train_idx, val_idx = store.split_by_episode(episodes, 0.1, seed=0)
     assert set(episodes[train_idx]).isdisjoint(episodes[val_idx])
     assert len(train_idx) + len(val_idx) == len(episodes)
     assert 0.05 <= len(val_idx) / len(episodes) <= 0.2
@@ -63,8 +64,8 @@ def test_the_validation_split_holds_whole_episodes_only() -> None:
 
 
 def test_fresh_frames_come_from_another_seed_and_none_was_trained_on(tmp_path) -> None:
-    cfg, data = _tiny(tmp_path)
-    frames.save_dataset(frames.dataset_path(tmp_path, cfg.env_id), data, frames.collection_settings(cfg))
+    cfg, _ = _tiny(tmp_path)
+    data = read_store(frames.open_store(cfg, tmp_path), 1)
     held = frames.heldout_frames(vars(cfg), fresh=60)
     assert frames.fresh_seed(cfg.seed) != cfg.seed and f"seed {frames.fresh_seed(cfg.seed)}" in held.description
     assert len(held.test["frames"]) == 60
@@ -105,22 +106,22 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth() -> None:
 @pytest.mark.slow
 def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeypatch) -> None:
     """So a kill at any write boundary, then --resume, redoes the epoch and rewrites them all."""
-    cfg, data = _tiny(tmp_path, epochs=1)
+    cfg, source = _tiny(tmp_path, epochs=1)
     written = []
     real = cli.atomic_write
     monkeypatch.setattr(cli, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
     import checkpoints
 
     monkeypatch.setattr(checkpoints, "atomic_write", cli.atomic_write)
-    train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999))
+    train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
     assert written[-1] == "last.pt" and {"vae.pt", "metrics.csv"} <= set(written[:-1])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dies_at", ["vae.pt", "metrics.csv", "last.pt"])
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
-    cfg, data = _tiny(tmp_path, epochs=2)
-    train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), data, tmp_path, CPU, StopAfter(999))
+    cfg, source = _tiny(tmp_path, epochs=2)
+    train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), source, tmp_path, CPU, StopAfter(999))
     import checkpoints
 
     real = cli.atomic_write
@@ -133,10 +134,10 @@ def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, m
     monkeypatch.setattr(checkpoints, "atomic_write", killed)
     monkeypatch.setattr(cli, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
-        train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+        train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
     monkeypatch.setattr(checkpoints, "atomic_write", real)
     monkeypatch.setattr(cli, "atomic_write", real)
-    history = train_vae.train(cfg, data, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+    history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
     assert [row["epoch"] for row in history] == [1, 2]
     for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png"):
         assert (tmp_path / name).is_file(), name

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-
 import numpy as np
 import pytest
-from conftest import StopAfter, same_dataset, train_config
+from conftest import same_dataset, train_config
 
 import frames
 import train_vae
-from cli import Stopped, UserError
+from cli import UserError
 from frames import collect_frames, make_env, preprocess_frame, resolve_crop
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
@@ -140,48 +138,6 @@ def test_envs_without_an_angle_work_with_angle_range_none() -> None:
     train_vae.validate_config(train_config(env_id="MountainCar-v0", angle_range=None))
     data = collect("MountainCar-v0", n_frames=10, angle_range=None)
     assert data["frames"].shape == (10, 3, 32, 32)
-
-
-def test_dataset_cache_is_reused_only_when_settings_match_and_contents_are_intact(tmp_path, capsys) -> None:
-    cfg = train_config(n_frames=30, img_size=32, out_dir=str(tmp_path))
-    first = frames.load_or_collect(cfg, tmp_path, StopAfter(99))
-    path = frames.dataset_path(tmp_path, cfg.env_id)
-    assert frames.load_or_collect(cfg, tmp_path, StopAfter(99))["frames"].tobytes() == first["frames"].tobytes()
-    assert "reusing 30 frames" in capsys.readouterr().out
-
-    assert frames.load_dataset(path, frames.collection_settings(train_config(n_frames=30, seed=1))) is None
-    assert "other settings" in capsys.readouterr().out
-
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated file
-    assert frames.load_dataset(path, frames.collection_settings(cfg)) is None
-    assert "unreadable" in capsys.readouterr().out
-
-
-def test_an_edited_dataset_fails_its_checksum(tmp_path, capsys) -> None:
-    cfg = train_config(n_frames=30, img_size=32)
-    settings = frames.collection_settings(cfg)
-    data = collect(n_frames=30)
-    path = tmp_path / "frames.npz"
-    frames.save_dataset(path, data, settings)
-    assert frames.load_dataset(path, settings) is not None
-    data["frames"][0, 0, 0, 0] ^= 1
-    with np.load(path) as npz:
-        meta = npz["meta"]
-    np.savez_compressed(path, meta=meta, **data)  # same settings, one pixel changed
-    assert frames.load_dataset(path, settings) is None
-    assert "checksum" in capsys.readouterr().out
-
-
-def test_a_stopped_collection_continues_to_the_same_frames(tmp_path) -> None:
-    cfg = train_config(n_frames=600, img_size=32)
-    whole, _ = collect_frames(cfg)
-    with pytest.raises(Stopped, match="saved 250 of 600 frames") as stopped:
-        frames.load_or_collect(cfg, tmp_path, StopAfter(0))  # stop after the first chunk
-    assert stopped.value.exit_code == 128 + signal.SIGTERM
-    partial = frames.load_dataset(frames.dataset_path(tmp_path, cfg.env_id), frames.collection_settings(cfg))
-    assert len(partial["frames"]) == 250
-    continued = frames.load_or_collect(cfg, tmp_path, StopAfter(99))
-    assert same_dataset(whole, continued)
 
 
 def test_an_env_that_cannot_render_rgb_array_is_refused() -> None:

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_main, train_config
+from conftest import TINY, read_store, run_main, train_config
 
 import encode_vae
 import frames
@@ -68,13 +68,14 @@ def test_actions_rewards_and_episode_ends_line_up_with_the_frames() -> None:
 
 @pytest.mark.slow
 def test_codes_are_in_episode_order_and_decode_back_to_their_frames(capsys, tmp_path) -> None:
-    assert run_main(capsys, train_vae.main, *TINY, "--epochs", "3", "--out_dir", str(tmp_path)).returncode == 0
+    two_shards = ["--n_frames", "500", "--shard_frames", "250"]
+    assert run_main(capsys, train_vae.main, *TINY, *two_shards, "--out_dir", str(tmp_path)).returncode == 0
     out = tmp_path / "codes.npz"
     result = run_main(capsys, encode_vae.main, "--checkpoint", str(tmp_path / "vae.pt"), "--out", str(out))
     assert result.returncode == 0, result.stderr
     codes = dict(np.load(out))
-    data = frames.load_dataset(tmp_path / "frames_CartPole-v1.npz", frames.collection_settings(
-        train_config(n_frames=96, img_size=32, out_dir=str(tmp_path))))
+    cfg = train_config(n_frames=500, shard_frames=250, img_size=32)
+    data = read_store(frames.open_store(cfg, tmp_path), 2)
     order = np.lexsort((data["step"], data["episode"]))
     for key in ("episode", "step", "action", "reward", "done"):
         assert np.array_equal(codes[key], data[key][order], equal_nan=True), key

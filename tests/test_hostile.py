@@ -9,9 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import REPO, TINY, run_main, train_config
+from conftest import REPO, TINY, run_main
 
 import bench
 import cli
@@ -41,13 +40,17 @@ def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_pat
     [
         (["--env_id", "FrozenLake-v1", "--angle_range", "None"], "neither a vector of numbers"),
         (["--crop", "(0.5, 0.5001, 0.0, 1.0)"], "keeps no whole pixel row or column"),
-        (["--n_frames", str(10**9)], "GiB of RAM"),
+        (["--shard_frames", "300"], "SHARD_FRAMES must be a multiple of 250"),
+        (["--n_frames", "600", "--shard_frames", "250"], "fewer than the 4 processes"),
         (["--device", "meta"], "DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
         (["--device", "cuda:7"], "is not available here"),
         (["--kl_weight", "1e38", "--epochs", "1"], "KL_WEIGHT=1e+38 is far above the default"),
     ],
 )
-def test_values_that_cannot_work_are_one_line(capsys, tmp_path, args: list[str], message: str) -> None:
+def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, args: list[str], message: str) -> None:
+    if "fewer than the 4 processes" in message:  # as torchrun --nproc_per_node=4 would start it
+        monkeypatch.setenv("RANK", "0")
+        monkeypatch.setenv("WORLD_SIZE", "4")
     if args[:2] == ["--device", "cuda:7"] and __import__("torch").cuda.device_count() > 7:
         pytest.skip("this machine has an eighth GPU")
     _one_line(run_main(capsys, train_vae.main, *TINY, *args, "--out_dir", str(tmp_path)), message)
@@ -56,7 +59,7 @@ def test_values_that_cannot_work_are_one_line(capsys, tmp_path, args: list[str],
 def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
-    _one_line(result, "on disk for the dataset")
+    _one_line(result, "GiB on disk for 96 frames to collect")
     assert "collecting" not in result.stdout
 
 
@@ -73,18 +76,9 @@ def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
               "FRESH must be 0 or at least 50")
 
 
-def test_a_cache_with_the_wrong_dtype_or_a_folder_in_its_place_is_not_used(capsys, tmp_path) -> None:
-    cfg = train_config(n_frames=30, img_size=32, n_envs=1)
-    settings, path = frames.collection_settings(cfg), tmp_path / "frames.npz"
-    data = frames.collect_frames(cfg)[0]
-    frames.save_dataset(path, data | {"frames": data["frames"].astype(np.int16)}, settings)  # checksum matches
-    assert frames.load_dataset(path, settings) is None
-    assert "wrong dtype, shape or length" in capsys.readouterr().out
-    frames.save_dataset(path, data | {"step": data["step"][:-1]}, settings)
-    assert frames.load_dataset(path, settings) is None
-    folder = frames.dataset_path(tmp_path / "run", "CartPole-v1")
-    folder.mkdir(parents=True)
-    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path / "run")), "cannot write")
+def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
+    (frames.dataset_dir(tmp_path, "CartPole-v1") / "shard_00000.npz").mkdir(parents=True)
+    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "cannot write")
 
 
 @pytest.mark.slow

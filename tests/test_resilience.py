@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, StopAfter, run_main, run_script, train_config
+from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, train_config
 
 import cli
 import frames
@@ -59,15 +59,15 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
     assert len(_losses(resumed)) == 3
 
 
-def _tiny_training(tmp_path: Path) -> tuple:
+def _tiny_training(tmp_path: Path, in_ram_bytes: int = 2**30) -> tuple:
     cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, out_dir=str(tmp_path))
-    data = frames.collect_frames(cfg)[0]
-    return cfg, data, Compute.choose("cpu", "auto", True, "off")
+    return cfg, tiny_source(cfg, tmp_path, in_ram_bytes), Compute.choose("cpu", "auto", True, "off")
 
 
 @pytest.mark.slow
-def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path) -> None:
-    cfg, data, compute = _tiny_training(tmp_path)
+@pytest.mark.parametrize("in_ram_bytes", [2**30, 0], ids=["in-RAM", "streamed"])
+def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path, in_ram_bytes: int) -> None:
+    cfg, data, compute = _tiny_training(tmp_path, in_ram_bytes)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     straight.mkdir(), stopped.mkdir()
     train_vae.train(cfg, data, straight, compute, StopAfter(99))
@@ -162,12 +162,13 @@ def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> No
 
 @pytest.mark.slow
 def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_path) -> None:
-    args = [*SLOW, "--n_frames", "8000", "--out_dir", str(tmp_path)]
-    stderr = _interrupt(args, "collecting 8000 frames", signal.SIGTERM, delay=1.0)  # a few chunks in
+    args = [*SLOW, "--n_frames", "8000", "--shard_frames", "500", "--out_dir", str(tmp_path)]
+    stderr = _interrupt(args, "collecting 8000 frames", signal.SIGTERM, delay=1.0)  # a few shards in
     assert "run the same command again to continue" in stderr
-    cfg = train_config(n_frames=8000, img_size=32, latent_dim=4, batch_size=16)
-    saved = frames.load_dataset(frames.dataset_path(tmp_path, "CartPole-v1"), frames.collection_settings(cfg))
-    assert 0 < len(saved["frames"]) < 8000 and len(saved["frames"]) % 250 == 0
+    cfg = train_config(n_frames=8000, shard_frames=500, img_size=32, latent_dim=4, batch_size=16)
+    left = frames.open_store(cfg, tmp_path).missing({index: 500 for index in range(16)}, quiet=True)
+    assert 0 < 16 - len(left) < 16, "some shards, not all, were kept"
+    assert f"keeps the {(16 - len(left)) * 500} frames of every finished shard" in stderr
 
 
 @pytest.mark.slow

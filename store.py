@@ -1,0 +1,301 @@
+"""The dataset on disk, as shards and a manifest; which frames are validation; the frames training reads.
+
+A dataset is a folder, OUT_DIR/frames_<env id>/, of fixed-size shards and a manifest:
+
+    shard_00000.npz ...  SHARD_FRAMES frames each (the last may hold fewer): frames uint8
+                         (N, 3, H, W), states, episode, step, action, reward, done
+    manifest.json        the collection settings, and per shard its frame count, size and sha256
+
+Each shard is written atomically when it is complete and entered in the manifest at once,
+so a stopped collection keeps every finished shard. A shard belongs to the dataset only
+through the manifest: a shard missing, or whose bytes do not match the manifest's sha256,
+is named and collected again. Episodes never cross shards, so each shard splits into
+training and validation episodes by itself, whichever process reads it.
+
+Training reads the shards one of two ways (`open_frames` picks, and says which): a set
+that fits in IN_RAM_MB is held in RAM whole and reshuffled each epoch (`InMemory`); a
+larger one streams from disk (`Streamed`): shards in a seeded order, each batch drawn at
+random from a buffer of `_SHUFFLE_FRAMES` frames, so RAM stays bounded whatever N_FRAMES.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import cli
+from cli import UserError
+
+ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
+_MANIFEST = "manifest.json"
+_SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
+
+
+def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int]) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """Frame indices for training and validation; whole episodes go to one side only, so
+    near-duplicate neighbouring frames cannot leak into validation. At least one episode validates."""
+    ids, counts = np.unique(episodes, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
+    is_val = np.isin(episodes, ids[order[:n_val_episodes]])
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shard `index`'s own split (its frame indices): the same whichever process or how many read it."""
+    return split_by_episode(episodes, val_fraction, [seed, index])
+
+
+class Store:
+    """One dataset's folder: its shards and the manifest that vouches for them."""
+
+    def __init__(self, folder: str | Path, settings: dict) -> None:
+        self.folder, self.settings = Path(folder), settings  # settings: the collection's, SHARD_FRAMES among them
+
+    def holds_settings(self) -> bool:
+        """The folder holds a manifest for these settings (of however many shards)."""
+        path = self.folder / _MANIFEST
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(path.read_text()).get("settings") == self.settings
+        return False
+
+    def empty_if_stale(self) -> None:
+        """Make the folder a store for these settings: one collected with others is emptied, saying so."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._locked() as manifest:
+            if manifest.get("settings") != self.settings:
+                if manifest or any(self.folder.glob("shard_*.npz")):
+                    print(f"{self.folder} holds frames collected with other settings; collecting again")
+                for old in self.folder.glob("shard_*.npz"):
+                    if old.is_file():  # anything else in a shard's place is left for the write to name
+                        old.unlink()
+                manifest.clear()
+                manifest.update(settings=self.settings, shards={})
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"shard_{index:05d}.npz"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict]:
+        """The manifest, for reading and changing; written back atomically on leaving. Processes
+        that share the folder (ranks of one torchrun job) take turns through a file lock."""
+        with open(self.folder / ".manifest.lock", "a") as lock:
+            with contextlib.suppress(ImportError):
+                import fcntl
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            path = self.folder / _MANIFEST
+            try:
+                manifest = json.loads(path.read_text()) if path.exists() else {}
+            except (OSError, ValueError):
+                manifest = {}  # unreadable: as good as none, so every shard is checked again
+            before = json.dumps(manifest, sort_keys=True)
+            yield manifest
+            text = json.dumps(manifest, indent=1, sort_keys=True)
+            if json.dumps(manifest, sort_keys=True) != before:
+                cli.atomic_write(path, lambda f: f.write(text.encode()))
+
+    def missing(self, sizes: dict[int, int], quiet: bool = False) -> list[int]:
+        """Of the shards `sizes` names (index -> frames), those to collect: never collected, or
+        missing, resized or changed on disk since (each of those named)."""
+        with self._locked() as manifest:
+            entries = dict(manifest["shards"])
+        todo = []
+        for index, n_frames in sizes.items():
+            entry, path = entries.get(str(index)), self.path(index)
+            if entry is not None and entry["frames"] == n_frames:
+                problem = ("is missing" if not path.exists() else "does not match its sha256 in the manifest"
+                           if _sha256(path.read_bytes()) != entry["sha256"] else None)
+                if problem is None:
+                    continue
+                if not quiet:
+                    print(f"{path} {problem}; collecting it again")
+            todo.append(index)
+        return todo
+
+    def write(self, index: int, data: dict[str, np.ndarray]) -> None:
+        """Shard `index`, written atomically, then entered in the manifest."""
+        buffer = io.BytesIO()  # compressed in memory first: the sha256 is of the bytes on disk
+        np.savez_compressed(buffer, **data)
+        payload = buffer.getvalue()
+        cli.atomic_write(self.path(index), lambda f: f.write(payload))
+        with self._locked() as manifest:
+            manifest["shards"][str(index)] = {"frames": len(data["frames"]), "bytes": len(payload),
+                                              "sha256": _sha256(payload)}
+
+    def frame_count(self, shards: Sequence[int]) -> int:
+        """Frames in `shards`, as the manifest records them."""
+        with self._locked() as manifest:
+            return sum(manifest["shards"][str(index)]["frames"] for index in shards)
+
+    def read(self, index: int, keys: Sequence[str] = ARRAYS) -> dict[str, np.ndarray]:
+        """Arrays `keys` of shard `index`; one line naming the shard if it cannot be read."""
+        path = self.path(index)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {key: npz[key] for key in keys}
+        except Exception as error:  # zip, CRC, key and value errors all mean the same here
+            raise UserError(f"{path} cannot be read ({cli.reason(error)}): run train_vae.py with the same constants "
+                            "to collect it again") from None
+
+    def read_parts(self, shards: Sequence[int], val_fraction: float, seed: int, part: str,
+                   limit: int | None = None) -> dict[str, np.ndarray]:
+        """The training ("train") or validation ("val") frames of `shards`, in shard order, with all
+        their arrays; only the first `limit` frames when given (read no further than needed)."""
+        pieces, n = [], 0
+        for index in shards:
+            data = self.read(index)
+            chosen = split_shard(data["episode"], index, val_fraction, seed)[part == "val"]
+            pieces.append({key: values[chosen] for key, values in data.items()})
+            n += len(chosen)
+            if limit is not None and n >= limit:
+                break
+        return {key: np.concatenate([p[key] for p in pieces])[:limit] for key in ARRAYS}
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+def shard_sizes(n_frames: int, shard_frames: int) -> list[int]:
+    """Frames in each shard: SHARD_FRAMES each, the rest in a last, smaller one."""
+    return [min(shard_frames, n_frames - start) for start in range(0, n_frames, shard_frames)]
+
+
+def shards_of_rank(n_shards: int, rank: int, world: int) -> list[int]:
+    """The shards process `rank` of `world` collects and trains on: every world-th, from its rank."""
+    return list(range(rank, n_shards, world))
+
+
+# ---------------------------------------------------------------- what training reads
+
+
+class InMemory:
+    """The frames of some shards held in RAM (or on a GPU), a full shuffle each epoch."""
+
+    def __init__(self, frames_u8: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor) -> None:
+        self.frames_u8, self.train_idx, self.val_idx = frames_u8, train_idx, val_idx
+        self.n_train, self.n_val = len(train_idx), len(val_idx)
+
+    def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
+        """Every training frame once, in batches of `batch_size` (the last may be short)."""
+        order = self.train_idx[torch.randperm(self.n_train, generator=shuffle)]
+        for idx in order.split(batch_size):
+            yield self.frames_u8[idx]
+
+    def validation(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for idx in self.val_idx.split(batch_size):
+            yield self.frames_u8[idx]
+
+    def shown(self, n: int) -> torch.Tensor:
+        """The first n validation frames: the ones reconstructions.png shows every epoch."""
+        return self.frames_u8[self.val_idx[:n]]
+
+
+class Streamed:
+    """The frames of some shards, read from disk a shard at a time (the next one read ahead)."""
+
+    def __init__(self, store: Store, shards: Sequence[int], val_fraction: float, seed: int,
+                 buffer_frames: int = _SHUFFLE_FRAMES) -> None:
+        self.store, self.shards, self.buffer_frames = store, list(shards), buffer_frames
+        self.split = {}  # shard -> (training, validation) frame indices, from its episodes alone
+        for index in self.shards:
+            self.split[index] = split_shard(store.read(index, ["episode"])["episode"], index, val_fraction, seed)
+        self.n_train = sum(len(train) for train, _ in self.split.values())
+        self.n_val = sum(len(val) for _, val in self.split.values())
+        self._shown = torch.from_numpy(self._part(self.shards[0], 1)[:64])
+
+    def _part(self, index: int, side: int) -> np.ndarray:
+        return self.store.read(index, ["frames"])["frames"][self.split[index][side]]
+
+    def _read_ahead(self, shards: Sequence[int], side: int) -> Iterator[np.ndarray]:
+        """The training (side 0) or validation (1) frames of each shard in turn, the next one read meanwhile."""
+        with ThreadPoolExecutor(1) as reader:
+            ahead = reader.submit(self._part, shards[0], side) if shards else None
+            for position in range(len(shards)):
+                frames_u8 = ahead.result()
+                if position + 1 < len(shards):
+                    ahead = reader.submit(self._part, shards[position + 1], side)
+                yield frames_u8
+
+    def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
+        """Every training frame once, in batches of `batch_size` (the last may be short).
+
+        Shards come in a seeded order and fill a buffer; each batch is drawn from the whole
+        buffer at random, and the frames that remain when the shards run out leave shuffled.
+        """
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=shuffle)))
+        order = [self.shards[i] for i in rng.permutation(len(self.shards))]
+        buffer, n = None, 0
+        for frames_u8 in self._read_ahead(order, 0):
+            if buffer is None:
+                buffer = np.empty((min(self.buffer_frames, self.n_train), *frames_u8.shape[1:]), dtype=np.uint8)
+            start = 0
+            while start < len(frames_u8):
+                take = min(len(buffer) - n, len(frames_u8) - start)
+                buffer[n : n + take] = frames_u8[start : start + take]
+                n, start = n + take, start + take
+                if n == len(buffer) and n > batch_size:
+                    yield torch.from_numpy(_draw(buffer, n, batch_size, rng))
+                    n -= batch_size
+        rest = rng.permutation(n)
+        for first in range(0, n, batch_size):
+            yield torch.from_numpy(buffer[rest[first : first + batch_size]])
+
+    def validation(self, batch_size: int) -> Iterator[torch.Tensor]:
+        for frames_u8 in self._read_ahead(self.shards, 1):
+            yield from torch.from_numpy(frames_u8).split(batch_size)
+
+    def shown(self, n: int) -> torch.Tensor:
+        return self._shown[:n]
+
+
+def _draw(buffer: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` frames from buffer[:n] at random, as a copy; the last `size` slots' other frames
+    move into the holes, so buffer[:n - size] holds the rest."""
+    picked = rng.choice(n, size, replace=False)
+    drawn = buffer[picked]
+    holes = picked[picked < n - size]
+    movers = np.setdiff1d(np.arange(n - size, n), picked, assume_unique=True)
+    buffer[holes] = buffer[movers]
+    return drawn
+
+
+def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: int, in_ram_bytes: int,
+                place: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> InMemory | Streamed:
+    """What training reads from `shards`: in RAM when their frames fit in `in_ram_bytes` (each
+    shard read once; `place` may move them to a GPU), else streamed. Says which, and why."""
+    n_frames = store.frame_count(shards)
+    total = n_frames * 3 * store.settings["img_size"] ** 2
+    if total > in_ram_bytes:
+        source = Streamed(store, shards, val_fraction, seed)
+        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, over IN_RAM_MB={in_ram_bytes / 2**20:.0f}) "
+              f"from {len(shards)} shards in {store.folder}, through a shuffle buffer of "
+              f"{min(_SHUFFLE_FRAMES, source.n_train)} frames")
+        return source
+    pieces, train, val, offset = [], [], [], 0
+    for index in shards:
+        data = store.read(index, ["frames", "episode"])
+        train_idx, val_idx = split_shard(data["episode"], index, val_fraction, seed)
+        pieces.append(data["frames"])
+        train.append(train_idx + offset)
+        val.append(val_idx + offset)
+        offset += len(data["frames"])
+    frames_u8 = place(torch.from_numpy(np.concatenate(pieces)))
+    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, within IN_RAM_MB={in_ram_bytes / 2**20:.0f}) "
+          f"in {'RAM' if frames_u8.device.type == 'cpu' else frames_u8.device}")
+    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(frames_u8.device) for i in (train, val)))
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """Bytes of the files in `folder`: the store's size on disk."""
+    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
