@@ -1,0 +1,50 @@
+"""train_vae.main under torchrun, watched from inside, for tests/test_distributed.py.
+
+After every optimizer step it checks that all processes hold the same weights, and it
+records each file a process writes; each process leaves PROBE_DIR/rank_<RANK>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+import checkpoints  # noqa: E402
+import cli  # noqa: E402
+import pictures  # noqa: E402
+import train_vae  # noqa: E402
+
+record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": []}
+_step, _write = torch.optim.Adam.step, cli.atomic_write
+
+
+def step_then_compare(self: torch.optim.Adam, *args, **kwargs):
+    result = _step(self, *args, **kwargs)
+    weights = torch.cat([p.detach().flatten() for group in self.param_groups for p in group["params"]])
+    copies = [torch.empty_like(weights) for _ in range(dist.get_world_size())]
+    dist.all_gather(copies, weights)
+    if not all(torch.equal(copies[0], copy) for copy in copies):
+        raise AssertionError(f"the processes' weights differ after step {record['checked_steps'] + 1}")
+    record["checked_steps"] += 1
+    return result
+
+
+def logged_write(path, write) -> None:
+    record["writes"].append(str(path))
+    _write(path, write)
+
+
+torch.optim.Adam.step = step_then_compare
+for module in (cli, checkpoints, pictures):
+    module.atomic_write = logged_write
+try:
+    cli.run(train_vae.main, sys.argv[1:])
+finally:
+    Path(os.environ["PROBE_DIR"], f"rank_{record['rank']}.json").write_text(json.dumps(record))

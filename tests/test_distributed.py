@@ -1,0 +1,74 @@
+"""torchrun with two CPU processes (gloo) on a tiny dataset: one model, written once, stopped and resumed together."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, TINY
+
+from checkpoints import load_checkpoint
+
+pytestmark = pytest.mark.slow
+FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250"]
+
+
+def _torchrun(out_dir: Path, probe: Path, *args: str) -> list[str]:
+    probe.mkdir(exist_ok=True)
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(REPO / "tests" / "ddp_probe.py"), *FOUR_SHARDS, *args, "--out_dir", str(out_dir)]
+
+
+def _env(probe: Path) -> dict:
+    return {**os.environ, "PROBE_DIR": str(probe), "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _records(probe: Path) -> list[dict]:
+    return [json.loads((probe / f"rank_{rank}.json").read_text()) for rank in (0, 1)]
+
+
+def test_two_processes_train_one_model_and_only_rank_0_writes(tmp_path) -> None:
+    out, probe = tmp_path / "run", tmp_path / "probe"
+    result = subprocess.run(_torchrun(out, probe), env=_env(probe), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    zero, one = _records(probe)
+    steps = load_checkpoint(out / "last.pt")["progress"]
+    assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
+    assert result.stdout.count("(2 processes, each on its own shards)") == 1, "one log, from rank 0"
+    shards = {rank: sorted(Path(p).name for p in r["writes"] if "shard_" in Path(p).name) for rank, r in enumerate(
+        (zero, one))}
+    assert shards == {0: ["shard_00000.npz", "shard_00002.npz"], 1: ["shard_00001.npz", "shard_00003.npz"]}
+    data_dir = out / "frames_CartPole-v1"
+    assert all(Path(p).parent == data_dir for p in one["writes"]), "rank 1 writes only its shards and the manifest"
+    assert {"vae.pt", "last.pt", "metrics.csv", "config.json", "reconstructions.png"} <= {
+        Path(p).name for p in zero["writes"]}
+    assert steps["epoch"] == 3 and load_checkpoint(out / "last.pt")["config"]["world_size"] == 2
+
+
+def test_ctrl_c_stops_both_processes_saves_last_pt_once_and_resume_finishes(tmp_path) -> None:
+    out, probe = tmp_path / "run", tmp_path / "probe"
+    run = subprocess.Popen(_torchrun(out, probe, "--epochs", "40"), env=_env(probe), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not (out / "last.pt").exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run.send_signal(signal.SIGINT)  # what Ctrl-C does: the terminal signals torchrun, which signals each process
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode != 0 and stderr.count("stopped by SIGINT") == 2, stderr[-3000:]
+    zero, one = _records(probe)
+    assert zero["writes"][-1].endswith("last.pt") and not any(p.endswith(".pt") for p in one["writes"])
+    stopped_at = load_checkpoint(out / "last.pt")["progress"]
+    assert 1 <= stopped_at["epoch"] - 1 < 40
+
+    result = subprocess.run(_torchrun(out, probe, "--epochs", str(stopped_at["epoch"] + 1), "--resume"),
+                            env=_env(probe), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resuming at epoch {stopped_at['epoch']}, batch {stopped_at['batch']}" in result.stdout
+    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == stopped_at["epoch"] + 2
+    assert _records(probe)[0]["checked_steps"] > 0
