@@ -46,6 +46,9 @@ class Ranks:
         return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)), True)
 
 
+ALONE = Ranks()  # a plain `python train_vae.py`
+
+
 def print_only_on_main(ranks: Ranks) -> None:
     """Silence the standard output of every process but rank 0, whose log speaks for all; errors
     (on standard error) still come from whichever process meets them."""

@@ -88,7 +88,7 @@ def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), pr
                  "rollout.gif"):
         shutil.copyfile(run / "eval" / name, docs / f"{prefix}{name}")
     shutil.copyfile(run / "loss_curves.png", docs / f"{prefix}loss_curves.png")
-    dataset = next(run.glob("frames_*.npz"))
+    dataset = [*next(run.glob("frames_*")).iterdir()]
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
         ("wall time of the run, collection included", f"{seconds:.0f} s"),
@@ -100,7 +100,7 @@ def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), pr
         ("KL, and active latent dimensions (KL > 0.01 nats)",
          f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])}"),
         ("linear probe R^2 from the latent mean (held-out)", probe),
-        ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(*run.iterdir())} ({_mb(dataset)}, "
+        ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(*run.iterdir(), *dataset)} ({_mb(*dataset)}, "
          f"{_mb(run / 'vae.pt')}, {_mb(run / 'last.pt')})"),
     ]
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
@@ -117,12 +117,15 @@ def comparison(out_dir: Path, docs: Path) -> str:
     return (out_dir / "compare" / "comparison.md").read_text().strip()
 
 
-def performance(out_dir: Path, docs: Path) -> str:
+def performance(out_dir: Path, docs: Path) -> tuple[str, str]:
+    """bench.py's table, and its one-process-against-two table for Scaling out."""
     bench.main(["--out_dir", str(out_dir / "bench")])
     results = json.loads((out_dir / "bench" / "bench.json").read_text())
     shutil.copyfile(out_dir / "bench" / "quality_vs_time.png", docs / "quality_vs_time.png")
     rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
-    return "| measurement | value | note |\n| --- | --- | --- |\n" + rows
+    scaling = "\n".join(f"| {processes} | {images} | {mse} |" for processes, images, mse in results["scaling_table"])
+    return ("| measurement | value | note |\n| --- | --- | --- |\n" + rows,
+            "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -144,7 +147,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             readme = replace_block(readme, "compare", comparison(out_dir, docs),
                                    f"`python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"` on {where}")
         if cfg.bench:
-            readme = replace_block(readme, "bench", performance(out_dir, docs), f"`python bench.py` on {where}")
+            table, scaling = performance(out_dir, docs)
+            readme = replace_block(readme, "bench", table, f"`python bench.py` on {where}")
+            readme = replace_block(readme, "scaling", scaling, f"`python bench.py` (SCALING_FRAMES) on {where}")
     cli.atomic_write(readme_path, lambda f: f.write(readme.encode()))
     print(f"rewrote {readme_path}" + ("" if cfg.tables_only else f" and the pictures in {docs}/"))
 

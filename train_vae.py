@@ -77,7 +77,7 @@ _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
 
-def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed.Ranks()) -> None:
+def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed.ALONE) -> None:
     """Reject bad constants with one clear message, before any work starts."""
     frames.validate_collection(cfg)
     n_shards = len(store.shard_sizes(cfg.n_frames, cfg.shard_frames))
@@ -158,7 +158,7 @@ def train(
     compute: Compute,
     stop: cli.StopRequests,
     resume: dict | None = None,
-    ranks: distributed.Ranks = distributed.Ranks(),
+    ranks: distributed.Ranks = distributed.ALONE,
 ) -> list[dict]:
     """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint.
     Under torchrun every process trains on its own shards and only rank 0 writes."""
