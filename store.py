@@ -13,9 +13,10 @@ is named and collected again. Episodes never cross shards, so each shard splits 
 training and validation episodes by itself, whichever process reads it.
 
 Training reads the shards one of two ways (`open_frames` picks, and says which): a set
-that fits in IN_RAM_MB is held in RAM whole and reshuffled each epoch (`InMemory`); a
-larger one streams from disk (`Streamed`): shards in a seeded order, each batch drawn at
-random from a buffer of `_SHUFFLE_FRAMES` frames, so RAM stays bounded whatever N_FRAMES.
+within the in-memory budget (IN_RAM_MB) is held whole, in RAM or on a GPU, and reshuffled
+each epoch (`InMemory`); a larger one streams from disk (`Streamed`): shards in a seeded
+order, each batch drawn at random from a buffer of `_SHUFFLE_FRAMES` frames, so RAM stays
+bounded whatever N_FRAMES.
 """
 
 from __future__ import annotations
@@ -275,24 +276,26 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
     """What training reads from `shards`: in RAM when their frames fit in `in_ram_bytes` (each
     shard read once; `place` may move them to a GPU), else streamed. Says which, and why."""
     n_frames = store.frame_count(shards)
-    total = n_frames * 3 * store.settings["img_size"] ** 2
+    total = n_frames * 3 * store.settings["img_size"] ** 2  # bytes of uint8 frames
     if total > in_ram_bytes:
         source = Streamed(store, shards, val_fraction, seed)
-        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, over IN_RAM_MB={in_ram_bytes / 2**20:.0f}) "
-              f"from {len(shards)} shards in {store.folder}, through a shuffle buffer of "
-              f"{min(_SHUFFLE_FRAMES, source.n_train)} frames")
+        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, more than the {in_ram_bytes / 2**20:.0f} MiB "
+              f"held in memory: IN_RAM_MB) from {len(shards)} shards in {store.folder}, through a shuffle buffer "
+              f"of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
         return source
-    pieces, train, val, offset = [], [], [], 0
+    side = store.settings["img_size"]
+    frames_np = np.empty((n_frames, 3, side, side), dtype=np.uint8)  # filled shard by shard: no second copy
+    train, val, offset = [], [], 0
     for index in shards:
         data = store.read(index, ["frames", "episode"])
         train_idx, val_idx = split_shard(data["episode"], index, val_fraction, seed)
-        pieces.append(data["frames"])
+        frames_np[offset : offset + len(data["frames"])] = data["frames"]
         train.append(train_idx + offset)
         val.append(val_idx + offset)
         offset += len(data["frames"])
-    frames_u8 = place(torch.from_numpy(np.concatenate(pieces)))
-    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, within IN_RAM_MB={in_ram_bytes / 2**20:.0f}) "
-          f"in {'RAM' if frames_u8.device.type == 'cpu' else frames_u8.device}")
+    frames_u8 = place(torch.from_numpy(frames_np))
+    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, within the {in_ram_bytes / 2**20:.0f} MiB held in "
+          f"memory: IN_RAM_MB) in {'RAM' if frames_u8.device.type == 'cpu' else frames_u8.device}")
     return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(frames_u8.device) for i in (train, val)))
 
 

@@ -45,7 +45,7 @@ IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 3
 MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept too few
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
 SHARD_FRAMES = 4000  # frames per file of the dataset (a multiple of 250): the unit of resuming, streaming, splitting
-IN_RAM_MB = 512  # a dataset (each process's part) up to this size is held in RAM; a larger one streams from disk
+IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1/4 of free GPU memory on CUDA, else 0
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
@@ -72,7 +72,7 @@ COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs on
 _LOSS_PARTS = ("loss", "recon", "kl")
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
 _MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
-                         "fast_render", "in_ram_mb"}
+                         "fast_render"}
 _NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
@@ -83,7 +83,8 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
     n_shards = len(store.shard_sizes(cfg.n_frames, cfg.shard_frames))
     require(n_shards >= ranks.world, f"N_FRAMES={cfg.n_frames} makes {n_shards} shards of SHARD_FRAMES="
             f"{cfg.shard_frames}, fewer than the {ranks.world} processes: each needs a shard of its own")
-    require(cfg.in_ram_mb >= 0, f"IN_RAM_MB must be zero or positive, got {cfg.in_ram_mb}")
+    require(cfg.in_ram_mb is None or (isinstance(cfg.in_ram_mb, (int, float)) and cfg.in_ram_mb >= 0),
+            f"IN_RAM_MB must be None or a size in MiB of zero or more, got {cfg.in_ram_mb!r}")
     require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
             f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
     require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
@@ -162,8 +163,9 @@ def train(
 ) -> list[dict]:
     """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint.
     Under torchrun every process trains on its own shards and only rank 0 writes."""
-    require_batch_fits(source.n_train, cfg.batch_size)  # the split is by whole episodes, so check the real one
-    steps_per_epoch = distributed.min_over_ranks(source.n_train // cfg.batch_size)  # all processes step together
+    fewest = distributed.min_over_ranks(source.n_train)  # every process takes as many steps as the one with fewest
+    require_batch_fits(fewest, cfg.batch_size)  # the split is by whole episodes, so check the real one
+    steps_per_epoch = fewest // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
     n_train, n_val = (int(n) for n in distributed.sum_over_ranks([source.n_train, source.n_val]))
     each = f" ({ranks.world} processes, each on its own shards)" if ranks.world > 1 else ""
@@ -232,6 +234,15 @@ def train(
         if ranks.main:
             save_epoch(model, optimizer, progress, cfg, improved, source.shown(_NUM_EVAL_IMAGES), compute, out_dir)
     return progress.history
+
+
+def in_memory_budget(cfg: SimpleNamespace, compute: Compute) -> int:
+    """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default on CUDA what
+    fits in a quarter of the GPU's free memory (batches are then indexed on the GPU, with no copy per
+    step), and nothing elsewhere: on a CPU, streaming measured as fast as indexing frames in RAM."""
+    if cfg.in_ram_mb is not None:
+        return int(cfg.in_ram_mb * 2**20)
+    return torch.cuda.mem_get_info(compute.device)[0] // 4 if compute.device.type == "cuda" else 0
 
 
 def place_frames(frames_u8: torch.Tensor, compute: Compute) -> torch.Tensor:
@@ -375,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if ranks.main:
             cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
         frame_store, shards = frames.load_or_collect(cfg, out_dir, stop, ranks.rank, ranks.world)
-        source = store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, cfg.in_ram_mb * 2**20,
+        source = store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
                                    place=lambda frames_u8: place_frames(frames_u8, compute))
         history = train(cfg, source, out_dir, compute, stop, resume, ranks)
     best = min(history, key=lambda row: row["val_loss"])
