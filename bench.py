@@ -286,7 +286,7 @@ def report(results: dict) -> list[tuple[str, str, str]]:
         growth = (f"; {m['peak_mib'] / memory[0]['peak_mib'] - 1:+.0%} over {memory[0]['frames']:,} frames"
                   if m is not memory[0] else "")
         rows.append((f"peak RSS, {m['frames']:,} frames of {m['img_size']} px", f"{m['peak_mib']:.0f} MiB",
-                     f"frames alone {m['frames_mib']:.0f} MiB, {how}, {m['store_mib']:.0f} MiB on disk{growth}"))
+                     f"frames alone {m['frames_mib']:.0f} MiB, {how}, {m['store_mib']:.1f} MiB on disk{growth}"))
     return rows
 
 
