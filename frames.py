@@ -616,8 +616,8 @@ def heldout_frames(config: dict, fresh: int = 0) -> Heldout:
     """Frames no model trained on, for the run whose constants are `config`.
 
     fresh == 0: the validation episodes of the run's own dataset. fresh > 0 (or when that
-    dataset is gone): `fresh` (or N_FRAMES) new frames collected with another seed, all of
-    them scored. The probe fits on the run's training split, or, without it, on half of
+    dataset is gone): `fresh` (or N_FRAMES, at most 50,000) new frames collected with another
+    seed, all of them scored. The probe fits on the run's training split, or, without it, on half of
     the fresh episodes, and is then scored on the other half only.
     """
     cfg = SimpleNamespace(**config)
@@ -629,9 +629,8 @@ def heldout_frames(config: dict, fresh: int = 0) -> Heldout:
         if not fresh:
             test = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "val", _HELDOUT_LIMIT)
             return Heldout(fit, test, f"{len(test['frames'])} of the run's validation frames (whole episodes)")
-    n_frames, seed = fresh or cfg.n_frames, fresh_seed(cfg.seed)
+    n_frames, seed = fresh or min(cfg.n_frames, _HELDOUT_LIMIT), fresh_seed(cfg.seed)
     gone = "" if frame_store is not None or fresh else f"the run's dataset is gone from {cfg.out_dir}; "
-    n_frames = min(n_frames, _HELDOUT_LIMIT) if not fresh else n_frames
     print(f"{gone}collecting {n_frames} fresh frames from {cfg.env_id} (seed {seed})")
     new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "seed": seed})))[0]
     description = f"{gone}{n_frames} fresh frames, seed {seed}, none seen in training"

@@ -41,8 +41,9 @@ _MANIFEST = "manifest.json"
 _SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
 
 
-def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int]) -> tuple[np.ndarray,
-                                                                                                   np.ndarray]:
+def split_by_episode(
+    episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Frame indices for training and validation; whole episodes go to one side only, so
     near-duplicate neighbouring frames cannot leak into validation. At least one episode validates."""
     ids, counts = np.unique(episodes, return_counts=True)

@@ -1,4 +1,4 @@
-"""Frame collection: the two filters, orientation, other envs, and the dataset cache."""
+"""Frame collection: the two filters, orientation, other envs, workers and renderers."""
 
 from __future__ import annotations
 
