@@ -39,13 +39,15 @@ class UserError(Exception):
 
 
 class Progress:
-    """Progress on long work: a tqdm bar on a terminal; in a pipe or a log file, where a bar would be
-    silence or noise, one plain line every `every` seconds."""
+    """Progress on long work, on standard output like the rest of the log (so a process whose output
+    is silenced, as torchrun's ranks but the first, shows none): a tqdm bar on a terminal; in a pipe
+    or a log file, where a bar would be silence or noise, one plain line every `every` seconds."""
 
     def __init__(self, total: int, desc: str, unit: str, initial: int = 0, every: float = 10.0) -> None:
         self.total, self.desc, self.unit, self.done, self.every = total, desc, unit, initial, every
-        on_terminal = sys.stderr.isatty()
-        self._bar = tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False) if on_terminal else None
+        on_terminal = sys.stdout.isatty()
+        self._bar = (tqdm(total=total, desc=desc, unit=unit, initial=initial, leave=False, file=sys.stdout)
+                     if on_terminal else None)
         self._start = self._last = time.monotonic()
 
     def update(self, n: int = 1) -> None:

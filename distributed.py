@@ -1,6 +1,6 @@
 """Training in several processes with torch.distributed, as torchrun starts them; one plain process otherwise.
 
-    torchrun --nproc_per_node=2 train_vae.py     # two processes on this machine
+    torchrun --standalone --nproc_per_node=2 train_vae.py     # two processes on this machine
 
 torchrun gives each process it starts RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE;
 `Ranks` reads them. Every helper below does nothing (or returns its input) in a plain

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import cli
+import distributed
 import train_vae
 from cli import UserError
 
@@ -98,3 +101,21 @@ def test_an_error_reason_is_one_line_or_the_type_name() -> None:
     assert cli.reason(RuntimeError("first line\nsecond line")) == "first line"
     assert cli.reason(RuntimeError("x" * 500), limit=10) == "x" * 10
     assert cli.reason(RuntimeError("")) == "RuntimeError"
+
+
+def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys) -> None:
+    with cli.Progress(3, "work", "step", every=0) as bar:
+        bar.update()
+        bar.update(2)
+    out, err = capsys.readouterr()
+    assert "work: 3/3 steps" in out and err == ""
+    real = sys.stdout
+    try:
+        distributed.print_only_on_main(distributed.Ranks(rank=1, world=2, launched=True))
+        assert sys.stdout is not real and not sys.stdout.isatty()
+        with cli.Progress(2, "hidden", "step", every=0) as bar:
+            bar.update(2)
+    finally:
+        silenced, sys.stdout = sys.stdout, real
+        silenced.close()
+    assert "hidden" not in capsys.readouterr().out
