@@ -1,6 +1,6 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
-    python bench.py                          # all of it: about 12 minutes on 2 cores
+    python bench.py                          # all of it: about 35 minutes on 2 cores
     python bench.py --quality False --memory_frames "()" --scaling_frames 0   # speed only: ~3 minutes
 
 Prints a table with the machine's CPU (and whether it has AMX) and writes it to

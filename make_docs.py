@@ -1,6 +1,6 @@
 """Regenerate every picture in docs/ and every table the README quotes, from the code as it is.
 
-    python make_docs.py                                  # all of it: about 35 minutes on 2 cores
+    python make_docs.py                                  # all of it: about 50 minutes on 2 cores
     python make_docs.py --car False --compare False --bench False   # the default run and its pictures: ~3 minutes
     python make_docs.py --tables_only                    # only the README's constants tables: seconds
 
@@ -36,7 +36,7 @@ import train_vae
 # -----------------------------------------------------------------------------
 CAR = True  # also train on CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
-BENCH = True  # also run bench.py for the Performance table and the quality-vs-time plot (~12 minutes)
+BENCH = True  # also run bench.py: the Performance and Scaling out tables, the quality-vs-time plot (~35 minutes)
 TABLES_ONLY = False  # only rewrite the README's constants tables, nothing is trained
 FRESH = 2000  # new frames (another seed) the default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
