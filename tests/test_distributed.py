@@ -33,25 +33,7 @@ def _records(probe: Path) -> list[dict]:
     return [json.loads((probe / f"rank_{rank}.json").read_text()) for rank in (0, 1)]
 
 
-def test_two_processes_train_one_model_and_only_rank_0_writes(tmp_path) -> None:
-    out, probe = tmp_path / "run", tmp_path / "probe"
-    result = subprocess.run(_torchrun(out, probe), env=_env(probe), capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    zero, one = _records(probe)
-    steps = load_checkpoint(out / "last.pt")["progress"]
-    assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
-    assert result.stdout.count("(2 processes, each on its own shards)") == 1, "one log, from rank 0"
-    shards = {rank: sorted(Path(p).name for p in r["writes"] if "shard_" in Path(p).name) for rank, r in enumerate(
-        (zero, one))}
-    assert shards == {0: ["shard_00000.npz", "shard_00002.npz"], 1: ["shard_00001.npz", "shard_00003.npz"]}
-    data_dir = out / "frames_CartPole-v1"
-    assert all(Path(p).parent == data_dir for p in one["writes"]), "rank 1 writes only its shards and the manifest"
-    assert {"vae.pt", "last.pt", "metrics.csv", "config.json", "reconstructions.png"} <= {
-        Path(p).name for p in zero["writes"]}
-    assert steps["epoch"] == 3 and load_checkpoint(out / "last.pt")["config"]["world_size"] == 2
-
-
-def test_ctrl_c_stops_both_processes_saves_last_pt_once_and_resume_finishes(tmp_path) -> None:
+def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_path) -> None:
     out, probe = tmp_path / "run", tmp_path / "probe"
     run = subprocess.Popen(_torchrun(out, probe, "--epochs", "40"), env=_env(probe), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -59,16 +41,26 @@ def test_ctrl_c_stops_both_processes_saves_last_pt_once_and_resume_finishes(tmp_
     while not (out / "last.pt").exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     run.send_signal(signal.SIGINT)  # what Ctrl-C does: the terminal signals torchrun, which signals each process
-    _, stderr = run.communicate(timeout=120)
+    stdout, stderr = run.communicate(timeout=120)
     assert run.returncode != 0 and stderr.count("stopped by SIGINT") == 2, stderr[-3000:]
-    zero, one = _records(probe)
-    assert zero["writes"][-1].endswith("last.pt") and not any(p.endswith(".pt") for p in one["writes"])
-    stopped_at = load_checkpoint(out / "last.pt")["progress"]
-    assert 1 <= stopped_at["epoch"] - 1 < 40
+    assert stdout.count("(2 processes, each on its own shards)") == 1, "one log, from rank 0"
 
-    result = subprocess.run(_torchrun(out, probe, "--epochs", str(stopped_at["epoch"] + 1), "--resume"),
+    zero, one = _records(probe)
+    assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
+    shards = [sorted(Path(p).name for p in record["writes"] if "shard_" in p) for record in (zero, one)]
+    assert shards == [["shard_00000.npz", "shard_00002.npz"], ["shard_00001.npz", "shard_00003.npz"]]
+    assert all(Path(p).parent == out / "frames_CartPole-v1" for p in one["writes"]), \
+        "rank 1 writes only its shards and the manifest"
+    assert {"vae.pt", "metrics.csv", "config.json", "reconstructions.png"} <= {Path(p).name for p in zero["writes"]}
+    assert zero["writes"][-1].endswith("last.pt"), "rank 0 saved last.pt when it stopped"
+    stopped_at = load_checkpoint(out / "last.pt")
+    assert 1 <= stopped_at["progress"]["epoch"] - 1 < 40 and stopped_at["config"]["world_size"] == 2
+
+    epoch, batch = stopped_at["progress"]["epoch"], stopped_at["progress"]["batch"]
+    result = subprocess.run(_torchrun(out, probe, "--epochs", str(epoch + 1), "--resume"),
                             env=_env(probe), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"resuming at epoch {stopped_at['epoch']}, batch {stopped_at['batch']}" in result.stdout
-    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == stopped_at["epoch"] + 2
-    assert _records(probe)[0]["checked_steps"] > 0
+    assert f"resuming at epoch {epoch}, batch {batch}" in result.stdout
+    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == epoch + 2
+    zero, one = _records(probe)
+    assert zero["checked_steps"] == one["checked_steps"] > 0 and not any(p.endswith(".pt") for p in one["writes"])
