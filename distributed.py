@@ -33,6 +33,7 @@ class Ranks:
     rank: int = 0  # 0 writes checkpoints, metrics and pictures
     world: int = 1
     local_rank: int = 0  # its place on this machine: the GPU it takes
+    local_world: int = 1  # processes on this machine, sharing its CPU cores
     launched: bool = False  # started by torchrun (even alone, as with --nproc_per_node=1)
 
     @property
@@ -43,7 +44,8 @@ class Ranks:
     def from_env(cls) -> Ranks:
         if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
             return cls()
-        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)), True)
+        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
+                   int(os.environ.get("LOCAL_WORLD_SIZE", 1)), launched=True)
 
 
 ALONE = Ranks()  # a plain `python train_vae.py`

@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 import cli
+import distributed
 import store
 from cli import UserError
 
@@ -519,9 +520,8 @@ def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
 
 
 def _cores_per_process() -> int:
-    """CPU cores for this process's workers: all of them, or under torchrun its share of the machine's
-    (torchrun sets LOCAL_WORLD_SIZE to the processes it started here)."""
-    return max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    """CPU cores for this process's workers: all of them, or under torchrun its share of the machine's."""
+    return max(1, (os.cpu_count() or 1) // distributed.Ranks.from_env().local_world)
 
 
 def _start_worker(parent: int) -> None:

@@ -111,7 +111,7 @@ def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys)
     assert "work: 3/3 steps" in out and err == ""
     real = sys.stdout
     try:
-        distributed.print_only_on_main(distributed.Ranks(rank=1, world=2, launched=True))
+        distributed.print_only_on_main(distributed.Ranks(rank=1, world=2, local_world=2, launched=True))
         assert sys.stdout is not real and not sys.stdout.isatty()
         with cli.Progress(2, "hidden", "step", every=0) as bar:
             bar.update(2)

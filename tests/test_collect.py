@@ -188,3 +188,13 @@ def test_fast_and_plain_collection_keep_the_same_states() -> None:
     plain, _ = collect_frames(train_config(n_frames=100, img_size=32, fast_render=False))
     assert np.array_equal(fast["states"], plain["states"])
     assert np.abs(fast["frames"].astype(int) - plain["frames"].astype(int)).mean() < 1.0
+
+
+def test_under_torchrun_each_process_collects_with_its_share_of_the_cores(monkeypatch) -> None:
+    monkeypatch.setattr(frames.os, "cpu_count", lambda: 8)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert frames._cores_per_process() == 8
+    for name, value in {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)  # as torchrun --nnodes=2 --nproc_per_node=2 sets them
+    assert frames._cores_per_process() == 4
