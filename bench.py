@@ -221,6 +221,13 @@ def plot_quality(ours: list[dict], homework: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
+def run_or_fail(command: Sequence[str], what: str) -> subprocess.CompletedProcess:
+    """Run `command`, its output captured; one line with the last line it printed if it fails."""
+    result = subprocess.run(command, capture_output=True, text=True)
+    cli.require(result.returncode == 0, f"{what} failed: {result.stderr.strip().splitlines()[-1:]}")
+    return result
+
+
 def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
     """Peak RSS (MiB) of `train_vae.py --n_frames N --epochs 1`, collection included, by `/usr/bin/time -v`:
     the largest of the run's processes (its collection workers among them). And the dataset's size on disk."""
@@ -229,8 +236,7 @@ def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
                 "or skip the check with --memory_frames \"()\"")
     run = [sys.executable, str(_REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames", str(n_frames),
            "--epochs", "1", "--img_size", str(img_size), "--out_dir", str(out_dir)]
-    result = subprocess.run(["/usr/bin/time", "-v", *run], capture_output=True, text=True)
-    cli.require(result.returncode == 0, f"the memory run failed: {result.stderr.strip().splitlines()[-1:]}")
+    result = run_or_fail(["/usr/bin/time", "-v", *run], "the memory run")
     peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
     return {"frames": n_frames, "img_size": img_size, "peak_mib": peak_kib / 1024,
             "store_mib": store.folder_bytes(frames.dataset_dir(out_dir, ENV_ID)) / 2**20,
@@ -249,9 +255,7 @@ def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: P
         shutil.rmtree(run_dir, ignore_errors=True)
         if processes > 1:  # the very frames the first run collected
             shutil.copytree(frames.dataset_dir(out_dir / "processes_1", ENV_ID), frames.dataset_dir(run_dir, ENV_ID))
-        result = subprocess.run([*launch, *args, "--out_dir", str(run_dir)], capture_output=True, text=True)
-        cli.require(result.returncode == 0, f"the {processes}-process run failed: "
-                    f"{result.stderr.strip().splitlines()[-1:]}")
+        run_or_fail([*launch, *args, "--out_dir", str(run_dir)], f"the {processes}-process run")
         with open(run_dir / "metrics.csv") as f:
             rows = list(csv.DictReader(f))
         results.append({"processes": processes, "images_per_s": float(rows[-1]["images_per_s"]),

@@ -237,20 +237,21 @@ def train(
 
 
 def in_memory_budget(cfg: SimpleNamespace, compute: Compute) -> int:
-    """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default on CUDA what
-    fits in a quarter of the GPU's free memory (batches are then indexed on the GPU, with no copy per
-    step), and nothing elsewhere: on a CPU, streaming measured as fast as indexing frames in RAM."""
-    if cfg.in_ram_mb is not None:
-        return int(cfg.in_ram_mb * 2**20)
+    """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default what may live
+    on the GPU (batches are then indexed there, with no copy per step), which off CUDA is nothing:
+    on a CPU, streaming measured as fast as indexing frames in RAM."""
+    return int(cfg.in_ram_mb * 2**20) if cfg.in_ram_mb is not None else gpu_room(compute)
+
+
+def gpu_room(compute: Compute) -> int:
+    """Bytes of uint8 frames that may live on the GPU: a quarter of its free memory; 0 off CUDA."""
     return torch.cuda.mem_get_info(compute.device)[0] // 4 if compute.device.type == "cuda" else 0
 
 
 def place_frames(frames_u8: torch.Tensor, compute: Compute) -> torch.Tensor:
-    """On CUDA, move the uint8 frames to the GPU when they fit in a quarter of its free memory, so
-    batches are indexed there and no host-to-device copy waits on each step; else keep them in RAM."""
-    if compute.device.type == "cuda" and frames_u8.nbytes < torch.cuda.mem_get_info(compute.device)[0] // 4:
-        return frames_u8.to(compute.device)
-    return frames_u8
+    """Frames held in memory go to the GPU when they fit in its room, so batches are indexed there and
+    no host-to-device copy waits on each step; else they stay in RAM."""
+    return frames_u8.to(compute.device) if frames_u8.nbytes < gpu_room(compute) else frames_u8
 
 
 def stopped(stop: cli.StopRequests, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress,
