@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import torch
 
-import cli
 import evaluate_vae
 import train_vae
-from checkpoints import load_vae
-from pictures import plot_beta_sweep, save_grid
+from vision import cli
+from vision.checkpoints import load_vae
+from vision.pictures import plot_beta_sweep, save_grid
 
 # -----------------------------------------------------------------------------
 KL_WEIGHTS = None  # one VAE per value, e.g. "(2e-6, 2e-5)"; None: one VAE at train_vae.py's KL_WEIGHT

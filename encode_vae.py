@@ -27,12 +27,10 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-import cli
-import frames
-import store
-from checkpoints import build_vae, load_checkpoint, run_config
-from compute import pick_device, to_unit_float
 from MyVAE import MyVAE
+from vision import cli, frames, store
+from vision.checkpoints import build_vae, load_checkpoint, run_config
+from vision.compute import pick_device, to_unit_float
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py; its dataset is encoded

@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cli
-import frames
-from checkpoints import build_vae, load_checkpoint, run_config
-from compute import pick_device, to_unit_float
 from MyVAE import MyVAE, kl_per_dim
-from pictures import (
+from vision import cli, frames
+from vision.checkpoints import build_vae, load_checkpoint, run_config
+from vision.compute import pick_device, to_unit_float
+from vision.pictures import (
     dims_by_information,
     plot_latent_scatter,
     save_comparison,

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cli
-import frames
-from checkpoints import build_vae, load_checkpoint, run_config
-from cli import UserError
-from compute import pick_device, to_unit_float
 from MyVAE import MyVAE, kl_per_dim
-from pictures import (
+from vision import cli, frames
+from vision.checkpoints import build_vae, load_checkpoint, run_config
+from vision.cli import UserError
+from vision.compute import pick_device, to_unit_float
+from vision.pictures import (
     dims_by_information,
     save_comparison,
     save_interpolation,

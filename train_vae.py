@@ -24,15 +24,12 @@ from types import SimpleNamespace
 
 import torch
 
-import cli
-import distributed
-import frames
-import store
-from checkpoints import load_checkpoint, save_checkpoint
-from cli import UserError, require
-from compute import Compute, auto_batch_size, pick_device
 from MyVAE import MyVAE
-from pictures import plot_curves, save_comparison
+from vision import cli, distributed, frames, store
+from vision.checkpoints import load_checkpoint, save_checkpoint
+from vision.cli import UserError, require
+from vision.compute import Compute, auto_batch_size, pick_device
+from vision.pictures import plot_curves, save_comparison
 
 # -----------------------------------------------------------------------------
 # data

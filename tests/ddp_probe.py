@@ -16,10 +16,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-import checkpoints  # noqa: E402
-import cli  # noqa: E402
-import pictures  # noqa: E402
 import train_vae  # noqa: E402
+from vision import (
+    checkpoints,  # noqa: E402
+    cli,  # noqa: E402
+    pictures,  # noqa: E402
+)
 
 record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": []}
 _step, _write = torch.optim.Adam.step, cli.atomic_write

@@ -7,13 +7,11 @@ import pytest
 import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
-import cli
-import frames
-import store
 import train_vae
-from checkpoints import load_checkpoint
-from compute import Compute
-from pictures import dims_by_information
+from vision import cli, frames, store
+from vision.checkpoints import load_checkpoint
+from vision.compute import Compute
+from vision.pictures import dims_by_information
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
 
@@ -110,7 +108,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
     written = []
     real = cli.atomic_write
     monkeypatch.setattr(cli, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
-    import checkpoints
+    from vision import checkpoints
 
     monkeypatch.setattr(checkpoints, "atomic_write", cli.atomic_write)
     train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
@@ -122,7 +120,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
     cfg, source = _tiny(tmp_path, epochs=2)
     train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), source, tmp_path, CPU, StopAfter(999))
-    import checkpoints
+    from vision import checkpoints
 
     real = cli.atomic_write
 

@@ -6,10 +6,9 @@ import sys
 
 import pytest
 
-import cli
-import distributed
 import train_vae
-from cli import UserError
+from vision import cli, distributed
+from vision.cli import UserError
 
 
 def test_defaults_come_from_the_constants_at_the_top() -> None:
@@ -54,7 +53,7 @@ def test_bad_overrides_are_a_user_error(argv: list[str], message: str) -> None:
 
 def test_a_tuple_constant_takes_only_numbers() -> None:
     with pytest.raises(UserError, match=r"--quality_budgets expects a tuple of numbers"):
-        cli.parse_config("bench", ["--quality_budgets", "(a, b)"])
+        cli.parse_config("tools.bench", ["--quality_budgets", "(a, b)"])
 
 
 def test_help_lists_every_constant_with_its_default(capsys) -> None:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import same_dataset, train_config
 
-import frames
 import train_vae
-from cli import UserError
-from frames import collect_frames, make_env, preprocess_frame, resolve_crop
+from vision import frames
+from vision.cli import UserError
+from vision.frames import collect_frames, make_env, preprocess_frame, resolve_crop
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 

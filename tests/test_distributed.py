@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY
 
-from checkpoints import load_checkpoint
+from vision.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250"]

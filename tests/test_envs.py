@@ -10,10 +10,10 @@ import torch
 from conftest import TINY, read_store, run_main, train_config
 
 import encode_vae
-import frames
 import sample_vae
 import train_vae
-from checkpoints import load_vae
+from vision import frames
+from vision.checkpoints import load_vae
 
 needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None,
                                  reason="CarRacing needs gymnasium[box2d]: pip install -r requirements-envs.txt")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import train_config
 
-import frames
-from compute import Compute, pick_autocast_dtype
 from MyVAE import MyVAE
+from vision import frames
+from vision.compute import Compute, pick_autocast_dtype
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
 
@@ -67,8 +67,8 @@ def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(cap
     from conftest import TINY, run_main
 
     import train_vae
-    from checkpoints import load_checkpoint
-    from compute import auto_batch_size
+    from vision.checkpoints import load_checkpoint
+    from vision.compute import auto_batch_size
 
     assert auto_batch_size(torch.device("cpu")) == 8 and auto_batch_size(torch.device("cuda")) == 512
     tiny = [arg for arg in TINY if arg not in ("--batch_size", "16")]
@@ -77,7 +77,7 @@ def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(cap
 
 
 def test_compile_auto_waits_for_a_run_long_enough_to_repay_it() -> None:
-    from compute import Compute
+    from vision.compute import Compute
 
     cuda = torch.device("cuda")  # a device object needs no GPU; nothing runs on it here
     assert Compute.choose(cuda, "fp32", False, "auto", long_run=False).compile is False

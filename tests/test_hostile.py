@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO, TINY, run_main
 
-import bench
-import cli
 import compare_vae
 import evaluate_vae
-import frames
 import sample_vae
 import train_vae
-from checkpoints import save_checkpoint
 from MyVAE import MyVAE
+from tools import bench
+from vision import cli, frames
+from vision.checkpoints import save_checkpoint
 
 
 def _one_line(result, message: str) -> None:
@@ -96,7 +95,7 @@ def test_evaluate_says_truthfully_what_it_scored_when_the_dataset_is_gone(tmp_pa
     run.mkdir()
     for name in ("vae.pt",):
         (run / name).write_bytes((tiny_run / name).read_bytes())
-    checkpoint = __import__("checkpoints").load_checkpoint(run / "vae.pt")
+    checkpoint = __import__("vision.checkpoints", fromlist=["checkpoints"]).load_checkpoint(run / "vae.pt")
     checkpoint["config"]["out_dir"] = str(run)  # this copy has no dataset beside it
     __import__("torch").save(checkpoint, run / "vae.pt")
     metrics = evaluate_vae.evaluate(run / "vae.pt", tmp_path)

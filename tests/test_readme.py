@@ -8,18 +8,15 @@ import re
 import pytest
 from conftest import REPO
 
-import bench
-import cli
 import compare_vae
 import encode_vae
 import evaluate_vae
-import make_docs
 import sample_vae
 import train_vae
+from tools import bench, make_docs
+from vision import cli
 
 README = (REPO / "README.md").read_text()
-SCRIPTS = {"train_vae.py", "sample_vae.py", "evaluate_vae.py", "encode_vae.py", "compare_vae.py", "bench.py",
-           "make_docs.py", "MyVAE.py"}
 
 
 def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
@@ -40,41 +37,73 @@ def readme_table(script: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, make_docs])
 def test_readme_tables_list_every_constant_with_its_real_default(module) -> None:
-    table = readme_table(f"{module.__name__}.py")
+    table = readme_table(cli.script_path(module))
     knobs = cli.knobs(module)
     assert list(table) == list(knobs), f"{module.__name__}: the README's rows differ from the constants"
     for name, knob in knobs.items():
         assert ast.literal_eval(table[name]) == knob.value, f"README says {name} = {table[name]}"
 
 
+SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
+LIBRARY = sorted((REPO / "vision").glob("*.py"))  # the package beneath them
+TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
+ORCHESTRATORS = {"compare_vae.py", "bench.py", "make_docs.py"}  # may call another script's main(argv), nothing else
+
+
 def _our_imports(path) -> set[str]:
-    ours = {p.stem for p in REPO.glob("*.py")}
+    """The repo's modules `path` imports, as dotted names: train_vae, MyVAE, vision.store, tools.bench."""
+    ours = {p.stem for p in REPO.glob("*.py")} | {"vision", "tools"}
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return {name for name in names if name in ours}
+            names |= {f"{node.module}.{alias.name}" if node.module in ("vision", "tools") else node.module
+                      for alias in node.names}
+    return {name for name in names if name.split(".")[0] in ours}
+
+
+def test_the_top_of_the_tree_holds_what_a_user_runs_and_the_library_one_package_beneath() -> None:
+    assert {p.name for p in REPO.glob("*.py")} == {"MyVAE.py", "train_vae.py", "sample_vae.py", "evaluate_vae.py",
+                                                     "encode_vae.py", "compare_vae.py"}
+    assert {"cli.py", "frames.py", "store.py", "distributed.py", "pictures.py", "compute.py",
+            "checkpoints.py"} <= {p.name for p in LIBRARY}
 
 
 def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
-    modules = {p.name: _our_imports(p) for p in REPO.glob("*.py")}
-    scripts = {s.removesuffix(".py") for s in SCRIPTS - {"MyVAE.py"}}
-    assert modules["MyVAE.py"] == set(), "the model file imports nothing of ours"
-    for name, imports in modules.items():
-        if name not in SCRIPTS:
-            assert not imports & scripts, f"library {name} imports a script"
-    orchestrators = {"compare_vae.py", "bench.py", "make_docs.py"}
-    for name in SCRIPTS - orchestrators - {"MyVAE.py"}:
-        assert not modules[name] & scripts, f"{name} imports a script"
-    for name in orchestrators:  # a script that orchestrates runs may call another's main(argv), nothing else
-        tree = ast.parse((REPO / name).read_text())
-        imported = {alias.asname or alias.name for node in tree.body if isinstance(node, ast.Import)
-                    for alias in node.names} & scripts
+    scripts = {p.stem for p in SCRIPT_FILES}
+    assert _our_imports(REPO / "MyVAE.py") == set(), "the model file imports nothing of ours"
+    for path in LIBRARY:  # the library: itself and the model, never a script or a tool
+        assert _our_imports(path) <= {f"vision.{p.stem}" for p in LIBRARY} | {"vision", "MyVAE"}, path.name
+    for path in SCRIPT_FILES + TOOLS:
+        imports = _our_imports(path)
+        assert not {name for name in imports if name.startswith("tools")} - {"tools.bench"} or path in TOOLS, path.name
+        if path.name not in ORCHESTRATORS:
+            assert not imports & scripts, f"{path.name} imports a script"
+            continue
+        tree = ast.parse(path.read_text())  # an orchestrator may call another script's main(argv), nothing else
+        imported = {alias.asname or alias.name.split(".")[-1] for node in ast.walk(tree)
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names
+                    if alias.name in scripts or f"{getattr(node, 'module', '')}.{alias.name}" == "tools.bench"}
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in imported:
-                assert node.attr == "main", f"{name} uses {node.value.id}.{node.attr}"
+                assert node.attr == "main", f"{path.name} uses {node.value.id}.{node.attr}"
+
+
+def _documents() -> dict[str, str]:
+    """The README and every page under docs/: what a reader follows."""
+    return {"README.md": README} | {f"docs/{p.name}": p.read_text() for p in sorted((REPO / "docs").glob("*.md"))}
+
+
+def test_every_file_a_readme_command_or_link_names_exists() -> None:
+    for name, text in _documents().items():
+        base = REPO if name == "README.md" else REPO / "docs"
+        for script in re.findall(r"python (?:-m torch\.distributed\.run [^\n`]*?)?([\w/]+\.py)\b", text):
+            assert (REPO / script).is_file(), f"{name} runs {script}, which does not exist"
+        for link in re.findall(r"\]\(([^)#:]+?)(?:#[^)]*)?\)", text):  # relative links and pictures
+            assert (base / link).exists(), f"{name} links to {link}, which does not exist"
+        for path in re.findall(r"-r (requirements[\w-]*\.txt)", text):
+            assert (REPO / path).is_file(), f"{name} installs from {path}, which does not exist"
 
 
 def test_the_readme_constants_block_is_what_make_docs_writes() -> None:

@@ -15,14 +15,13 @@ import pytest
 import torch
 from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, train_config
 
-import cli
-import frames
 import sample_vae
 import train_vae
-from checkpoints import load_checkpoint, save_checkpoint
-from cli import Stopped, UserError
-from compute import Compute
 from MyVAE import MyVAE
+from vision import cli, frames
+from vision.checkpoints import load_checkpoint, save_checkpoint
+from vision.cli import Stopped, UserError
+from vision.compute import Compute
 
 TIMINGS = ("seconds", "images_per_s")  # the only columns of metrics.csv that may differ between equal runs
 

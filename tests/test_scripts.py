@@ -12,8 +12,8 @@ from PIL import Image
 
 import sample_vae
 import train_vae
-from checkpoints import load_checkpoint, save_checkpoint
 from MyVAE import MyVAE
+from vision.checkpoints import load_checkpoint, save_checkpoint
 
 
 def _png(path) -> np.ndarray:

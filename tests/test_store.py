@@ -9,9 +9,8 @@ import pytest
 import torch
 from conftest import StopAfter, read_store, same_dataset, train_config
 
-import frames
-import store
-from cli import Stopped, UserError
+from vision import frames, store
+from vision.cli import Stopped, UserError
 
 
 def _cfg(**overrides):

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from cli import UserError, atomic_write, reason
 from MyVAE import MyVAE
+from vision.cli import UserError, atomic_write, reason
 
 CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
 

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cli
-from cli import UserError
+from vision import cli
+from vision.cli import UserError
 
 ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
 _MANIFEST = "manifest.json"

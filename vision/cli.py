@@ -33,6 +33,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+_REPO = Path(__file__).resolve().parents[1]  # where the scripts live
+
 
 class UserError(Exception):
     """A problem the user can fix (a bad constant, a missing file): one line, exit 1."""
@@ -226,12 +228,18 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see --help)")
 
 
+def script_path(module: ModuleType) -> str:
+    """How a user names the script from the repo's root: train_vae.py, tools/bench.py."""
+    path = Path(module.__file__).resolve()
+    return str(path.relative_to(_REPO)) if path.is_relative_to(_REPO) else path.name
+
+
 def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleNamespace:
     """Defaults from the module's constants, with command-line overrides applied."""
     module = importlib.import_module(module_name)
     constants = knobs(module)
     parser = _Parser(
-        prog=f"python {Path(module.__file__).name}",
+        prog=f"python {script_path(module)}",
         description=(module.__doc__ or "").strip().splitlines()[0],
         epilog="Values are Python literals: 64, 1e-3, True, None, \"(-0.1, 0.1)\".",
         allow_abbrev=False,

@@ -1,7 +1,7 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
-    python bench.py                          # all of it: about 35 minutes on 2 cores
-    python bench.py --quality False --memory_frames "()" --scaling_frames 0   # speed only: ~3 minutes
+    python tools/bench.py                          # all of it: about 35 minutes on 2 cores
+    python tools/bench.py --quality False --memory_frames "()" --scaling_frames 0   # speed only: ~3 minutes
 
 Prints a table with the machine's CPU (and whether it has AMX) and writes it to
 OUT_DIR/bench.json, and the time-to-quality curves to OUT_DIR/quality_vs_time.png. The
@@ -30,15 +30,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-import cli
-import compute
-import frames
-import store
-import train_vae
-from checkpoints import load_vae
-from compute import pick_device, to_unit_float
-from MyVAE import MyVAE
-from pictures import save_figure
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
+import train_vae  # noqa: E402
+from MyVAE import MyVAE  # noqa: E402
+from vision import cli, compute, frames, store  # noqa: E402
+from vision.checkpoints import load_vae  # noqa: E402
+from vision.compute import pick_device, to_unit_float  # noqa: E402
+from vision.pictures import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 ENV_ID = "CartPole-v1"  # the env every measurement uses
@@ -54,7 +52,7 @@ SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
 
-_REPO = Path(__file__).resolve().parent
+_REPO = Path(__file__).resolve().parents[1]
 _HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, eval_every=50)
 
 

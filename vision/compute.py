@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cli import UserError, reason
+from vision.cli import UserError, reason
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cli import UserError
+from vision.cli import UserError
 
 T = TypeVar("T")
 

@@ -1,8 +1,8 @@
 """Regenerate every picture in docs/ and every table the README quotes, from the code as it is.
 
-    python make_docs.py                                  # all of it: about 50 minutes on 2 cores
-    python make_docs.py --car False --compare False --bench False   # the default run and its pictures: ~3 minutes
-    python make_docs.py --tables_only                    # only the README's constants tables: seconds
+    python tools/make_docs.py                                  # all of it: about 50 minutes on 2 cores
+    python tools/make_docs.py --car False --compare False --bench False   # the default run and its pictures: ~3 minutes
+    python tools/make_docs.py --tables_only                    # only the README's constants tables: seconds
 
 Runs the default `python train_vae.py`, scores it with `evaluate_vae.py --fresh 2000`,
 then (optionally) the same on CarRacing-v3, `compare_vae.py` and `bench.py`, each through
@@ -24,14 +24,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import bench
-import cli
-import compare_vae
-import compute
-import encode_vae
-import evaluate_vae
-import sample_vae
-import train_vae
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
+import compare_vae  # noqa: E402
+import encode_vae  # noqa: E402
+import evaluate_vae  # noqa: E402
+import sample_vae  # noqa: E402
+import train_vae  # noqa: E402
+from tools import bench  # noqa: E402
+from vision import cli, compute  # noqa: E402
 
 # -----------------------------------------------------------------------------
 CAR = True  # also train on CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
@@ -42,7 +42,7 @@ FRESH = 2000  # new frames (another seed) the default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
-_REPO = Path(__file__).resolve().parent
+_REPO = Path(__file__).resolve().parents[1]
 _SCRIPTS = (train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
@@ -52,7 +52,7 @@ def constants_tables() -> str:
     blocks = []
     for module in _SCRIPTS:
         rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |" for name, knob in cli.knobs(module).items()]
-        blocks.append(f"`{Path(module.__file__).name}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
+        blocks.append(f"`{cli.script_path(module)}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
                       + "\n".join(rows))
     return "\n\n".join(blocks)
 
@@ -131,7 +131,8 @@ def performance(out_dir: Path, docs: Path) -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     readme_path, docs = _REPO / "README.md", _REPO / "docs"
-    readme = replace_block(readme_path.read_text(), "constants", constants_tables(), "written by `python make_docs.py`")
+    readme = replace_block(readme_path.read_text(), "constants", constants_tables(),
+                           "written by `python tools/make_docs.py`")
     if not cfg.tables_only:
         out_dir = cli.prepare_out_dir(cfg.out_dir)
         docs.mkdir(exist_ok=True)
@@ -139,17 +140,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}, "
                  f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
         readme = replace_block(readme, "results", default_run(cfg, out_dir, docs),
-                               f"`python make_docs.py` on {where}")
+                               f"`python tools/make_docs.py` on {where}")
         if cfg.car:
-            readme = replace_block(readme, "car", default_run(cfg, out_dir, docs, ["--env_id", "CarRacing-v3"], "car_"),
-                                   f"`python make_docs.py` (`python train_vae.py --env_id CarRacing-v3`) on {where}")
+            car = default_run(cfg, out_dir, docs, ["--env_id", "CarRacing-v3"], "car_")
+            how = "`python tools/make_docs.py` (`python train_vae.py --env_id CarRacing-v3`)"
+            readme = replace_block(readme, "car", car, f"{how} on {where}")
         if cfg.compare:
             readme = replace_block(readme, "compare", comparison(out_dir, docs),
                                    f"`python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"` on {where}")
         if cfg.bench:
             table, scaling = performance(out_dir, docs)
-            readme = replace_block(readme, "bench", table, f"`python bench.py` on {where}")
-            readme = replace_block(readme, "scaling", scaling, f"`python bench.py` (SCALING_FRAMES) on {where}")
+            readme = replace_block(readme, "bench", table, f"`python tools/bench.py` on {where}")
+            readme = replace_block(readme, "scaling", scaling, f"`python tools/bench.py` (SCALING_FRAMES) on {where}")
     cli.atomic_write(readme_path, lambda f: f.write(readme.encode()))
     print(f"rewrote {readme_path}" + ("" if cfg.tables_only else f" and the pictures in {docs}/"))
 
