@@ -7,10 +7,21 @@ imports nothing else from the repo: checkpoints.py saves and rebuilds the model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+class VAEOutput(NamedTuple):
+    """What forward returns, in the homework's order (so `recon, x, mu, log_var = model(x)` and
+    `model.loss(*model(x), ...)` work as they always did), each part with its name."""
+
+    recon: Tensor  # the reconstruction, in [0, 1]
+    x: Tensor  # the input, echoed back
+    mu: Tensor  # the code: the mean of q(z|x) (an autoencoder's code itself)
+    log_var: Tensor  # the log-variance of q(z|x) (zeros for an autoencoder)
 
 
 class MyVAE(nn.Module):
@@ -85,15 +96,15 @@ class MyVAE(nn.Module):
         eps = torch.randn_like(mu)
         return eps * torch.exp(0.5 * log_var) + mu
 
-    def forward(self, x: Tensor) -> list[Tensor]:
-        """[reconstruction, x, mu, log_var]; eval mode decodes mu, so it is deterministic."""
+    def forward(self, x: Tensor) -> VAEOutput:
+        """(recon, x, mu, log_var); eval mode decodes mu, so it is deterministic."""
         if self.variational:
             mu, log_var = self.encode(x)
             z = self.reparameterize(mu, log_var) if self.training else mu
         else:
             mu = z = self.encode(x)
             log_var = torch.zeros_like(mu)
-        return [self.decode(z), x, mu, log_var]
+        return VAEOutput(self.decode(z), x, mu, log_var)
 
     def loss(
         self, recon: Tensor, x: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float
@@ -118,7 +129,7 @@ class MyVAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """Encode and decode x (from mu on the VAE path when in eval mode)."""
-        return self.forward(x)[0]
+        return self.forward(x).recon
 
 
 def kl_per_dim(mu: Tensor, log_var: Tensor) -> Tensor:

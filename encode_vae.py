@@ -30,37 +30,21 @@ import torch
 from MyVAE import MyVAE
 from vision import cli, frames, store
 from vision.checkpoints import build_vae, load_checkpoint, run_config
-from vision.compute import pick_device, to_unit_float
+from vision.codes import encode_frames
+from vision.compute import pick_device
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py; its dataset is encoded
-OUT = "outputs/codes.npz"  # where the codes go
+OUT = None  # where the codes go; None: codes.npz beside the checkpoint
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 # -----------------------------------------------------------------------------
-
-_FRAMES_PER_BATCH = 1024
-
-
-@torch.no_grad()
-def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """mu and log_var of every frame, in eval mode, in fp32 (an autoencoder's log_var is 0)."""
-    model.eval()
-    mus, log_vars = [], []
-    with cli.Progress(len(frames_u8), "encoding", "frame") as bar:
-        for batch in torch.from_numpy(frames_u8).split(_FRAMES_PER_BATCH):
-            _, _, mu, log_var = model(to_unit_float(batch.to(device)))
-            mus.append(mu.float().cpu())
-            log_vars.append(log_var.float().cpu())
-            bar.update(len(batch))
-    return torch.cat(mus).numpy(), torch.cat(log_vars).numpy()
-
 
 def episode_codes(model: MyVAE, data: dict[str, np.ndarray], device: torch.device) -> dict[str, np.ndarray]:
     """The arrays this script writes (see the docstring), from a dataset and a model."""
     order = np.lexsort((data["step"], data["episode"]))  # by episode, then step
     ordered = {key: data[key][order] for key in ("action", "reward", "done", "episode", "step")}
-    mu, log_var = encode_frames(model, data["frames"][order], device)
-    return {"mu": mu, "log_var": log_var, **ordered, "episode_start": episode_starts(ordered["episode"])}
+    codes = encode_frames(model, data["frames"][order], device)
+    return {"mu": codes.mu, "log_var": codes.log_var, **ordered, "episode_start": episode_starts(ordered["episode"])}
 
 
 def episode_starts(episodes: np.ndarray) -> np.ndarray:
@@ -75,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     frame_store = frames.complete_store(run)
     cli.require(frame_store is not None, f"{frames.dataset_dir(run.out_dir, run.env_id)}, the dataset {cfg.checkpoint} "
                 "trained on, is gone or incomplete: run the train_vae.py command that made the checkpoint again")
-    out = Path(cfg.out)
+    out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
     cli.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)

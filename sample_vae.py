@@ -1,11 +1,13 @@
 """Decode latent vectors into frames with a trained model.
 
     python sample_vae.py                 # random z ~ N(0, I): outputs/samples.png and outputs/samples/*.png
-    python sample_vae.py --traverse      # each latent dimension swept from -3 to +3: outputs/traversal.png
+    python sample_vae.py --traverse      # each active latent dimension swept from -3 to +3: outputs/traversal.png
     python sample_vae.py --interpolate   # a straight line between two held-out frames: outputs/interpolation.png
     python sample_vae.py --reconstruct   # held-out frames over their reconstructions: reconstructions_heldout.png
-    python sample_vae.py --rollout       # a held-out episode beside its reconstruction, animated: rollout.gif
+    python sample_vae.py --rollout       # held-out episodes beside their reconstructions, animated: rollout.gif
     python sample_vae.py --interactive   # a window with a Generate button (needs a display)
+
+The files go beside the checkpoint (outputs/ for the default one), unless --out_dir says otherwise.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from MyVAE import MyVAE, kl_per_dim
-from vision import cli, frames
+from MyVAE import MyVAE
+from vision import cli, codes, frames, store
 from vision.checkpoints import build_vae, load_checkpoint, run_config
 from vision.cli import UserError
 from vision.compute import pick_device, to_unit_float
 from vision.pictures import (
-    dims_by_information,
     save_comparison,
     save_interpolation,
     save_png,
@@ -36,27 +37,28 @@ from vision.pictures import (
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
 N_SAMPLES = 16  # how many frames to imagine (random mode) or to reconstruct (--reconstruct)
 SEED = 0  # seeds the latent vectors: the same seed gives the same pictures
-OUT_DIR = "outputs"  # the PNG files go here
+OUT_DIR = None  # the pictures go here; None: the checkpoint's own folder, so runs never overwrite each other's
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0
 INTERPOLATE = False  # instead: decode a straight line between two held-out frames' codes
 RECONSTRUCT = False  # instead: held-out frames above their reconstructions
-ROLLOUT = False  # instead: the longest held-out episode (its first 100 frames) beside its reconstruction, as a GIF
+ROLLOUT = False  # instead: the first 100 held-out frames, episode after episode, beside their reconstructions (GIF)
 INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
 
-_ROLLOUT_FRAMES = 100  # a GIF long enough to watch the episode unfold, small enough to keep in docs/
+_ROLLOUT_FRAMES = 100  # a GIF long enough to watch episodes unfold, small enough to keep in docs/
+_POOL = 512  # held-out frames whose codes rank the dimensions, and searched for an interpolation's far end
 
 
-def heldout_batch(checkpoint: dict, path: str, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to n frames the checkpoint's model never trained on, as floats on `device`; and the
-    frames of the longest held-out episode, in step order."""
+def heldout_batches(checkpoint: dict, path: str, n: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Frames the checkpoint's model never trained on, as floats on `device`: "pool", the first
+    _POOL; "spread", n of different episodes and states; "rollout", the first _ROLLOUT_FRAMES in
+    episode and step order (several episodes where they are short)."""
     test = frames.heldout_frames(run_config(checkpoint, path)).test
-    ids, counts = np.unique(test["episode"], return_counts=True)
-    longest = np.flatnonzero(test["episode"] == ids[counts.argmax()])
-    episode = test["frames"][longest[np.argsort(test["step"][longest])]][:_ROLLOUT_FRAMES]
-    as_float = [to_unit_float(torch.from_numpy(f).to(device)) for f in (test["frames"][:n], episode)]
-    return as_float[0], as_float[1]
+    in_order = np.lexsort((test["step"], test["episode"]))[:_ROLLOUT_FRAMES]
+    picks = {"pool": np.arange(min(_POOL, len(test["frames"]))), "rollout": in_order,
+             "spread": store.spread_frames(test["episode"], test["step"], n)}
+    return {name: to_unit_float(torch.from_numpy(test["frames"][idx]).to(device)) for name, idx in picks.items()}
 
 
 def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> list[Path]:
@@ -101,23 +103,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.interactive:
         show_interactive(model, cfg.seed)
         return
-    out_dir = cli.prepare_out_dir(cfg.out_dir)
+    out_dir = cli.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent))
     written = []
     if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:
-        heldout, episode = heldout_batch(checkpoint, cfg.checkpoint, max(cfg.n_samples, 512), device)
+        heldout = heldout_batches(checkpoint, cfg.checkpoint, cfg.n_samples, device)
+        pool = heldout["pool"]
         if cfg.traverse:
             with torch.no_grad():
-                _, _, mu, log_var = model.eval()(heldout)
-            dims = dims_by_information(model.variational, mu, log_var)
-            kl = kl_per_dim(mu, log_var).mean(0).tolist() if model.variational else None
-            written.append(save_traversal(model, dims, kl, out_dir / "traversal.png"))
+                out = model.eval()(pool)
+            rows = codes.traversal_rows(model, out.mu.cpu().numpy(), out.log_var.cpu().numpy())
+            written.append(save_traversal(*rows, out_dir / "traversal.png"))
         if cfg.interpolate:
-            written.append(save_interpolation(model, heldout, out_dir / "interpolation.png"))
+            far = codes.farthest_from_first(pool)
+            written.append(save_interpolation(codes.interpolation(model, pool[0], pool[far]),
+                                              out_dir / "interpolation.png"))
         if cfg.reconstruct:
-            x = heldout[: cfg.n_samples]
+            x = heldout["spread"]
             written.append(save_comparison(x, model.reconstruct(x), out_dir / "reconstructions_heldout.png"))
         if cfg.rollout:
-            written.append(save_rollout_gif(episode, model.reconstruct(episode), out_dir / "rollout.gif"))
+            x = heldout["rollout"]
+            written.append(save_rollout_gif(x, model.reconstruct(x), out_dir / "rollout.gif"))
     else:
         written += write_samples(model, cfg.n_samples, cfg.seed, out_dir)
     print(f"from {cfg.checkpoint}:")

@@ -67,10 +67,10 @@ COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs on
 # -----------------------------------------------------------------------------
 
 _LOSS_PARTS = ("loss", "recon", "kl")
+_LOG_EVERY = 50  # steps between the points of the training loss in loss_curves.png and steps.csv
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
 _MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
                          "fast_render"}
-_NUM_EVAL_IMAGES = 8  # frames shown in reconstructions.png
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
 
@@ -118,11 +118,13 @@ def learning_rate(step: int, total_steps: int, cfg: SimpleNamespace) -> float:
 
 
 @dataclass
-class Progress:
+class TrainingPosition:
     """Where training stands; last.pt carries it so that a run resumes exactly.
 
     `shuffle_state` is the shuffling generator's state at the start of epoch `epoch`,
-    of which `batch` batches are done, their loss parts summed in `totals`.
+    of which `batch` batches are done, their loss parts summed in `totals` (on rank 0, over
+    every process's batches, once a stop has gathered them). `steps` holds the training loss
+    every _LOG_EVERY steps, for the loss curve.
     """
 
     shuffle_state: torch.Tensor
@@ -131,10 +133,12 @@ class Progress:
     totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_LOSS_PARTS, 0.0))
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf
+    steps: list[dict] = field(default_factory=list)
 
 
 @torch.no_grad()
-def evaluate(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNamespace, compute: Compute) -> dict[str, float]:
+def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNamespace,
+                    compute: Compute) -> dict[str, float]:
     """Loss parts over the validation frames of every process, in eval mode (decoding mu), per frame."""
     model.eval()
     totals = dict.fromkeys(_LOSS_PARTS, 0.0)
@@ -173,64 +177,79 @@ def train(
                                   img_size=cfg.img_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     shuffle = torch.Generator()
-    progress = Progress(shuffle.manual_seed(cfg.seed).get_state())
+    position = TrainingPosition(shuffle.manual_seed(cfg.seed).get_state())
     if resume is not None:
-        progress = restore_training_state(resume, model, optimizer)
-        print(f"resuming at epoch {progress.epoch}, batch {progress.batch}")
+        position = restore_training_state(resume, model, optimizer, ranks)
+        print(f"resuming at epoch {position.epoch}, batch {position.batch}")
     net = compute.for_training(distributed.for_ranks(model, compute.device))
 
-    while progress.epoch <= cfg.epochs:
+    while position.epoch <= cfg.epochs:
         start = time.perf_counter()
-        shuffle.set_state(progress.shuffle_state)
+        shuffle.set_state(position.shuffle_state)
         net.train()
-        first_batch = progress.batch
+        first_batch = position.batch
         with (
             contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
-            cli.Progress(steps_per_epoch, f"epoch {progress.epoch}/{cfg.epochs}", "batch", progress.batch) as bar,
+            cli.ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
+                            images_per_unit=cfg.batch_size * ranks.world) as bar,
         ):
-            for frames_u8 in itertools.islice(stream, progress.batch, steps_per_epoch):
+            for frames_u8 in itertools.islice(stream, position.batch, steps_per_epoch):
                 if distributed.any_rank(bool(stop.signum)):  # every process stops before the same step
-                    raise stopped(stop, model, optimizer, progress, cfg, out_dir, steps_per_epoch, ranks)
+                    sums = distributed.sum_over_ranks([*position.totals.values()])  # last.pt: every process's batches
+                    if ranks.main:
+                        position.totals = dict(zip(_LOSS_PARTS, sums, strict=True))
+                        save_training_state(out_dir / "last.pt", model, optimizer, position, cfg)
+                    raise cli.Stopped(f"stopped by {stop.name} in epoch {position.epoch} after {position.batch}/"
+                                      f"{steps_per_epoch} batches; saved {out_dir / 'last.pt'}; to continue, run the "
+                                      "same command with --resume", stop.signum)
                 # the training step
-                step = (progress.epoch - 1) * steps_per_epoch + progress.batch
+                step = (position.epoch - 1) * steps_per_epoch + position.batch
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total_steps, cfg)
                 with compute.autocast():
                     parts = model.loss(*net(compute.inputs(frames_u8)), kl_weight=cfg.kl_weight)
                 if distributed.any_rank(not torch.isfinite(parts["loss"])):  # before backward: NaN never lands
-                    raise diverged(parts, progress, cfg, out_dir)
+                    raise diverged(parts["loss"].item(), position, cfg, out_dir)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 optimizer.step()
                 for key in _LOSS_PARTS:
-                    progress.totals[key] += parts[key].item()
-                progress.batch += 1
-                bar.update()
+                    position.totals[key] += parts[key].item()
+                position.batch += 1
+                if (step + 1) % _LOG_EVERY == 0:
+                    position.steps.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch,
+                                           "train_loss": position.totals["loss"] / (position.batch or 1),
+                                           "train_recon": position.totals["recon"] / (position.batch or 1)})
+                bar.update(note=f"loss {position.totals['loss'] / position.batch:.5f}")
+        if position.batch < steps_per_epoch:  # the reader ran dry: the epoch did not take the steps it announced
+            raise RuntimeError(f"epoch {position.epoch} yielded {position.batch} of its {steps_per_epoch} batches")
 
         images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size * ranks.world / (time.perf_counter() - start)
-        train_sums = distributed.sum_over_ranks(list(progress.totals.values()))
+        train_sums = distributed.sum_over_ranks(list(position.totals.values()))
         train_parts = {key: value / (steps_per_epoch * ranks.world) for key, value in zip(_LOSS_PARTS, train_sums,
                                                                                           strict=True)}
-        val_parts = evaluate(model, source.validation(cfg.batch_size), cfg, compute)
+        val_parts = validation_loss(model, source.validation(cfg.batch_size), cfg, compute)
+        if not math.isfinite(val_parts["loss"]):  # a model that scores inf is no model to keep
+            raise diverged(val_parts["loss"], position, cfg, out_dir, "the validation loss")
         seconds = time.perf_counter() - start
-        progress.history.append(
-            {"epoch": progress.epoch}
+        position.history.append(
+            {"epoch": position.epoch}
             | {f"train_{k}": v for k, v in train_parts.items()}
             | {f"val_{k}": v for k, v in val_parts.items()}
             | {"lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2), "images_per_s": round(images_per_s)}
         )
-        improved = val_parts["loss"] < progress.best_val_loss
+        improved = val_parts["loss"] < position.best_val_loss
         print(
-            f"epoch {progress.epoch}/{cfg.epochs}: train loss {train_parts['loss']:.5f} "
+            f"epoch {position.epoch}/{cfg.epochs}: train loss {train_parts['loss']:.5f} "
             f"(recon {train_parts['recon']:.5f}, kl {train_parts['kl']:.2f}) | "
             f"val loss {val_parts['loss']:.5f} (recon {val_parts['recon']:.5f}, kl {val_parts['kl']:.2f}) | "
             f"{seconds:.1f}s ({images_per_s:.0f} images/s){' *' if improved else ''}"
         )
-        progress = Progress(shuffle.get_state(), progress.epoch + 1, history=progress.history,
-                            best_val_loss=min(progress.best_val_loss, val_parts["loss"]))
+        position = TrainingPosition(shuffle.get_state(), position.epoch + 1, history=position.history,
+                                    best_val_loss=min(position.best_val_loss, val_parts["loss"]), steps=position.steps)
         if ranks.main:
-            save_epoch(model, optimizer, progress, cfg, improved, source.shown(_NUM_EVAL_IMAGES), compute, out_dir)
-    return progress.history
+            save_epoch(model, optimizer, position, cfg, improved, source.shown, compute, out_dir)
+    return position.history
 
 
 def in_memory_budget(cfg: SimpleNamespace, compute: Compute) -> int:
@@ -251,70 +270,71 @@ def place_frames(frames_u8: torch.Tensor, compute: Compute) -> torch.Tensor:
     return frames_u8.to(compute.device) if frames_u8.nbytes < gpu_room(compute) else frames_u8
 
 
-def stopped(stop: cli.StopRequests, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress,
-            cfg: SimpleNamespace, out_dir: Path, steps_per_epoch: int, ranks: distributed.Ranks) -> cli.Stopped:
-    """Save last.pt (rank 0) at the position reached inside the epoch; the exception that ends the run."""
-    if ranks.main:
-        save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
-    return cli.Stopped(f"stopped by {stop.name} in epoch {progress.epoch} after {progress.batch}/{steps_per_epoch} "
-                       f"batches; saved {out_dir / 'last.pt'}; to continue, run the same command with --resume",
-                       stop.signum)
-
-
-def diverged(parts: dict[str, torch.Tensor], progress: Progress, cfg: SimpleNamespace, out_dir: Path) -> UserError:
+def diverged(loss: float, position: TrainingPosition, cfg: SimpleNamespace, out_dir: Path,
+             what: str = "loss") -> UserError:
     """The one-line error for a non-finite loss, naming where it happened and the likely cause."""
     last = out_dir / "last.pt"
     kept = f"{last} keeps the last good epoch" if last.exists() else "no epoch finished"
     cause = (f"KL_WEIGHT={cfg.kl_weight:g} is far above the default {KL_WEIGHT:g}: lower it"
              if cfg.kl_weight > 1000 * KL_WEIGHT else f"try a lower LR than {cfg.lr:g}")
-    return UserError(f"training diverged: loss is {parts['loss'].item()} at epoch {progress.epoch}, "
-                     f"step {progress.batch + 1}; {kept}; {cause}")
+    where = (f"at epoch {position.epoch}, step {position.batch + 1}" if what == "loss"
+             else f"after epoch {position.epoch}")
+    return UserError(f"training diverged: {what} is {loss} {where}; {kept}; {cause}")
 
 
 # ---------------------------------------------------------------- saving
 
 
-def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress, cfg: SimpleNamespace,
+def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition, cfg: SimpleNamespace,
                improved: bool, shown: torch.Tensor, compute: Compute, out_dir: Path) -> None:
     """Everything an epoch leaves behind. last.pt is written last: a run killed at any instant
     before it resumes from the previous epoch, redoes this one and rewrites every file below."""
     if improved:
-        save_checkpoint(out_dir / "vae.pt", model, config=vars(cfg), epoch=progress.epoch - 1,
-                        metrics=progress.history)
-    write_metrics(progress.history, out_dir)
+        save_checkpoint(out_dir / "vae.pt", model, config=vars(cfg), epoch=position.epoch - 1,
+                        metrics=position.history)
+    write_metrics(position.history, position.steps, out_dir)
     model.eval()
     x = compute.inputs(shown)
     with compute.autocast():
         save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
-    save_training_state(out_dir / "last.pt", model, optimizer, progress, cfg)
+    save_training_state(out_dir / "last.pt", model, optimizer, position, cfg)
 
 
-def write_metrics(history: list[dict], out_dir: Path) -> None:
-    """metrics.csv and loss_curves.png from the per-epoch records so far."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    cli.atomic_write(out_dir / "metrics.csv", lambda f: f.write(text.getvalue().encode()))
+def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None:
+    """metrics.csv (a row per epoch), steps.csv (the training loss every _LOG_EVERY steps) and
+    loss_curves.png from both: the training loss along the epochs, the validation loss after each."""
+    for name, rows in (("metrics.csv", history), ("steps.csv", steps)):
+        if rows:
+            text = io.StringIO()
+            writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+            cli.atomic_write(out_dir / name, lambda f, text=text: f.write(text.getvalue().encode()))
 
-    def curves(part: str) -> dict[str, list[float]]:
-        train, val = f"train_{part}", f"val_{part}"
-        return {"train": [row[train] for row in history], "validation": [row[val] for row in history]}
+    def curves(part: str) -> dict[str, tuple[list[float], list[float]]]:
+        epochs = [row["epoch"] for row in history]
+        drawn = {"train (epoch mean)": (epochs, [row[f"train_{part}"] for row in history]),
+                 "validation": (epochs, [row[f"val_{part}"] for row in history])}
+        if steps and f"train_{part}" in steps[0]:
+            drawn[f"train, mean of the epoch so far, every {_LOG_EVERY} steps"] = (
+                [row["epoch"] for row in steps], [row[f"train_{part}"] for row in steps])
+        return drawn
 
     panels = {"reconstruction MSE per pixel": curves("recon")}
     if any(row["train_kl"] > 0 for row in history):  # an autoencoder has no KL term to plot
         panels["KL (nats per frame)"] = curves("kl")
-    plot_curves([row["epoch"] for row in history], panels, out_dir / "loss_curves.png")
+    plot_curves(panels, out_dir / "loss_curves.png")
 
 
 def save_training_state(
-    path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, progress: Progress, cfg: SimpleNamespace
+    path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition, cfg: SimpleNamespace
 ) -> None:
-    """Everything a resumed run needs: weights, optimizer, progress and random states."""
+    """Everything a resumed run needs: weights, optimizer, position and random states."""
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    save_checkpoint(path, model, config=vars(cfg), optimizer=optimizer.state_dict(), progress=asdict(progress), rng=rng)
+    save_checkpoint(path, model, config=vars(cfg), optimizer=optimizer.state_dict(), progress=asdict(position),
+                    rng=rng)
 
 
 def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
@@ -339,13 +359,20 @@ def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
               f"{cfg.epochs} epochs from here on")
 
 
-def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer) -> Progress:
+def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer,
+                           ranks: distributed.Ranks = distributed.ALONE) -> TrainingPosition:
+    """Weights, optimizer, random states and position from last.pt. Its loss sums cover every
+    process's batches so far: rank 0 carries them on, the others start from zero, so the epoch's
+    logged loss counts each batch once."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["rng"]["torch"])
     if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
-    return Progress(**checkpoint["progress"])
+    position = TrainingPosition(**checkpoint["progress"])
+    if not ranks.main:
+        position.totals = dict.fromkeys(_LOSS_PARTS, 0.0)
+    return position
 
 
 def load_resumable(cfg: SimpleNamespace, out_dir: Path) -> dict:

@@ -8,10 +8,10 @@ import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
 import train_vae
-from vision import cli, frames, store
+from vision import cli, codes, frames, store
 from vision.checkpoints import load_checkpoint
+from vision.codes import dims_by_information
 from vision.compute import Compute
-from vision.pictures import dims_by_information
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
 
@@ -27,13 +27,13 @@ def _tiny(tmp_path, **overrides):
 def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) -> None:
     cfg, source = _tiny(tmp_path, epochs=3)
     val_losses = iter([0.5, 0.9, 0.7])  # best at epoch 1; epochs 2 and 3 are worse
-    real_evaluate = train_vae.evaluate
+    real_evaluate = train_vae.validation_loss
 
     def scripted(*args, **kwargs):
         parts = real_evaluate(*args, **kwargs)
         return parts | {"loss": next(val_losses)}
 
-    monkeypatch.setattr(train_vae, "evaluate", scripted)
+    monkeypatch.setattr(train_vae, "validation_loss", scripted)
     history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
     assert [row["epoch"] for row in history] == [1, 2, 3]
     best = load_checkpoint(tmp_path / "vae.pt")
@@ -47,8 +47,34 @@ def test_latent_dimensions_are_ordered_most_informative_first() -> None:
     mu[:, 3] = torch.linspace(-1, 1, 50)  # then dimension 3
     log_var = torch.zeros(50, 4)
     log_var[:, 1] = log_var[:, 3] = -4.0  # and is precise
-    assert dims_by_information(True, mu, log_var)[:2] == [1, 3]
-    assert dims_by_information(False, mu, log_var)[:2] == [1, 3]  # the autoencoder: by spread across frames
+    assert dims_by_information(True, mu.numpy(), log_var.numpy())[:2] == [1, 3]
+    assert dims_by_information(False, mu.numpy(), log_var.numpy())[:2] == [1, 3]  # an autoencoder: by spread
+
+
+def test_the_traversal_shows_the_active_dimensions_and_counts_the_rest() -> None:
+    from MyVAE import MyVAE
+
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
+    mu, log_var = np.zeros((50, 4), np.float32), np.zeros((50, 4), np.float32)
+    mu[:, 3], mu[:, 1] = np.linspace(-3, 3, 50), np.linspace(-1, 1, 50)  # 3 carries the most, then 1
+    decoded, labels, values, left_out = codes.traversal_rows(model, mu, log_var)
+    assert [label.split(",")[0] for label in labels] == ["z[3]", "z[1]"] and left_out == 2
+    assert decoded.shape == (2 * len(values), 3, 32, 32)
+
+
+def test_every_shard_splits_its_episodes_with_its_own_seed() -> None:
+    episodes = np.repeat(np.arange(40), 10)  # two shards laid out alike still split differently
+    assert not np.array_equal(store.split_shard(episodes, 0, 0.1, 0)[1], store.split_shard(episodes, 1, 0.1, 0)[1])
+    assert np.array_equal(store.split_shard(episodes, 1, 0.1, 0)[1], store.split_shard(episodes, 1, 0.1, 0)[1])
+
+
+def test_pictures_of_held_out_frames_show_different_episodes_at_different_points() -> None:
+    episodes, steps = np.repeat(np.arange(30), 20), np.tile(np.arange(20), 30)
+    picked = store.spread_frames(episodes, steps, 8)
+    assert len(set(episodes[picked])) == 8, "each frame from another episode"
+    assert len(set(steps[picked])) >= 6 and steps[picked].min() == 0 and steps[picked].max() == 19
+    one_long = store.spread_frames(np.zeros(300, int), np.arange(300), 8)  # one episode: spread over its time
+    assert len(set(one_long)) == 8 and one_long.max() - one_long.min() >= 250
 
 
 def test_the_validation_split_holds_whole_episodes_only() -> None:

@@ -102,8 +102,21 @@ def test_an_error_reason_is_one_line_or_the_type_name() -> None:
     assert cli.reason(RuntimeError("")) == "RuntimeError"
 
 
+def test_progress_tells_the_time_left_the_speed_and_a_running_note(capsys, monkeypatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
+    with cli.ProgressBar(40, "epoch 1/2", "batch", images_per_unit=8, every=0) as bar:
+        now[0] = 110.0
+        bar.update(10, note="loss 0.00123")
+        now[0] = 130.0
+        bar.update(10)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "epoch 1/2: 10/40 batches (10s so far, ~30s left), loss 0.00123, 8 images/s"
+    assert lines[1] == "epoch 1/2: 20/40 batches (30s so far, ~30s left), loss 0.00123, 5 images/s"
+
+
 def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys) -> None:
-    with cli.Progress(3, "work", "step", every=0) as bar:
+    with cli.ProgressBar(3, "work", "step", every=0) as bar:
         bar.update()
         bar.update(2)
     out, err = capsys.readouterr()
@@ -112,7 +125,7 @@ def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys)
     try:
         distributed.print_only_on_main(distributed.Ranks(rank=1, world=2, local_world=2, launched=True))
         assert sys.stdout is not real and not sys.stdout.isatty()
-        with cli.Progress(2, "hidden", "step", every=0) as bar:
+        with cli.ProgressBar(2, "hidden", "step", every=0) as bar:
             bar.update(2)
     finally:
         silenced, sys.stdout = sys.stdout, real

@@ -54,6 +54,10 @@ def test_sampling_writes_a_grid_and_one_png_per_sample(tiny_run, tmp_path) -> No
     again = tmp_path / "again"
     run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(again))
     assert np.array_equal(_png(again / "samples.png"), _png(tmp_path / "samples.png")), "same seed, same samples"
+    other = tmp_path / "other"
+    run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--seed", "1",
+               "--out_dir", str(other))
+    assert not np.array_equal(_png(other / "samples.png"), _png(tmp_path / "samples.png")), "another seed, others"
 
 
 @pytest.mark.slow

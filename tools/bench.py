@@ -35,6 +35,7 @@ import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
 from vision import cli, compute, frames, store  # noqa: E402
 from vision.checkpoints import load_vae  # noqa: E402
+from vision.codes import encode_frames  # noqa: E402
 from vision.compute import pick_device, to_unit_float  # noqa: E402
 from vision.pictures import save_figure  # noqa: E402
 
@@ -91,11 +92,8 @@ def reference_step(model: MyVAE, optimizer: torch.optim.Optimizer, x: torch.Tens
 
 def heldout_mse(model: MyVAE, heldout_u8: np.ndarray) -> float:
     """Per-pixel MSE of eval-mode reconstructions, in fp32, on frames no model trained on."""
-    model = model.float().to(memory_format=torch.contiguous_format).eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        batches = (to_unit_float(b.to(device)) for b in torch.from_numpy(heldout_u8).split(200))
-        return float(sum(((model(x)[0] - x) ** 2).sum().item() for x in batches) / heldout_u8.size)
+    model = model.float().to(memory_format=torch.contiguous_format)
+    return float(encode_frames(model, heldout_u8, next(model.parameters()).device, "scoring").mse.mean())
 
 
 def measure_collection(cfg: SimpleNamespace) -> dict:

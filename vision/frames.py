@@ -432,7 +432,7 @@ def collect_frames(cfg: SimpleNamespace) -> tuple[dict[str, np.ndarray], Collect
     chunks = [(index, min(_CHUNK_FRAMES, cfg.n_frames - start))
               for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES))]
     pieces, total = [], CollectionStats()
-    with cli.Progress(cfg.n_frames, "collecting", "frame") as bar:
+    with cli.ProgressBar(cfg.n_frames, "collecting", "frame") as bar:
         for _, chunk, stats in _collected(cfg, chunks):
             pieces.append(chunk)
             total += stats
@@ -452,7 +452,7 @@ def collect_shards(cfg: SimpleNamespace, frame_store: store.Store, sizes: dict[i
     chunks = [(shard * per_shard + j, min(_CHUNK_FRAMES, size - j * _CHUNK_FRAMES))
               for shard, size in sizes.items() for j in range(-(-size // _CHUNK_FRAMES))]
     total, pieces = CollectionStats(), []
-    with cli.Progress(sum(sizes.values()), "collecting", "frame") as bar:
+    with cli.ProgressBar(sum(sizes.values()), "collecting", "frame") as bar:
         for index, chunk, stats in _collected(cfg, chunks):
             total += stats
             pieces.append(chunk)

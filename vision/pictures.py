@@ -1,7 +1,8 @@
-"""Pictures: PNG grids with numpy and Pillow (torchvision is not usable here), latent
-traversals and interpolations, and plots.
+"""Pictures: labelled PNG grids with numpy and Pillow (torchvision is not usable here), GIFs and plots.
 
-Plots use matplotlib's object API with the Agg canvas, so nothing here needs a display.
+Every function draws what it is handed (images, names, colours, labels): it knows nothing of
+models or envs. Plots use matplotlib's object API with the Agg canvas, so nothing here needs
+a display.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from MyVAE import MyVAE, kl_per_dim
 from vision.cli import atomic_write
 
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
@@ -108,14 +108,15 @@ def save_comparison(originals: torch.Tensor | np.ndarray, reconstructions: torch
                      row_labels=("held-out frame", "reconstruction"))
 
 
-def plot_curves(epochs: Sequence[int], panels: dict[str, dict[str, Sequence[float]]], path: str | Path) -> Path:
-    """One panel per title, one line per named curve in it, against epoch (log scale)."""
+def plot_curves(panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]], path: str | Path) -> Path:
+    """One panel per title, one line per named curve (epochs, values) in it, on a log scale."""
     fig = Figure(figsize=(5 * len(panels), 3.6), dpi=100)
     FigureCanvasAgg(fig)
     for i, (title, curves) in enumerate(panels.items(), start=1):
         ax = fig.add_subplot(1, len(panels), i)
-        for label, values in curves.items():
-            ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        for label, (epochs, values) in curves.items():
+            dense = len(values) > 20
+            ax.plot(epochs, values, marker="" if dense else "o", markersize=3, label=label, lw=0.8 if dense else 1.5)
         ax.set(xlabel="epoch", title=title, yscale="log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -125,43 +126,19 @@ def plot_curves(epochs: Sequence[int], panels: dict[str, dict[str, Sequence[floa
     return save_figure(fig, path)
 
 
-def _device(model: MyVAE) -> torch.device:
-    return next(model.parameters()).device
-
-
-@torch.no_grad()
-def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
-    """One row per latent dimension in `dims`: that dimension at each value, the others at 0."""
-    z = torch.zeros(len(dims), len(values), model.latent_dim)
-    for row, dim in enumerate(dims):
-        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
-    return model.decode(z.view(-1, model.latent_dim).to(_device(model)))
-
-
-@torch.no_grad()
-def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
-    """Frame a, the decodings of `steps` evenly spaced codes from a's to b's, then frame b."""
-    model.eval()
-    codes = model.forward(torch.stack([a, b]))[2]  # mu (the code itself for an autoencoder)
-    t = torch.linspace(0, 1, steps, device=codes.device)[:, None]
-    return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
-
-
-def save_interpolation(model: MyVAE, frames: torch.Tensor, path: str | Path) -> Path:
-    """An interpolation from frames[0] to the frame that differs from it most, so the path shows something."""
-    far = int(((frames - frames[0]) ** 2).flatten(1).sum(1).argmax())
-    decoded = interpolation(model, frames[0], frames[far])
+def save_interpolation(decoded: torch.Tensor, path: str | Path) -> Path:
+    """Frame A, the decodings between the two codes (t evenly spaced from 0 to 1), frame B."""
     steps = [f"{t:.1f}" for t in np.linspace(0, 1, len(decoded) - 2)]
     return save_grid(decoded, path, ncols=len(decoded), col_labels=["A", *steps, "B"],
                      title="held-out frames A and B at the ends; between them, the decodings of (1-t) z_A + t z_B")
 
 
-def save_traversal(model: MyVAE, dims: Sequence[int], kl: Sequence[float] | None, path: str | Path) -> Path:
-    """One row per latent dimension, most informative first, labelled with its mean KL."""
-    rows = [f"z[{dim}]" + (f", KL {kl[dim]:.2f}" if kl is not None else "") for dim in dims]
-    return save_grid(traversal(model, dims), path, ncols=len(TRAVERSAL_VALUES), row_labels=rows,
-                     col_labels=[f"{v:+.2f}" for v in TRAVERSAL_VALUES],
-                     title="each row sweeps one latent dimension (value on top), the others at 0")
+def save_traversal(decoded: torch.Tensor, row_labels: Sequence[str], values: Sequence[float], left_out: int,
+                   path: str | Path) -> Path:
+    """One row per latent dimension (`row_labels`), one column per value it is set to."""
+    note = f"; {left_out} inactive dimensions, which decode alike, left out" if left_out else ""
+    return save_grid(decoded, path, ncols=len(values), row_labels=row_labels, col_labels=[f"{v:+.2f}" for v in values],
+                     title=f"each row sweeps one latent dimension (value on top), the others at 0{note}")
 
 
 def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, path: str | Path,
@@ -177,13 +154,6 @@ def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, pat
 
 def save_samples(samples: torch.Tensor, path: str | Path, ncols: int = 8) -> Path:
     return save_grid(samples, path, ncols=ncols, title="new frames: the decoder applied to random z ~ N(0, I)")
-
-
-def dims_by_information(variational: bool, mu: torch.Tensor, log_var: torch.Tensor) -> list[int]:
-    """Latent dimensions, most informative first: by mean KL for a VAE, by the spread of the
-    code across frames for an autoencoder (which has no KL)."""
-    score = kl_per_dim(mu, log_var).mean(0) if variational else mu.var(0)
-    return torch.argsort(score, descending=True).tolist()
 
 
 def plot_latent_scatter(mu: np.ndarray, order: list[int], colour: Sequence[float], label: str, path: Path) -> None:

@@ -38,6 +38,7 @@ from vision.cli import UserError
 
 ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
 _MANIFEST = "manifest.json"
+SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
 _SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
 
 
@@ -51,6 +52,23 @@ def split_by_episode(
     n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
     is_val = np.isin(episodes, ids[order[:n_val_episodes]])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def spread_frames(episodes: np.ndarray, steps: np.ndarray, n: int) -> np.ndarray:
+    """Indices of up to n frames that differ, for a picture of what a model does across states:
+    each from another episode (evenly spaced among them), each at another point of its episode
+    (from its start towards its end). With fewer episodes than n, frames evenly spaced in time."""
+    ids = np.unique(episodes)
+    if len(ids) < n:
+        order = np.lexsort((steps, episodes))
+        return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
+    chosen = ids[np.linspace(0, len(ids) - 1, n).round().astype(int)]
+    picks = []
+    for k, episode in enumerate(chosen):
+        rows = np.flatnonzero(episodes == episode)
+        rows = rows[np.argsort(steps[rows], kind="stable")]
+        picks.append(rows[round(k / max(1, n - 1) * (len(rows) - 1))])
+    return np.array(picks)
 
 
 def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,8 +202,9 @@ def shards_of_rank(n_shards: int, rank: int, world: int) -> list[int]:
 class InMemory:
     """The frames of some shards held in RAM (or on a GPU), a full shuffle each epoch."""
 
-    def __init__(self, frames_u8: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor) -> None:
-        self.frames_u8, self.train_idx, self.val_idx = frames_u8, train_idx, val_idx
+    def __init__(self, frames_u8: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor,
+                 shown: torch.Tensor) -> None:
+        self.frames_u8, self.train_idx, self.val_idx, self.shown = frames_u8, train_idx, val_idx, shown
         self.n_train, self.n_val = len(train_idx), len(val_idx)
 
     def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
@@ -198,9 +217,6 @@ class InMemory:
         for idx in self.val_idx.split(batch_size):
             yield self.frames_u8[idx]
 
-    def shown(self, n: int) -> torch.Tensor:
-        """The first n validation frames: the ones reconstructions.png shows every epoch."""
-        return self.frames_u8[self.val_idx[:n]]
 
 
 class Streamed:
@@ -214,7 +230,7 @@ class Streamed:
             self.split[index] = split_shard(store.read(index, ["episode"])["episode"], index, val_fraction, seed)
         self.n_train = sum(len(train) for train, _ in self.split.values())
         self.n_val = sum(len(val) for _, val in self.split.values())
-        self._shown = torch.from_numpy(self._part(self.shards[0], 1)[:64])
+        self.shown = shown_frames(store, self.shards[0], self.split[self.shards[0]][1])
 
     def _part(self, index: int, side: int) -> np.ndarray:
         return self.store.read(index, ["frames"])["frames"][self.split[index][side]]
@@ -257,8 +273,14 @@ class Streamed:
         for frames_u8 in self._read_ahead(self.shards, 1):
             yield from torch.from_numpy(frames_u8).split(batch_size)
 
-    def shown(self, n: int) -> torch.Tensor:
-        return self._shown[:n]
+
+
+def shown_frames(store: Store, index: int, val_idx: np.ndarray) -> torch.Tensor:
+    """The validation frames that reconstructions.png shows every epoch: SHOWN_FRAMES of shard
+    `index`'s, from different episodes and different points in them, so they show different states."""
+    data = store.read(index, ["frames", "episode", "step"])
+    return torch.from_numpy(data["frames"][val_idx[spread_frames(data["episode"][val_idx], data["step"][val_idx],
+                                                                   SHOWN_FRAMES)]])
 
 
 def _draw(buffer: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -295,9 +317,11 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
         val.append(val_idx + offset)
         offset += len(data["frames"])
     frames_u8 = place(torch.from_numpy(frames_np))
+    shown = shown_frames(store, shards[0], val[0])  # the first shard's offset is 0: its own indices
     print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, within the {in_ram_bytes / 2**20:.0f} MiB held in "
           f"memory: IN_RAM_MB) in {'RAM' if frames_u8.device.type == 'cpu' else frames_u8.device}")
-    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(frames_u8.device) for i in (train, val)))
+    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(frames_u8.device)
+                    for i in (train, val)), shown)
 
 
 def folder_bytes(folder: str | Path) -> int:

@@ -1,0 +1,109 @@
+"""What a trained model makes of frames: their codes, which latent dimensions carry information,
+and the decodings that the pictures show (traversals, interpolations).
+
+Everything here runs the model in eval mode (the code is the mean of q(z|x), decoded
+deterministically) and in fp32, whatever the training used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from MyVAE import MyVAE, kl_per_dim
+from vision import cli
+from vision.compute import to_unit_float
+
+FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
+ACTIVE = 0.01  # nats of mean KL (an autoencoder: variance of the code across frames) that make a dimension active
+TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # z values a traversal sweeps each dimension through
+INTERPOLATION_STEPS = 11  # decodings from A's code to B's, both included: t = 0, 0.1, ..., 1
+
+
+@dataclass
+class Codes:
+    """Per frame: the code's mean and log-variance (zeros for an autoencoder), and the per-pixel
+    MSE of the frame's reconstruction from that mean."""
+
+    mu: np.ndarray
+    log_var: np.ndarray
+    mse: np.ndarray
+
+
+@torch.no_grad()
+def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, desc: str = "encoding") -> Codes:
+    """Encode uint8 frames (N, 3, H, W) in batches of FRAMES_PER_BATCH, with a progress bar."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {"mu": [], "log_var": [], "mse": []}
+    with cli.ProgressBar(len(frames_u8), desc, "frame") as bar:
+        for batch in torch.from_numpy(frames_u8).split(FRAMES_PER_BATCH):
+            x = to_unit_float(batch.to(device))
+            out = model(x)
+            parts["mu"].append(out.mu.float().cpu())
+            parts["log_var"].append(out.log_var.float().cpu())
+            parts["mse"].append((out.recon.float() - x).pow(2).flatten(1).mean(1).cpu())
+            bar.update(len(batch))
+    return Codes(**{key: torch.cat(values).numpy() for key, values in parts.items()})
+
+
+def information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+    """How much each latent dimension carries: its mean KL in nats for a VAE; for an autoencoder,
+    which has no KL, the variance of its code across frames (Burda et al. 2015's activity)."""
+    if variational:
+        return kl_per_dim(torch.from_numpy(mu), torch.from_numpy(log_var)).mean(0).numpy()
+    return mu.var(0)
+
+
+def dims_by_information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> list[int]:
+    """Latent dimensions, most informative first."""
+    return np.argsort(-information(variational, mu, log_var), kind="stable").tolist()
+
+
+def active_dims(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> list[int]:
+    """The dimensions that carry information (more than ACTIVE), most informative first; the
+    others decode to the same picture whatever their value."""
+    score = information(variational, mu, log_var)
+    return [dim for dim in dims_by_information(variational, mu, log_var) if score[dim] > ACTIVE]
+
+
+@torch.no_grad()
+def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
+    """Decodings, one row per dimension in `dims`: that dimension at each value, the others at 0."""
+    model.eval()
+    z = torch.zeros(len(dims), len(values), model.latent_dim)
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
+    return model.decode(z.view(-1, model.latent_dim).to(_device(model)))
+
+
+@torch.no_grad()
+def interpolation(model: MyVAE, a: torch.Tensor, b: torch.Tensor, steps: int = INTERPOLATION_STEPS) -> torch.Tensor:
+    """Frame a, the decodings of `steps` evenly spaced codes from a's to b's, then frame b."""
+    model.eval()
+    codes = model(torch.stack([a, b])).mu
+    t = torch.linspace(0, 1, steps, device=codes.device)[:, None]
+    return torch.cat([a[None], model.decode((1 - t) * codes[0] + t * codes[1]), b[None]])
+
+
+def farthest_from_first(frames: torch.Tensor) -> int:
+    """The index of the frame that differs most from frames[0]: an interpolation to it shows something."""
+    return int(((frames - frames[0]) ** 2).flatten(1).sum(1).argmax())
+
+
+def _device(model: MyVAE) -> torch.device:
+    return next(model.parameters()).device
+
+
+def traversal_rows(model: MyVAE, mu: np.ndarray, log_var: np.ndarray
+                   ) -> tuple[torch.Tensor, list[str], Sequence[float], int]:
+    """What a traversal picture shows, from the codes of some held-out frames: the decodings of the
+    active dimensions (the most informative one if none is), a label for each row naming the
+    dimension and what it carries, the values swept, and how many inactive dimensions were left out."""
+    score = information(model.variational, mu, log_var)
+    dims = active_dims(model.variational, mu, log_var) or dims_by_information(model.variational, mu, log_var)[:1]
+    unit = "KL" if model.variational else "var"
+    labels = [f"z[{dim}], {unit} {score[dim]:.2f}" for dim in dims]
+    return traversal(model, dims), labels, TRAVERSAL_VALUES, model.latent_dim - len(dims)
