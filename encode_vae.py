@@ -56,9 +56,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
-    frame_store = frames.complete_store(run)
-    cli.require(frame_store is not None, f"{frames.dataset_dir(run.out_dir, run.env_id)}, the dataset {cfg.checkpoint} "
-                "trained on, is gone or incomplete: run the train_vae.py command that made the checkpoint again")
+    frame_store, problem = frames.complete_store(run)
+    cli.require(frame_store is not None, f"{problem}, so {cfg.checkpoint}'s frames cannot be encoded: to collect them "
+                "again, copy the checkpoint elsewhere (a training run replaces it), then run the train_vae.py "
+                "command that made it")
     out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
     cli.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)

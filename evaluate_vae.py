@@ -172,8 +172,12 @@ def summary(metrics: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     cli.require(cfg.fresh == 0 or cfg.fresh >= 50, f"FRESH must be 0 or at least 50 frames, got {cfg.fresh}")
+    cli.require_at_most(cfg.fresh, frames.HELDOUT_LIMIT, "FRESH", "scores settle long before (and the frames are "
+                        "held in memory)")
     cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
+    cli.require_at_most(cfg.n_samples, 10_000, "N_SAMPLES", "they are tiles of one picture")
     cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
+    cli.require_at_most(cfg.quality_samples, 100_000, "QUALITY_SAMPLES", "each is compared with every real frame")
     cli.require_seed(cfg.seed)
     out_dir = cli.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),

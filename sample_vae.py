@@ -47,6 +47,7 @@ INTERACTIVE = False  # instead: show one sample at a time with a Generate button
 # -----------------------------------------------------------------------------
 
 _ROLLOUT_FRAMES = 100  # a GIF long enough to watch episodes unfold, small enough to keep in docs/
+_MAX_SAMPLES = 10_000
 _POOL = 512  # held-out frames whose codes rank the dimensions, and searched for an interpolation's far end
 
 
@@ -96,10 +97,14 @@ def show_interactive(model: MyVAE, seed: int) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
+    cli.require_at_most(cfg.n_samples, _MAX_SAMPLES, "N_SAMPLES", "each is a PNG file and a tile of one grid")
     cli.require_seed(cfg.seed)
     checkpoint = load_checkpoint(cfg.checkpoint)
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)
+    side = model.model_args["img_size"]
+    cli.require_memory(cfg.n_samples * 3 * side**2 * 4 * 4, f"N_SAMPLES={cfg.n_samples} frames of {side} px, "
+                       "decoded and drawn at once,", "lower N_SAMPLES")
     if cfg.interactive:
         show_interactive(model, cfg.seed)
         return

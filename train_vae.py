@@ -66,6 +66,7 @@ CHANNELS_LAST = True  # NHWC memory layout: faster convolutions on CPU and recen
 COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs only; no gain measured on CPU), on, off
 # -----------------------------------------------------------------------------
 
+_MAX_WIDTH = 4096  # channels or latent dimensions: wider asks for weights of absurd size
 _LOSS_PARTS = ("loss", "recon", "kl")
 _LOG_EVERY = 50  # steps between the points of the training loss in loss_curves.png and steps.csv
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
@@ -82,20 +83,27 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
             f"{cfg.shard_frames}, fewer than the {ranks.world} processes: each needs a shard of its own")
     require(cfg.in_ram_mb is None or (isinstance(cfg.in_ram_mb, (int, float)) and cfg.in_ram_mb >= 0),
             f"IN_RAM_MB must be None or a size in MiB of zero or more, got {cfg.in_ram_mb!r}")
+    if cfg.in_ram_mb is not None:  # frames up to this budget are held whole
+        held = min(cfg.in_ram_mb * 2**20, cfg.n_frames / ranks.world * 3 * cfg.img_size**2)
+        cli.require_memory(held, f"holding IN_RAM_MB={cfg.in_ram_mb} of frames", "lower IN_RAM_MB (or set it to 0 "
+                           "to stream from disk)")
     require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
             f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
+    cli.require_at_most(cfg.latent_dim, _MAX_WIDTH, "LATENT_DIM", "a code that wide is no compact picture")
     require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
+    cli.require_at_most(cfg.epochs, 10**6, "EPOCHS", "the run would not end")
     require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 2,
             f"BATCH_SIZE must be an integer of at least 2 (BatchNorm), or None; got {cfg.batch_size!r}")
     require(
-        len(cfg.hidden_dims) >= 1 and all(isinstance(c, int) and c >= 1 for c in cfg.hidden_dims)
+        isinstance(cfg.hidden_dims, tuple) and len(cfg.hidden_dims) >= 1
+        and all(isinstance(c, int) and 1 <= c <= _MAX_WIDTH for c in cfg.hidden_dims)
         and cfg.img_size >= 2 ** len(cfg.hidden_dims),
-        f"HIDDEN_DIMS must be positive integers, at most log2(IMG_SIZE)={int(math.log2(cfg.img_size))} "
-        f"of them; got {cfg.hidden_dims}",
+        f"HIDDEN_DIMS must be a tuple of channel counts from 1 to {_MAX_WIDTH}, at most "
+        f"log2(IMG_SIZE)={int(math.log2(cfg.img_size))} of them; got {cfg.hidden_dims}",
     )
-    require(cfg.lr > 0, f"LR must be positive, got {cfg.lr}")
+    require(0 < cfg.lr < math.inf, f"LR must be positive and finite, got {cfg.lr}")
     require(0 <= cfg.warmup < 1, f"WARMUP must lie in [0, 1), got {cfg.warmup}")
-    require(cfg.kl_weight >= 0, f"KL_WEIGHT must be zero or positive, got {cfg.kl_weight}")
+    require(0 <= cfg.kl_weight < math.inf, f"KL_WEIGHT must be zero or positive and finite, got {cfg.kl_weight}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
     require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction) / ranks.world), cfg.batch_size)  # an estimate
@@ -165,6 +173,8 @@ def train(
     """Train with Adam, score the validation episodes each epoch, keep the last and the best checkpoint.
     Under torchrun every process trains on its own shards and only rank 0 writes."""
     fewest = distributed.min_over_ranks(source.n_train)  # every process takes as many steps as the one with fewest
+    require(fewest > 0, f"validation took every frame: each shard of SHARD_FRAMES={cfg.shard_frames} frames holds too "
+            "few episodes (each shard gives at least one whole episode to validation): raise SHARD_FRAMES")
     require_batch_fits(fewest, cfg.batch_size)  # the split is by whole episodes, so check the real one
     steps_per_epoch = fewest // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs
@@ -404,14 +414,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     with (
         distributed.process_group(ranks, device),
-        cli.lock_out_dir(out_dir) if ranks.main else contextlib.nullcontext(),
+        distributed.held_by_main(lambda: cli.lock_out_dir(out_dir), ranks),  # all refused before any touches OUT_DIR
         cli.StopRequests() as stop,
     ):
         resume = distributed.from_main(lambda: load_resumable(cfg, out_dir)) if cfg.resume else None
-        if ranks.main:
+        plan = distributed.on_every_rank(lambda: frames.plan_collection(cfg, out_dir, ranks.rank, ranks.world))
+        if ranks.main:  # every check that can refuse the run has passed: now it writes
             cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
-        frame_store, shards = frames.load_or_collect(cfg, out_dir, stop, ranks.rank, ranks.world)
-        source = store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
+        shards = frames.collect_planned(cfg, plan, stop, ranks.rank, ranks.world)
+        source = store.open_frames(plan.store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
                                    place=lambda frames_u8: place_frames(frames_u8, compute))
         history = train(cfg, source, out_dir, compute, stop, resume, ranks)
     best = min(history, key=lambda row: row["val_loss"])
@@ -419,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"(recon MSE {best['val_recon']:.5f}) at epoch {best['epoch']}")
     for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json"):
         print(f"  {out_dir / name}")
-    print(f"  {frame_store.folder}/")
+    print(f"  {plan.store.folder}/")
     checkpoint = "" if cfg.out_dir == OUT_DIR else f" --checkpoint {out_dir / 'vae.pt'}"
     print(f"next: python sample_vae.py{checkpoint}")
 

@@ -130,3 +130,11 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out_dir = tmp_path_factory.mktemp("tiny_run")
     train_vae.main([*TINY, "--out_dir", str(out_dir)])
     return out_dir
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """Every regular file under `folder` by relative name, with the sha256 of its bytes: what a loss would change."""
+    import hashlib
+
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(".")}

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY
+from conftest import REPO, TINY, fingerprint
 
+from vision import cli
 from vision.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -49,8 +50,8 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
     shards = [sorted(Path(p).name for p in record["writes"] if "shard_" in p) for record in (zero, one)]
     assert shards == [["shard_00000.npz", "shard_00002.npz"], ["shard_00001.npz", "shard_00003.npz"]]
-    assert all(Path(p).parent == out / "frames_CartPole-v1" for p in one["writes"]), \
-        "rank 1 writes only its shards and the manifest"
+    assert all(Path(p).parent.name.startswith("frames_CartPole-v1_") for p in one["writes"]), \
+        "rank 1 writes only in the store: its shards, the manifest (and settings.json if it came first)"
     assert {"vae.pt", "metrics.csv", "config.json", "reconstructions.png"} <= {Path(p).name for p in zero["writes"]}
     assert zero["writes"][-1].endswith("last.pt"), "rank 0 saved last.pt when it stopped"
     stopped_at = load_checkpoint(out / "last.pt")
@@ -64,3 +65,20 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == epoch + 2
     zero, one = _records(probe)
     assert zero["checked_steps"] == one["checked_steps"] > 0 and not any(p.endswith(".pt") for p in one["writes"])
+
+
+def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(tmp_path) -> None:
+    out = tmp_path / "run"
+    first = subprocess.run([sys.executable, str(REPO / "train_vae.py"), *FOUR_SHARDS, "--epochs", "1",
+                            "--out_dir", str(out)], capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(out)
+    with cli.lock_out_dir(out):  # the first job, still running
+        second = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             str(REPO / "train_vae.py"), *FOUR_SHARDS, "--seed", "9", "--img_size", "64", "--out_dir", str(out)],
+            capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert second.returncode != 0 and second.stderr.count(f"is in use by PID {os.getpid()}") == 2, second.stderr[-2000:]
+    assert f'File "{REPO}' not in second.stderr, "each process one line; only torchrun's own report follows"
+    assert fingerprint(out) == before, "names and sha256 of every file, shards included, unchanged"
+    assert len(list(out.glob("frames_*"))) == 1, "no store was made for the refused job's settings"

@@ -48,8 +48,8 @@ def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_pat
 )
 def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, args: list[str], message: str) -> None:
     if "fewer than the 4 processes" in message:  # as torchrun --nproc_per_node=4 would start it
-        monkeypatch.setenv("RANK", "0")
-        monkeypatch.setenv("WORLD_SIZE", "4")
+        for name, value in {"RANK": "0", "WORLD_SIZE": "4", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}.items():
+            monkeypatch.setenv(name, value)
     if args[:2] == ["--device", "cuda:7"] and __import__("torch").cuda.device_count() > 7:
         pytest.skip("this machine has an eighth GPU")
     _one_line(run_main(capsys, train_vae.main, *TINY, *args, "--out_dir", str(tmp_path)), message)
@@ -58,7 +58,7 @@ def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, arg
 def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
-    _one_line(result, "GiB on disk for 96 frames to collect")
+    _one_line(result, "96 frames to collect, written in shards of SHARD_FRAMES=4000, need about")
     assert "collecting" not in result.stdout
 
 
@@ -76,8 +76,10 @@ def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
 
 
 def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
-    (frames.dataset_dir(tmp_path, "CartPole-v1") / "shard_00000.npz").mkdir(parents=True)
-    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "cannot write")
+    cfg = cli.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
+    cfg.latent_dim = 4
+    (frames.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
+    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")
 
 
 @pytest.mark.slow

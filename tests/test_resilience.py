@@ -127,9 +127,9 @@ def test_written_files_are_as_readable_as_any_other_file(tmp_path) -> None:
     assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~cli._UMASK
 
 
-def _interrupt(args: list[str], after_line: str, signum: int, delay: float = 0.0) -> str:
-    """Start train_vae.py, send `signum` once it prints a line starting `after_line` (and
-    `delay` seconds more), and return its stderr after checking the exit code and message."""
+def _interrupt(args: list[str], ready, signum: int) -> str:
+    """Start train_vae.py, send `signum` once `ready(line)` holds for a line it printed (re-asked
+    each line, so it may wait for a file too), and return its stderr after checking the exit code."""
     process = subprocess.Popen(
         [sys.executable, str(REPO / "train_vae.py"), *args],
         stdout=subprocess.PIPE,
@@ -138,9 +138,8 @@ def _interrupt(args: list[str], after_line: str, signum: int, delay: float = 0.0
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     for line in process.stdout:
-        if line.startswith(after_line):
+        if ready(line):
             break
-    time.sleep(delay)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
@@ -150,7 +149,8 @@ def _interrupt(args: list[str], after_line: str, signum: int, delay: float = 0.0
 
 @pytest.mark.slow
 def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> None:
-    stderr = _interrupt([*SLOW, "--epochs", "30", "--out_dir", str(tmp_path)], "training on", signal.SIGINT)
+    stderr = _interrupt([*SLOW, "--epochs", "30", "--out_dir", str(tmp_path)],
+                        lambda line: line.startswith("training on"), signal.SIGINT)
     assert "run the same command with --resume" in stderr
     progress = load_checkpoint(tmp_path / "last.pt")["progress"]
     result = run_script("train_vae.py", *SLOW, "--epochs", str(progress["epoch"]), "--resume",
@@ -161,13 +161,28 @@ def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> No
 
 @pytest.mark.slow
 def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_path) -> None:
-    args = [*SLOW, "--n_frames", "8000", "--shard_frames", "500", "--out_dir", str(tmp_path)]
-    stderr = _interrupt(args, "collecting 8000 frames", signal.SIGTERM, delay=1.0)  # a few shards in
-    assert "run the same command again to continue" in stderr
+    args = [*SLOW, "--n_frames", "8000", "--shard_frames", "500", "--n_envs", "1", "--out_dir", str(tmp_path)]
     cfg = train_config(n_frames=8000, shard_frames=500, img_size=32, latent_dim=4, batch_size=16)
-    left = frames.open_store(cfg, tmp_path).missing({index: 500 for index in range(16)}, quiet=True)
-    assert 0 < 16 - len(left) < 16, "some shards, not all, were kept"
-    assert f"keeps the {(16 - len(left)) * 500} frames of every finished shard" in stderr
+    frame_store = frames.open_store(cfg, tmp_path)
+
+    def a_shard_is_in(_line: str) -> bool:  # the state the test claims: a finished shard, in the manifest
+        return frame_store.folder.is_dir() and len(frame_store.intact({i: 500 for i in range(16)})) > 0
+
+    stderr = _interrupt(args, lambda line: line.startswith("collecting") and _wait_for(a_shard_is_in),
+                        signal.SIGTERM)
+    assert "run the same command again to continue" in stderr
+    kept = len(frame_store.intact({index: 500 for index in range(16)}))
+    assert 0 < kept < 16, "some shards, not all, were kept"
+    assert f"keeps the {kept * 500} frames of every finished shard" in stderr
+
+
+def _wait_for(condition, limit: float = 120) -> bool:
+    """Poll `condition` until it holds (a state on disk), failing after `limit` seconds of a stalled run."""
+    deadline = time.monotonic() + limit
+    while not condition(""):
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.05)
+    return True
 
 
 @pytest.mark.slow

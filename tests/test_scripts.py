@@ -25,8 +25,10 @@ def _png(path) -> np.ndarray:
 
 @pytest.mark.slow
 def test_training_writes_every_promised_output(tiny_run) -> None:
+    store_dir = next(tiny_run.glob("frames_CartPole-v1_*"))  # named for the env and a digest of the settings
     for name in ("vae.pt", "metrics.csv", "loss_curves.png", "reconstructions.png", "config.json",
-                 "frames_CartPole-v1/manifest.json", "frames_CartPole-v1/shard_00000.npz"):
+                 f"{store_dir.name}/manifest.json", f"{store_dir.name}/settings.json",
+                 f"{store_dir.name}/shard_00000.npz"):
         assert (tiny_run / name).is_file(), name
     with open(tiny_run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
@@ -37,7 +39,7 @@ def test_training_writes_every_promised_output(tiny_run) -> None:
     checkpoint = load_checkpoint(tiny_run / "vae.pt")
     assert checkpoint["model_args"]["img_size"] == 32 and checkpoint["model_args"]["latent_dim"] == 4
     assert checkpoint["config"]["n_frames"] == 96
-    with np.load(tiny_run / "frames_CartPole-v1" / "shard_00000.npz") as data:
+    with np.load(store_dir / "shard_00000.npz") as data:
         assert data["frames"].shape == (96, 3, 32, 32) and data["frames"].dtype == np.uint8
         assert data["states"].shape == (96, 4) and data["states"].dtype == np.float32
 

@@ -130,7 +130,8 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
 
 def train_ours(out_dir: Path, argv: Sequence[str]) -> tuple[float, list[dict]]:
     """A whole `python train_vae.py` run (collection included) in this process: wall seconds and metrics rows."""
-    shutil.rmtree(frames.dataset_dir(out_dir, ENV_ID), ignore_errors=True)  # collection is part of the run
+    for folder in out_dir.glob("frames_*"):  # collection is part of the run: this bench's own datasets go first
+        shutil.rmtree(folder)
     start = time.perf_counter()
     train_vae.main([*argv, "--env_id", ENV_ID, "--out_dir", str(out_dir)])
     seconds = time.perf_counter() - start
@@ -235,7 +236,7 @@ def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
     result = run_or_fail(["/usr/bin/time", "-v", *run], "the memory run")
     peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
     return {"frames": n_frames, "img_size": img_size, "peak_mib": peak_kib / 1024,
-            "store_mib": store.folder_bytes(frames.dataset_dir(out_dir, ENV_ID)) / 2**20,
+            "store_mib": store.folder_bytes(next(out_dir.glob("frames_*"))) / 2**20,
             "frames_mib": n_frames * 3 * img_size**2 / 2**20, "streamed": "streaming" in result.stdout}
 
 
@@ -250,7 +251,8 @@ def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: P
         run_dir = out_dir / f"processes_{processes}"
         shutil.rmtree(run_dir, ignore_errors=True)
         if processes > 1:  # the very frames the first run collected
-            shutil.copytree(frames.dataset_dir(out_dir / "processes_1", ENV_ID), frames.dataset_dir(run_dir, ENV_ID))
+            first = next((out_dir / "processes_1").glob("frames_*"))
+            shutil.copytree(first, run_dir / first.name)
         run_or_fail([*launch, *args, "--out_dir", str(run_dir)], f"the {processes}-process run")
         with open(run_dir / "metrics.csv") as f:
             rows = list(csv.DictReader(f))

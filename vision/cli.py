@@ -117,16 +117,44 @@ def require_seed(seed: int) -> None:
     require(0 <= seed < 2**32, f"SEED must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), got {seed}")
 
 
+def available_memory() -> int:
+    """Bytes of RAM available to a new allocation (MemAvailable), or a generous 64 GiB where unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 64 * 2**30
+
+
+def require_memory(n_bytes: float, what: str, fix: str) -> None:
+    """Refuse, before any work, `what` that would take more than half the available RAM."""
+    room = available_memory() / 2
+    require(n_bytes <= room, f"{what} would take {n_bytes / 2**30:,.1f} GiB of memory, more than half the "
+            f"{2 * room / 2**30:.1f} GiB available: {fix}")
+
+
+def require_at_most(value: float, limit: float, name: str, why: str) -> None:
+    """A size constant's upper edge: past it the run cannot work (or would take an absurd allocation)."""
+    require(value <= limit, f"{name}={value!r} is above {limit:,}: {why}")
+
+
 @contextlib.contextmanager
 def lock_out_dir(path: Path) -> Iterator[None]:
     """Hold OUT_DIR for this run: a second run in the same folder would overwrite its files, so it
-    stops at once, naming the PID of the first. (Without fcntl, as on Windows, there is no lock.)"""
+    stops at once, naming the PID of the first. The lock file goes when the run ends. (Without
+    fcntl, as on Windows, there is no lock.)"""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    with open(path / ".lock", "a+") as lock:
+    lock_path = path / ".lock"
+    try:
+        lock = open(lock_path, "a+")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise UserError(f"{lock_path} cannot be opened as OUT_DIR's lock file ({error.strerror or error}): "
+                        "move what is there away") from None
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -138,7 +166,10 @@ def lock_out_dir(path: Path) -> Iterator[None]:
         lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
-        yield
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)  # still held: a run starting now makes a new one
 
 
 class Stopped(Exception):
@@ -237,9 +268,13 @@ def _convert(name: str, text: str, default: Any) -> Any:
     elif isinstance(default, str):
         ok, expected = True, "a string"
         value = value if isinstance(value, str) else text
-    elif isinstance(default, tuple) or default is None:
+    elif isinstance(default, tuple):  # a tuple it must stay: code reads its items
+        ok = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
+        value = tuple(value) if isinstance(value, list) else value
+        expected = f"a tuple of numbers like {default!r}"
+    elif default is None:
         numbers = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
-        ok = value is None or numbers or (default is None and (_is_number(value) or isinstance(value, str)))
+        ok = value is None or numbers or _is_number(value) or isinstance(value, str)
         value = tuple(value) if isinstance(value, list) else value
         expected = "a tuple of numbers like (-0.1, 0.1), or None"
     else:
@@ -303,6 +338,7 @@ def prepare_out_dir(out_dir: str) -> Path:
             pass
     except OSError as error:
         raise UserError(f"OUT_DIR={out_dir!r} cannot be written ({error.strerror or error})") from None
+    remove_litter(path)
     return path
 
 
@@ -317,7 +353,7 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     raises UserError naming the file and the reason,
     with the temporary file removed and the previous `path` intact."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMPORARY)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; results are as readable as any file
         with os.fdopen(fd, "wb") as f:
@@ -332,6 +368,33 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_TEMPORARY = ".tmp"  # atomic_write's temporary files: .NAME.PID.RANDOM.tmp
+
+
+def remove_litter(folder: Path) -> list[str]:
+    """Remove the temporary files that a process killed mid-write (kill -9, a power cut) left in
+    `folder`: those whose writer, named in the file name, no longer runs. A live writer's are kept."""
+    removed = []
+    for path in folder.glob(f".*{_TEMPORARY}"):
+        pid = path.name.rsplit(".", 3)[-3] if path.name.count(".") >= 4 else ""
+        if pid.isdigit() and not _alive(int(pid)) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        print(f"removed {len(removed)} half-written files that a killed run left in {folder}")
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:

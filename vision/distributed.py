@@ -10,6 +10,7 @@ torchrun gives each process it starts RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WOR
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from vision.cli import UserError
+from vision.cli import reason as cli_reason
+
+PEER_TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("VAE_PEER_TIMEOUT", 300)))  # to join, and per collective
 
 T = TypeVar("T")
 
@@ -42,10 +46,26 @@ class Ranks:
 
     @classmethod
     def from_env(cls) -> Ranks:
-        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        """This process's place, from the variables torchrun sets; set by hand they are checked,
+        so a mistake is one line instead of a traceback or a wait without end."""
+        if "RANK" not in os.environ and "WORLD_SIZE" not in os.environ:
             return cls()
-        return cls(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)),
-                   int(os.environ.get("LOCAL_WORLD_SIZE", 1)), launched=True)
+        numbers = {}
+        for name, default in (("RANK", None), ("WORLD_SIZE", None), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1")):
+            text = os.environ.get(name, default)
+            if text is None or not text.strip().isdigit():
+                raise UserError(f"{name}={text!r}: torchrun sets RANK and WORLD_SIZE to whole numbers; start the run "
+                                "with torchrun (README: Scaling out), or unset them for a single process")
+            numbers[name] = int(text)
+        rank, world = numbers["RANK"], numbers["WORLD_SIZE"]
+        if not 0 <= rank < world:
+            raise UserError(f"RANK={rank} lies outside WORLD_SIZE={world} (0 .. {world - 1}): start the run with "
+                            "torchrun")
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if world > 1 and name not in os.environ]
+        if missing:
+            raise UserError(f"{' and '.join(missing)} not set: the processes cannot find each other without them "
+                            "(torchrun sets them); start the run with torchrun")
+        return cls(rank, world, numbers["LOCAL_RANK"], numbers["LOCAL_WORLD_SIZE"], launched=True)
 
 
 ALONE = Ranks()  # a plain `python train_vae.py`
@@ -65,17 +85,40 @@ def local_device(device: torch.device, ranks: Ranks) -> torch.device:
 
 @contextlib.contextmanager
 def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
-    """Join the other processes (nccl between GPUs, gloo between CPUs) for the duration; alone, nothing."""
+    """Join the other processes (nccl between GPUs, gloo between CPUs) for the duration; alone, nothing.
+
+    Joining waits at most PEER_TIMEOUT for the others, saying whom it waits for. When another
+    process of the job fails first, the collective this one waits in breaks: that is one line
+    here too (the failing process prints the reason), not a gloo traceback."""
     if not ranks.launched:
         yield
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if ranks.world > 1:
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        print(f"waiting for the {ranks.world} processes of this job at {where} (at most {PEER_TIMEOUT.seconds} s)")
+    try:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=PEER_TIMEOUT)
+    except (RuntimeError, ValueError) as error:
+        raise UserError(f"process {ranks.rank} of {ranks.world} could not join the others "
+                        f"({cli_reason(error)})") from None
     try:
         yield
+    except (RuntimeError, dist.DistError) as error:
+        if not _peer_failed(error):
+            raise
+        raise UserError(f"process {ranks.rank} of {ranks.world} stopped: another process of this job ended first "
+                        f"({cli_reason(error, 120)}); its own message says why") from None
     finally:
         dist.destroy_process_group()
+
+
+def _peer_failed(error: BaseException) -> bool:
+    """A collective broke because a peer went away (gloo or nccl), as opposed to a bug here."""
+    text = str(error).lower()
+    return isinstance(error, dist.DistError) or any(
+        sign in text for sign in ("connection closed", "connection reset", "broken pipe", "timed out", "gloo"))
 
 
 def _active() -> bool:
@@ -105,8 +148,8 @@ def any_rank(flag: bool) -> bool:
 
 
 def from_main(compute: Callable[[], T]) -> T:
-    """compute() on rank 0, its result sent to every process (no shared disk needed); a UserError
-    it raises is raised on every process, so all stop with the same line."""
+    """compute() on rank 0, its result sent to every process (no shared disk needed); an error it
+    raises (a UserError, or any other) is one line raised on every process, so all stop at once."""
     if not _active():
         return compute()
     message: list[Any] = [None]
@@ -115,11 +158,52 @@ def from_main(compute: Callable[[], T]) -> T:
             message = [("ok", compute())]
         except UserError as error:
             message = [("error", str(error))]
+        except Exception as error:  # a bug on rank 0 must not leave the others waiting for its answer
+            message = [("error", f"process 0 failed ({type(error).__name__}: {cli_reason(error, 150)})")]
     dist.broadcast_object_list(message, src=0)
     kind, payload = message[0]
     if kind == "error":
         raise UserError(payload)
     return payload
+
+
+@contextlib.contextmanager
+def held_by_main(context: Callable[[], contextlib.AbstractContextManager], ranks: Ranks) -> Iterator[None]:
+    """Rank 0 enters context() (OUT_DIR's lock) for the duration. If it cannot, every process stops
+    with its one line, before any of them touches OUT_DIR: the others wait to hear first."""
+    with contextlib.ExitStack() as stack:
+        error = None
+        if ranks.main:
+            try:
+                stack.enter_context(context())
+            except UserError as refused:
+                error = str(refused)
+        raise_if_any([error])
+        yield
+
+
+def on_every_rank(compute: Callable[[], T]) -> T:
+    """compute() on every process; if it refuses (a UserError) on any, every process stops with the
+    first such line, so none goes on to write while another was refused."""
+    try:
+        return_value, error = compute(), None
+    except UserError as refused:
+        return_value, error = None, str(refused)
+    errors = [error]
+    if _active():
+        errors = [None] * dist.get_world_size()
+        dist.all_gather_object(errors, error)
+    raise_if_any(errors)
+    return return_value
+
+
+def raise_if_any(errors: list[str | None]) -> None:
+    """Raise the first error of `errors` (rank 0's alone, sent to all, when only rank 0 has one to give)."""
+    if _active() and len(errors) == 1:
+        dist.broadcast_object_list(errors, src=0)
+    first = next((error for error in errors if error), None)
+    if first:
+        raise UserError(first)
 
 
 def for_ranks(model: nn.Module, device: torch.device) -> nn.Module:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import difflib
+import hashlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -36,7 +38,9 @@ from vision.cli import UserError
 
 _CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; a shard holds several
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
-_HELDOUT_LIMIT = 50_000  # frames read to score on, or to fit a probe on: stable numbers, bounded RAM
+HELDOUT_LIMIT = 50_000  # at most, frames read to score on, or to fit a probe on: stable numbers, bounded RAM
+_MAX_IMG_SIZE = 1024  # px: beyond any env's render, and a frame of it is already 3 MiB
+_MAX_FRAMES = 2**31 // 2 - 1  # episode ids (int32) count from chunk * 250: their room
 _SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
@@ -133,19 +137,25 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     env.reset(seed=0)
     height, width = frame_size(env)
     env.close()
-    cli.require(isinstance(cfg.shard_frames, int) and cfg.shard_frames >= _CHUNK_FRAMES
-                and cfg.shard_frames % _CHUNK_FRAMES == 0,
-                f"SHARD_FRAMES must be a multiple of {_CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
-    for name in ("n_frames", "max_steps_per_frame"):
-        cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
-    intro = knowledge(cfg.env_id).skip_first
-    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
-                f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
-                f"got {cfg.reset_after!r}")
     cli.require(
         cfg.img_size >= 32 and cfg.img_size & (cfg.img_size - 1) == 0,
         f"IMG_SIZE must be a power of two >= 32, got {cfg.img_size}",
     )
+    cli.require_at_most(cfg.img_size, _MAX_IMG_SIZE, "IMG_SIZE", f"frames are cut from {height}x{width} renders")
+    cli.require(isinstance(cfg.shard_frames, int) and cfg.shard_frames >= _CHUNK_FRAMES
+                and cfg.shard_frames % _CHUNK_FRAMES == 0,
+                f"SHARD_FRAMES must be a multiple of {_CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
+    cli.require_memory(2 * cfg.shard_frames * 3 * cfg.img_size**2, f"a shard of SHARD_FRAMES={cfg.shard_frames} "
+                       f"frames of {cfg.img_size} px, assembled in memory (and read back whole),", "lower SHARD_FRAMES")
+    for name in ("n_frames", "max_steps_per_frame"):
+        cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
+    cli.require_at_most(cfg.n_frames, _MAX_FRAMES, "N_FRAMES", "episode ids are 32-bit numbers")
+    cli.require_at_most(cfg.max_steps_per_frame, 10**6, "MAX_STEPS_PER_FRAME", "a filter that keeps less than one "
+                        "observation in a million cannot make a dataset")
+    intro = knowledge(cfg.env_id).skip_first
+    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
+                f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
+                f"got {cfg.reset_after!r}")
     if cfg.angle_range not in (None, "all"):
         cli.require(
             isinstance(cfg.angle_range, tuple)
@@ -180,10 +190,13 @@ def check_room(cfg: SimpleNamespace, out_dir: Path, n_frames: int) -> None:
     sample = collect_chunk(probe, 0, _SIZE_PROBE_FRAMES)[0]["frames"]
     ratio = len(zlib.compress(sample.tobytes(), 6)) / max(1, sample.nbytes)  # 6: np.savez_compressed's level
     needed = (n_frames + cfg.shard_frames) * sample[0].nbytes * ratio  # + one shard: its temporary file
-    free = shutil.disk_usage(out_dir).free
-    cli.require(needed < free, f"N_FRAMES={cfg.n_frames} needs about {needed / 2**30:.2f} GiB on disk for "
-                f"{n_frames} frames to collect, and {out_dir} has {free / 2**30:.2f} GiB free: lower N_FRAMES "
-                "or choose another OUT_DIR")
+    existing = next(folder for folder in (Path(out_dir), *Path(out_dir).resolve().parents) if folder.exists())
+    free = shutil.disk_usage(existing).free
+    shard = cfg.shard_frames * sample[0].nbytes * ratio
+    culprit = "SHARD_FRAMES" if shard > needed / 2 else "N_FRAMES"  # the temporary shard, or the frames themselves
+    cli.require(needed < free, f"{n_frames} frames to collect, written in shards of SHARD_FRAMES={cfg.shard_frames}, "
+                f"need about {needed / 2**30:.2f} GiB on disk, and {out_dir} has {free / 2**30:.2f} GiB free: lower "
+                f"{culprit} or choose another OUT_DIR")
 
 
 # ---------------------------------------------------------------- rendering
@@ -359,11 +372,13 @@ def collect_chunk(
     Filters: (1) each episode is reset after its first RESET_AFTER observations, so
     no episode contributes more than that (an env's intro, like CarRacing's zoom, is
     skipped); (2) an observation is kept only if its pole angle lies in ANGLE_RANGE. A
-    rejected observation is never rendered nor stored. Each kept frame records the action
-    taken from it and the reward that followed (NaN from an episode's last frame, where
-    none is taken), and `done` marks an episode's last frame. Chunk `index` has its own
-    seed; it stops early, with fewer frames, after n_frames * MAX_STEPS_PER_FRAME
-    observations. `render` replaces the env's frame renderer.
+    rejected observation is never rendered nor stored. A kept frame records the action
+    taken from it and the reward that followed only when the next observation was kept too,
+    so every recorded transition is real; `done` marks where the stored sequence ends: the
+    env ended the episode, it was reset, the chunk's budget ended, or the angle filter
+    dropped what followed (a gap: `step` then jumps). There action and reward are NaN.
+    Chunk `index` has its own seed; it stops early, with fewer frames, after
+    n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
     """
     seed, known = chunk_seed(cfg.seed, index), knowledge(cfg.env_id)
     reset_after, angle_range = resolve_reset_after(cfg.env_id, cfg.reset_after), resolve_angle_range(
@@ -375,6 +390,7 @@ def collect_chunk(
     stats = CollectionStats()
 
     obs = None  # None: the next observation starts a new episode
+    pending = None  # (row, action, reward) of the last kept frame: a transition, if its successor is kept too
     while stats.kept < n_frames and stats.observations < n_frames * cfg.max_steps_per_frame:
         if obs is None:
             obs, _ = env.reset(seed=seed if stats.episodes == 0 else None)
@@ -384,16 +400,20 @@ def collect_chunk(
         last = done or step + 1 >= reset_after  # no action is taken from this observation
         kept = step >= known.skip_first and passes_angle_filter(cfg.env_id, angle_range, obs)
         if kept:
+            if pending is not None:  # its successor is this very frame: the transition is real
+                row, action, reward = pending
+                data["action"][row], data["reward"][row], data["done"][row] = action, reward, False
             i = stats.kept
             data["frames"][i] = render(env, obs)
             data["states"][i] = obs if data["states"].shape[1] else ()
-            data["episode"][i], data["step"][i], data["done"][i] = stats.episodes - 1, step, last
-            data["action"][i], data["reward"][i] = np.nan, np.nan
+            data["episode"][i], data["step"][i] = stats.episodes - 1, step
+            data["done"][i], data["action"][i], data["reward"][i] = True, np.nan, np.nan  # until a successor is kept
             stats.kept += 1
         elif step < known.skip_first:
             stats.skipped_intro += 1
         else:
             stats.rejected_angle += 1
+        pending = None  # a rejected successor leaves the last kept frame done, its action unrecorded: a marked gap
         step += 1
         if last:
             stats.ended_by_env += done
@@ -403,11 +423,8 @@ def collect_chunk(
             obs, reward, terminated, truncated, _ = env.step(action)
             done = terminated or truncated
             if kept:
-                data["action"][i], data["reward"][i] = action, reward
+                pending = (i, action, reward)
     env.close()
-    if stats.kept:  # the chunk's budget ends its last episode: no successor frame for that action
-        last = stats.kept - 1
-        data["done"][last], data["action"][last], data["reward"][last] = True, np.nan, np.nan
     return {key: value[: stats.kept] for key, value in data.items()}, stats
 
 
@@ -553,52 +570,94 @@ def collection_settings(cfg: SimpleNamespace) -> dict:
     }
 
 
-def dataset_dir(out_dir: str | Path, env_id: str) -> Path:
-    return Path(out_dir) / f"frames_{env_id.replace('/', '_')}"
+def dataset_dir(out_dir: str | Path, cfg: SimpleNamespace) -> Path:
+    """OUT_DIR/frames_<env>_<digest>: one folder per set of collection settings, so a run with other
+    settings collects beside an earlier run's frames, never over them (settings.json inside says which)."""
+    settings = collection_settings(cfg)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(out_dir) / f"frames_{cfg.env_id.replace('/', '_')}_{digest}"
 
 
 def open_store(cfg: SimpleNamespace, out_dir: str | Path) -> store.Store:
-    return store.Store(dataset_dir(out_dir, cfg.env_id), collection_settings(cfg))
+    return store.Store(dataset_dir(out_dir, cfg), collection_settings(cfg))
+
+
+@dataclass
+class Plan:
+    """What a process will collect before training: its shards (index -> frames) and those still to do."""
+
+    store: store.Store
+    sizes: dict[int, int]
+    todo: list[int]
+
+    @property
+    def frames_to_collect(self) -> int:
+        return sum(self.sizes[index] for index in self.todo)
+
+
+def plan_collection(cfg: SimpleNamespace, out_dir: Path, rank: int = 0, world: int = 1) -> Plan:
+    """The store and what process `rank` of `world` must collect into it, checked against the free
+    disk: every refusal comes here, before a frame is collected. It writes nothing but the store's
+    folder, settings.json, and a manifest mended from the shards when the old one was damaged."""
+    frame_store = open_store(cfg, out_dir)
+    all_sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
+    sizes = {index: all_sizes[index] for index in store.shards_of_rank(len(all_sizes), rank, world)}
+    intact = set(frame_store.intact(sizes)) if frame_store.folder.is_dir() else set()  # reads only
+    if len(intact) < len(sizes):
+        check_room(cfg, out_dir, sum(n for index, n in sizes.items() if index not in intact))
+    frame_store.prepare()
+    return Plan(frame_store, sizes, frame_store.missing(sizes))
+
+
+def collect_planned(cfg: SimpleNamespace, plan: Plan, stop: cli.StopRequests, rank: int = 0,
+                    world: int = 1) -> list[int]:
+    """Collect what the plan says is missing; the shards this process trains on."""
+    frame_store, n_mine, n_todo = plan.store, sum(plan.sizes.values()), plan.frames_to_collect
+    whose = f"process {rank} of {world}: " if world > 1 else ""
+    if not plan.todo:
+        print(f"{whose}reusing {n_mine} frames in {len(plan.sizes)} shards of {frame_store.folder}")
+        return list(plan.sizes)
+    if n_todo < n_mine:
+        print(f"{whose}{n_mine - n_todo} of {n_mine} frames are already in {frame_store.folder}; collecting the rest")
+    print(f"{whose}collecting {n_todo} frames from {cfg.env_id} into {len(plan.todo)} shards of {cfg.shard_frames}")
+    start = time.perf_counter()
+    stats = collect_shards(cfg, frame_store, {index: plan.sizes[index] for index in plan.todo}, stop)
+    if stats.kept < n_todo:
+        entries = frame_store.read_manifest()
+        kept = sum(entry["frames"] for entry in entries.values())
+        raise cli.Stopped(f"stopped by {stop.name}: {frame_store.folder} keeps the {kept} frames of every finished "
+                          "shard; run the same command again to continue the collection", stop.signum)
+    seconds = time.perf_counter() - start
+    print(f"collected {cfg.env_id}: {stats.summary(cfg)}")
+    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); "
+          f"{frame_store.folder} holds {store.folder_bytes(frame_store.folder) / 2**20:.1f} MiB")
+    return list(plan.sizes)
 
 
 def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests, rank: int = 0,
                     world: int = 1) -> tuple[store.Store, list[int]]:
     """The store and the shards of it that process `rank` of `world` trains on: reused where they
     match the constants and are intact, collected (by this process, before training) where not."""
-    frame_store = open_store(cfg, out_dir)
-    frame_store.empty_if_stale()
-    sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
-    mine = store.shards_of_rank(len(sizes), rank, world)
-    todo = frame_store.missing({index: sizes[index] for index in mine})
-    n_mine, n_todo = sum(sizes[i] for i in mine), sum(sizes[i] for i in todo)
-    whose = f"process {rank} of {world}: " if world > 1 else ""
-    if not todo:
-        print(f"{whose}reusing {n_mine} frames in {len(mine)} shards of {frame_store.folder}")
-        return frame_store, mine
-    check_room(cfg, out_dir, n_todo)
-    if n_todo < n_mine:
-        print(f"{whose}{n_mine - n_todo} of {n_mine} frames are already in {frame_store.folder}; collecting the rest")
-    print(f"{whose}collecting {n_todo} frames from {cfg.env_id} into {len(todo)} shards of {cfg.shard_frames}")
-    start = time.perf_counter()
-    stats = collect_shards(cfg, frame_store, {index: sizes[index] for index in todo}, stop)
-    if stats.kept < n_todo:
-        left = sum(sizes[i] for i in frame_store.missing({index: sizes[index] for index in mine}, quiet=True))
-        raise cli.Stopped(f"stopped by {stop.name}: {frame_store.folder} keeps the {n_mine - left} frames of every "
-                          "finished shard; run the same command again to continue the collection", stop.signum)
-    seconds = time.perf_counter() - start
-    print(f"collected {cfg.env_id}: {stats.summary(cfg)}")
-    print(f"collection took {seconds:.1f}s ({stats.kept / seconds:.0f} frames/s); "
-          f"{frame_store.folder} holds {store.folder_bytes(frame_store.folder) / 2**20:.1f} MiB")
-    return frame_store, mine
+    plan = plan_collection(cfg, out_dir, rank, world)
+    return plan.store, collect_planned(cfg, plan, stop, rank, world)
 
 
-def complete_store(cfg: SimpleNamespace) -> store.Store | None:
-    """The run's dataset, if every shard of it is still there and intact; else None."""
+def complete_store(cfg: SimpleNamespace) -> tuple[store.Store | None, str]:
+    """The run's dataset if every shard of it is there and intact (read only: a read-only store is
+    fine); else None and what is wrong with it, in words."""
     frame_store = open_store(cfg, cfg.out_dir)
-    if not frame_store.holds_settings():
-        return None
-    sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
-    return None if frame_store.missing(dict(enumerate(sizes)), quiet=True) else frame_store
+    if not frame_store.folder.is_dir():
+        return None, f"the run's dataset is gone ({frame_store.folder})"
+    sizes = dict(enumerate(store.shard_sizes(cfg.n_frames, cfg.shard_frames)))
+    try:
+        frame_store.read_manifest()
+    except store.ManifestProblem as problem:
+        return None, f"the run's dataset is damaged ({problem})"
+    intact = frame_store.intact(sizes)
+    if len(intact) < len(sizes):
+        return None, (f"the run's dataset {frame_store.folder} is incomplete or damaged ({len(sizes) - len(intact)} "
+                      f"of {len(sizes)} shards missing or changed)")
+    return frame_store, ""
 
 
 @dataclass
@@ -619,16 +678,16 @@ def heldout_frames(config: dict, fresh: int = 0) -> Heldout:
     the fresh episodes, and is then scored on the other half only.
     """
     cfg = SimpleNamespace(**config)
-    frame_store = complete_store(cfg)
+    frame_store, problem = complete_store(cfg)
     fit = None
     if frame_store is not None:
         shards = range(len(store.shard_sizes(cfg.n_frames, cfg.shard_frames)))
-        fit = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "train", _HELDOUT_LIMIT)
+        fit = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "train", HELDOUT_LIMIT)
         if not fresh:
-            test = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "val", _HELDOUT_LIMIT)
+            test = frame_store.read_parts(shards, cfg.val_fraction, cfg.seed, "val", HELDOUT_LIMIT)
             return Heldout(fit, test, f"{len(test['frames'])} of the run's validation frames (whole episodes)")
-    n_frames, seed = fresh or min(cfg.n_frames, _HELDOUT_LIMIT), fresh_seed(cfg.seed)
-    gone = "" if frame_store is not None or fresh else f"the run's dataset is gone from {cfg.out_dir}; "
+    n_frames, seed = fresh or min(cfg.n_frames, HELDOUT_LIMIT), fresh_seed(cfg.seed)
+    gone = "" if frame_store is not None or fresh else f"{problem}; "
     print(f"{gone}collecting {n_frames} fresh frames from {cfg.env_id} (seed {seed})")
     new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "seed": seed})))[0]
     description = f"{gone}{n_frames} fresh frames, seed {seed}, none seen in training"

@@ -77,95 +77,83 @@ def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int
 
 
 class Store:
-    """One dataset's folder: its shards and the manifest that vouches for them."""
+    """One dataset's folder: its shards and the manifest that vouches for them.
+
+    A folder holds one set of collection settings (its name carries their digest, and
+    settings.json spells them out), so another run's settings use another folder and
+    nothing here is ever emptied. Each shard also carries its settings inside it: a damaged
+    manifest is rebuilt from the shards that still prove themselves. Reading needs no write
+    access; only `prepare`, `write` and `missing` (which may mend the manifest) write.
+    """
 
     def __init__(self, folder: str | Path, settings: dict) -> None:
         self.folder, self.settings = Path(folder), settings  # settings: the collection's, SHARD_FRAMES among them
 
-    def holds_settings(self) -> bool:
-        """The folder holds a manifest for these settings (of however many shards)."""
-        path = self.folder / _MANIFEST
-        with contextlib.suppress(OSError, ValueError):
-            return json.loads(path.read_text()).get("settings") == self.settings
-        return False
-
-    def empty_if_stale(self) -> None:
-        """Make the folder a store for these settings: one collected with others is emptied, saying so."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self._locked() as manifest:
-            if manifest.get("settings") != self.settings:
-                if manifest or any(self.folder.glob("shard_*.npz")):
-                    print(f"{self.folder} holds frames collected with other settings; collecting again")
-                for old in self.folder.glob("shard_*.npz"):
-                    if old.is_file():  # anything else in a shard's place is left for the write to name
-                        old.unlink()
-                manifest.clear()
-                manifest.update(settings=self.settings, shards={})
-
     def path(self, index: int) -> Path:
         return self.folder / f"shard_{index:05d}.npz"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict]:
-        """The manifest, for reading and changing; written back atomically on leaving. Processes
-        that share the folder (ranks of one torchrun job) take turns through a file lock."""
-        with open(self.folder / ".manifest.lock", "a") as lock:
-            with contextlib.suppress(ImportError):
-                import fcntl
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            path = self.folder / _MANIFEST
-            try:
-                manifest = json.loads(path.read_text()) if path.exists() else {}
-            except (OSError, ValueError):
-                manifest = {}  # unreadable: as good as none, so every shard is checked again
-            before = json.dumps(manifest, sort_keys=True)
-            yield manifest
-            text = json.dumps(manifest, indent=1, sort_keys=True)
-            if json.dumps(manifest, sort_keys=True) != before:
-                cli.atomic_write(path, lambda f: f.write(text.encode()))
+    # ------------------------------------------------------------ reading (no writes)
 
-    def missing(self, sizes: dict[int, int], quiet: bool = False) -> list[int]:
-        """Of the shards `sizes` names (index -> frames), those to collect: never collected, or
-        missing, resized or changed on disk since (each of those named)."""
-        with self._locked() as manifest:
-            entries = dict(manifest["shards"])
-        todo = []
-        for index, n_frames in sizes.items():
-            entry, path = entries.get(str(index)), self.path(index)
-            if entry is not None and entry["frames"] == n_frames:
-                problem = ("is missing" if not path.exists() else "does not match its sha256 in the manifest"
-                           if _sha256(path.read_bytes()) != entry["sha256"] else None)
-                if problem is None:
-                    continue
-                if not quiet:
-                    print(f"{path} {problem}; collecting it again")
-            todo.append(index)
-        return todo
+    def read_manifest(self) -> dict:
+        """The manifest's shards (index -> entry) if it is readable, of the right shape and for these
+        settings; ManifestProblem saying what is wrong otherwise. No manifest yet: no shards."""
+        path = self.folder / _MANIFEST
+        if not path.exists():
+            if any(self.folder.glob("shard_*.npz")):
+                raise ManifestProblem(f"{path} is missing beside its shards")
+            return {}
+        try:
+            manifest = json.loads(_read_regular(path))
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            raise ManifestProblem(f"{path} cannot be read ({cli.reason(error)})") from None
+        shards = manifest.get("shards") if isinstance(manifest, dict) else None
+        if not isinstance(shards, dict) or not all(_is_entry(entry) for entry in shards.values()):
+            raise ManifestProblem(f"{path} is not a manifest (valid JSON of another shape)")
+        if manifest.get("settings") != self.settings:
+            raise ManifestProblem(f"{path} names other settings than its folder's")
+        return dict(shards)
 
-    def write(self, index: int, data: dict[str, np.ndarray]) -> None:
-        """Shard `index`, written atomically, then entered in the manifest."""
-        buffer = io.BytesIO()  # compressed in memory first: the sha256 is of the bytes on disk
-        np.savez_compressed(buffer, **data)
-        payload = buffer.getvalue()
-        cli.atomic_write(self.path(index), lambda f: f.write(payload))
-        with self._locked() as manifest:
-            manifest["shards"][str(index)] = {"frames": len(data["frames"]), "bytes": len(payload),
-                                              "sha256": _sha256(payload)}
+    def intact(self, sizes: dict[int, int]) -> list[int]:
+        """Of the shards `sizes` names (index -> frames), those that the manifest lists with that many
+        frames and whose bytes match its sha256; reads only (a read-only store is fine)."""
+        try:
+            entries = self.read_manifest()
+        except ManifestProblem:
+            return []
+        return [index for index, n in sizes.items() if self._problem(index, n, entries.get(str(index))) is None]
+
+    def _problem(self, index: int, n_frames: int, entry: dict | None) -> str | None:
+        """Why shard `index` cannot serve as `n_frames` frames, or None if it can."""
+        path = self.path(index)
+        if path.exists() and not path.is_file():
+            return "is not a regular file"
+        if entry is None or entry["frames"] != n_frames:
+            return "not collected yet"
+        if not path.exists():
+            return "is missing"
+        return None if _sha256(_read_regular(path)) == entry["sha256"] else "does not match its sha256 in the manifest"
 
     def frame_count(self, shards: Sequence[int]) -> int:
         """Frames in `shards`, as the manifest records them."""
-        with self._locked() as manifest:
-            return sum(manifest["shards"][str(index)]["frames"] for index in shards)
+        entries = self.read_manifest()
+        return sum(entries[str(index)]["frames"] for index in shards)
 
     def read(self, index: int, keys: Sequence[str] = ARRAYS) -> dict[str, np.ndarray]:
-        """Arrays `keys` of shard `index`; one line naming the shard if it cannot be read."""
+        """Arrays `keys` of shard `index`; one line naming the shard if it cannot be read, or holds
+        frames of another size than the store's."""
         path = self.path(index)
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                return {key: npz[key] for key in keys}
+            with np.load(io.BytesIO(_read_regular(path)), allow_pickle=False) as npz:
+                data = {key: npz[key] for key in keys}
         except Exception as error:  # zip, CRC, key and value errors all mean the same here
             raise UserError(f"{path} cannot be read ({cli.reason(error)}): run train_vae.py with the same constants "
                             "to collect it again") from None
+        side = self.settings.get("img_size")
+        if "frames" in data and side is not None and data["frames"].shape[1:] != (3, side, side):
+            raise UserError(f"{path} holds frames of shape {data['frames'].shape[1:]}, not the store's "
+                            f"{(3, side, side)}: it was replaced; run train_vae.py with the same constants to "
+                            "collect it again")
+        return data
 
     def read_parts(self, shards: Sequence[int], val_fraction: float, seed: int, part: str,
                    limit: int | None = None) -> dict[str, np.ndarray]:
@@ -180,6 +168,128 @@ class Store:
             if limit is not None and n >= limit:
                 break
         return {key: np.concatenate([p[key] for p in pieces])[:limit] for key in ARRAYS}
+
+    # ------------------------------------------------------------ writing
+
+    def prepare(self) -> None:
+        """Make the folder ready to collect into: created, its settings spelled out in settings.json,
+        what a killed writer left half-written removed, and a damaged manifest rebuilt from the shards."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError(f"{self.folder} is in the way of the dataset's folder and is not a folder: move it "
+                            "away, or choose another OUT_DIR") from None
+        cli.remove_litter(self.folder)
+        settings = self.folder / "settings.json"
+        if not settings.exists():
+            text = json.dumps(self.settings, indent=1, sort_keys=True)
+            cli.atomic_write(settings, lambda f: f.write(text.encode()))
+        with self._locked():
+            pass  # reading it under the lock mends a damaged manifest
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict]:
+        """The manifest's shards (index -> entry), for reading and changing; written back atomically on
+        leaving. Processes that share the folder (ranks of one torchrun job) take turns through a file
+        lock. A damaged manifest is rebuilt first from the shards that prove themselves."""
+        lock_path = self.folder / ".manifest.lock"
+        try:
+            lock = open(lock_path, "a")  # noqa: SIM115 - closed below
+        except OSError as error:
+            raise UserError(f"{lock_path} cannot be opened as a lock file ({error.strerror or error}): "
+                            "move what is there away") from None
+        with lock:
+            with contextlib.suppress(ImportError):
+                import fcntl
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                shards = self.read_manifest()
+            except ManifestProblem as problem:
+                shards = self._rebuild(str(problem))
+            before = json.dumps(shards, sort_keys=True)
+            yield shards
+            if json.dumps(shards, sort_keys=True) != before or not (self.folder / _MANIFEST).exists():
+                text = json.dumps({"settings": self.settings, "shards": shards}, indent=1, sort_keys=True)
+                cli.atomic_write(self.folder / _MANIFEST, lambda f: f.write(text.encode()))
+
+    def _rebuild(self, problem: str) -> dict:
+        """Shard entries from the shard files themselves: a shard counts if it is a regular file that
+        loads, holds every array, and carries these settings. The damaged manifest is kept beside,
+        as manifest.json.damaged; nothing else is touched."""
+        shards, refused = {}, []
+        for path in sorted(self.folder.glob("shard_*.npz")):
+            index = int(path.stem.removeprefix("shard_"))
+            entry = self._entry_from_shard(path)
+            if entry is None:
+                refused.append(path.name)
+            else:
+                shards[str(index)] = entry
+        damaged = self.folder / _MANIFEST
+        if damaged.exists():
+            os.replace(damaged, self.folder / f"{_MANIFEST}.damaged")
+        left = f"; these prove nothing and will be collected again: {', '.join(refused)}" if refused else ""
+        print(f"{problem}: rebuilt it from the shards, {len(shards)} of which carry these settings and load whole "
+              f"(the damaged file is kept as {_MANIFEST}.damaged){left}")
+        return shards
+
+    def _entry_from_shard(self, path: Path) -> dict | None:
+        if not path.is_file():
+            return None
+        try:
+            payload = _read_regular(path)
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                carried = json.loads(npz["settings"].tobytes()) if "settings" in npz.files else None
+                frames_u8 = npz["frames"]
+                complete = all(key in npz.files for key in ARRAYS)
+        except Exception:  # anything unreadable proves nothing
+            return None
+        if carried != self.settings or not complete:
+            return None
+        return {"frames": len(frames_u8), "bytes": len(payload), "sha256": _sha256(payload)}
+
+    def missing(self, sizes: dict[int, int], quiet: bool = False) -> list[int]:
+        """Of the shards `sizes` names (index -> frames), those to collect: never collected, or
+        missing, resized or changed on disk since (each of those named). A file in a shard's place
+        that is not a regular file is never read nor replaced: one line asks to move it."""
+        with self._locked() as entries:
+            entries = dict(entries)
+        todo = []
+        for index, n_frames in sizes.items():
+            problem = self._problem(index, n_frames, entries.get(str(index)))
+            if problem == "is not a regular file":
+                raise UserError(f"{self.path(index)} is not a regular file, where shard {index} belongs: move it away")
+            if problem is None:
+                continue
+            if not quiet and problem != "not collected yet":
+                print(f"{self.path(index)} {problem}; collecting it again")
+            todo.append(index)
+        return todo
+
+    def write(self, index: int, data: dict[str, np.ndarray]) -> None:
+        """Shard `index`, with the settings that made it inside, written atomically, then entered in the manifest."""
+        buffer = io.BytesIO()  # compressed in memory first: the sha256 is of the bytes on disk
+        carried = np.frombuffer(json.dumps(self.settings, sort_keys=True).encode(), dtype=np.uint8)
+        np.savez_compressed(buffer, **data, settings=carried)
+        payload = buffer.getvalue()
+        cli.atomic_write(self.path(index), lambda f: f.write(payload))
+        with self._locked() as entries:
+            entries[str(index)] = {"frames": len(data["frames"]), "bytes": len(payload), "sha256": _sha256(payload)}
+
+
+class ManifestProblem(Exception):
+    """The manifest cannot vouch for the shards: unreadable, of the wrong shape, or for other settings."""
+
+
+def _is_entry(entry: object) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("frames"), int) and isinstance(entry.get("sha256"), str)
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file. A FIFO, a device or a folder in its place is an OSError, never
+    read (reading a FIFO waits forever; a device may never end)."""
+    if not path.is_file():
+        raise OSError(f"{path.name} is not a regular file")
+    return path.read_bytes()
 
 
 def _sha256(payload: bytes) -> str:
@@ -325,5 +435,6 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
 
 
 def folder_bytes(folder: str | Path) -> int:
-    """Bytes of the files in `folder`: the store's size on disk."""
-    return sum(entry.stat().st_size for entry in os.scandir(folder) if entry.is_file())
+    """Bytes of the shards and the manifest in `folder`: the store's size on disk."""
+    return sum(entry.stat().st_size for entry in os.scandir(folder)
+               if entry.is_file() and (entry.name.startswith("shard_") or entry.name == _MANIFEST))

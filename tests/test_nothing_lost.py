@@ -1,0 +1,315 @@
+"""Nothing a user collected is lost: other settings, damaged manifests, refused jobs, kills, odd stores.
+
+Each test fingerprints (names and sha256) what a user made before the fault, and again after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, TINY, StopAfter, fingerprint, run_main, train_config
+
+import encode_vae
+import evaluate_vae
+import sample_vae
+import train_vae
+from vision import cli, distributed, frames, store
+
+ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
+
+
+def _one_line(result, message: str) -> None:
+    assert result.returncode not in (0, None), result.stdout
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def _shards(out_dir) -> dict[str, str]:
+    return {name: digest for name, digest in fingerprint(out_dir).items() if "/shard_" in name}
+
+
+def _store_cfg(**overrides):
+    return train_config(**({"n_frames": 750, "shard_frames": 250, "img_size": 32} | overrides))
+
+
+@pytest.mark.parametrize("other", [["--img_size", "64"], ["--seed", "3"], ["--crop", "(0.3, 1.0, 0.0, 1.0)"],
+                                   ["--reset_after", "12"]], ids=["img_size", "seed", "crop", "reset_after"])
+def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(capsys, tmp_path, other) -> None:
+    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+    before = _shards(tmp_path)
+    result = run_main(capsys, train_vae.main, *ONE_SHARD, *other, "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    after = _shards(tmp_path)
+    assert {name: after[name] for name in before} == before, "the first run's shards are untouched"
+    assert len(after) == 2 * len(before), "the second run's frames went into a store of their own"
+    stores = sorted(tmp_path.glob("frames_CartPole-v1_*"))
+    assert len(stores) == 2 and all(json.loads((s / "settings.json").read_text()) for s in stores)
+
+
+@pytest.mark.parametrize("damage", [b"", b"{\"settings\": {", b"\x00junk\xff", b"[]", b"null",
+                                    b"{\"settings\": {}, \"shards\": [1, 2]}", None],
+                         ids=["empty", "truncated", "junk", "list", "null", "shards-as-list", "deleted"])
+def test_a_damaged_manifest_costs_no_shard_that_still_proves_itself(tmp_path, capsys, damage) -> None:
+    cfg = _store_cfg()
+    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    before = _shards(tmp_path)
+    manifest = frame_store.folder / "manifest.json"
+    if damage is None:
+        manifest.unlink()
+    else:
+        manifest.write_bytes(damage)
+    capsys.readouterr()
+    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    out = capsys.readouterr().out
+    assert "rebuilt it from the shards, 3 of which carry these settings" in out, out
+    assert "reusing 750 frames in 3 shards" in out and _shards(tmp_path) == before
+    if damage is not None:
+        assert (frame_store.folder / "manifest.json.damaged").read_bytes() == damage, "the damaged file is kept"
+
+
+def test_a_rebuilt_manifest_refuses_a_shard_of_other_settings_and_collects_it_again(tmp_path, capsys) -> None:
+    cfg = _store_cfg()
+    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    foreign, _ = frames.load_or_collect(_store_cfg(seed=5), tmp_path, StopAfter(10**9))
+    (frame_store.folder / "manifest.json").write_text("garbage")
+    frame_store.path(1).write_bytes(foreign.path(1).read_bytes())  # valid, but another seed's frames
+    capsys.readouterr()
+    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    out = capsys.readouterr().out
+    assert "2 of which carry these settings" in out and "shard_00001.npz" in out and "collecting 250 frames" in out
+
+
+def test_a_filter_that_drops_frames_leaves_only_real_transitions_and_marks_every_gap() -> None:
+    data, stats = frames.collect_frames(train_config(n_frames=300, img_size=32, angle_range=(-0.03, 0.03), n_envs=1))
+    assert stats.rejected_angle > 0
+    successor = (data["episode"][1:] == data["episode"][:-1]) & (data["step"][1:] == data["step"][:-1] + 1)
+    recorded = ~np.isnan(data["action"][:-1, 0])
+    assert (successor[recorded]).all(), "an action is recorded only where the next stored frame is its outcome"
+    assert (data["done"][:-1] == ~successor).all(), "done marks exactly the frames whose successor is not stored"
+    assert data["done"][-1] and np.isnan(data["action"][data["done"]]).all()
+    assert (~successor & (data["episode"][1:] == data["episode"][:-1])).any(), "gaps inside episodes were tested"
+
+
+def test_a_stop_under_two_processes_keeps_every_batch_counted_once(tmp_path, monkeypatch) -> None:
+    """last.pt holds the sums over every process; on resume only rank 0 carries them on."""
+    from vision.compute import Compute
+
+    cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=1, out_dir=str(tmp_path),
+                       hidden_dims=(8, 16, 16, 32, 32), n_envs=1)
+    source = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    data = store.open_frames(*source, cfg.val_fraction, cfg.seed, 2**30)
+    monkeypatch.setattr(distributed, "sum_over_ranks", lambda values: [2 * v for v in values])  # as two equal ranks
+    with pytest.raises(cli.Stopped):
+        train_vae.train(cfg, data, tmp_path, Compute.choose("cpu", "fp32", False, "off"), StopAfter(2))
+    checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
+    totals = checkpoint["progress"]["totals"]
+    assert checkpoint["progress"]["batch"] == 2 and totals["loss"] > 0
+    from MyVAE import MyVAE
+
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
+    optimizer = torch.optim.Adam(model.parameters())
+    on_zero = train_vae.restore_training_state(checkpoint, model, optimizer, distributed.Ranks(0, 2, launched=True))
+    on_one = train_vae.restore_training_state(checkpoint, model, optimizer, distributed.Ranks(1, 2, launched=True))
+    assert on_zero.totals == totals and set(on_one.totals.values()) == {0.0}
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        (train_vae, ["--img_size", str(2**40)], "IMG_SIZE=1099511627776 is above 1,024"),
+        (train_vae, ["--n_frames", str(10**15)], "N_FRAMES=1000000000000000 is above"),
+        (train_vae, ["--latent_dim", str(10**9)], "LATENT_DIM=1000000000 is above 4,096"),
+        (train_vae, ["--hidden_dims", "(8, 16, 10000000000)"], "HIDDEN_DIMS must be a tuple of channel counts"),
+        (train_vae, ["--hidden_dims", "None"], "--hidden_dims expects a tuple of numbers"),
+        (train_vae, ["--shard_frames", str(250 * 10**7)], "lower SHARD_FRAMES"),
+        (train_vae, ["--lr", "1e999"], "LR must be positive and finite"),
+        (train_vae, ["--epochs", str(10**9)], "EPOCHS=1000000000 is above"),
+        (train_vae, ["--n_frames", str(10**8), "--in_ram_mb", "1e12"], "lower IN_RAM_MB"),
+        (sample_vae, ["--n_samples", str(10**9)], "N_SAMPLES=1000000000 is above 10,000"),
+        (evaluate_vae, ["--fresh", str(10**9)], "FRESH=1000000000 is above 50,000"),
+        (evaluate_vae, ["--quality_samples", str(10**9)], "QUALITY_SAMPLES=1000000000 is above"),
+    ],
+)
+def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(capsys, tmp_path, script, args,
+                                                                              message) -> None:
+    result = run_main(capsys, script.main, *args, "--out_dir", str(tmp_path))
+    _one_line(result, message)
+    assert "collecting" not in result.stdout and not list(tmp_path.glob("frames_*"))
+
+
+def test_a_run_refused_for_disk_space_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
+    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+    before = fingerprint(tmp_path)
+    monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--seed", "4", "--out_dir", str(tmp_path)),
+              "GiB on disk")
+    assert fingerprint(tmp_path) == before and len(list(tmp_path.glob("frames_*"))) == 1, "config.json kept too"
+
+
+def test_a_run_whose_validation_loss_is_not_finite_does_not_end_done(capsys, tmp_path, monkeypatch) -> None:
+    real = train_vae.validation_loss
+    monkeypatch.setattr(train_vae, "validation_loss", lambda *a, **k: real(*a, **k) | {"loss": float("inf")})
+    result = run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path))
+    _one_line(result, "training diverged: the validation loss is inf after epoch 1")
+    assert "done in" not in result.stdout and "next:" not in result.stdout and not (tmp_path / "vae.pt").exists()
+
+
+# ---------------------------------------------------------------- kill -9 mid-write
+
+_KILL_DURING = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from vision import cli
+import train_vae
+
+real_fsync = os.fsync
+
+def fsync_then_die(fd):
+    real_fsync(fd)
+    if {marker!r} in os.readlink(f"/proc/self/fd/{{fd}}"):  # the temporary file of that write, complete
+        os.kill(os.getpid(), signal.SIGKILL)                  # kill -9: nothing runs after this
+
+os.fsync = fsync_then_die
+cli.run(train_vae.main, sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/fd"), reason="finds the file being written through /proc")
+@pytest.mark.parametrize("marker", [".last.pt.", ".shard_00001.npz."], ids=["last.pt", "a shard"])
+def test_kill_9_mid_write_leaves_litter_that_the_next_run_removes(capsys, tmp_path, marker) -> None:
+    args = [*TINY, "--n_frames", "500", "--shard_frames", "250", "--epochs", "1", "--n_envs", "1",
+            "--out_dir", str(tmp_path)]
+    killed = subprocess.run([sys.executable, "-c", _KILL_DURING.format(repo=str(REPO), marker=marker), *args],
+                            capture_output=True, text=True, timeout=240)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    litter = [p for p in tmp_path.rglob(".*.tmp")]
+    assert len(litter) == 1 and marker in litter[0].name, "the half-done write is where the kill left it"
+    before = _shards(tmp_path)
+    result = run_main(capsys, train_vae.main, *args)
+    assert result.returncode == 0, result.stderr
+    assert "removed 1 half-written files that a killed run left" in result.stdout
+    assert not list(tmp_path.rglob(".*.tmp"))
+    assert {name: _shards(tmp_path)[name] for name in before} == before, "every finished shard was reused"
+
+
+def test_a_live_writers_temporary_file_is_never_removed(tmp_path) -> None:
+    mine = tmp_path / f".vae.pt.{os.getpid()}.abc123.tmp"
+    mine.write_bytes(b"being written")
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f".vae.pt.{int(done.stdout)}.xyz789.tmp"
+    dead.write_bytes(b"left by a killed run")
+    assert cli.remove_litter(tmp_path) == [dead.name] and mine.exists() and not dead.exists()
+
+
+# ---------------------------------------------------------------- damaged or unusual stores
+
+
+def test_a_folder_where_the_lock_file_belongs_is_one_line(capsys, tmp_path) -> None:
+    (tmp_path / ".lock").mkdir()
+    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "lock file")
+
+
+def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp_path) -> None:
+    cfg = cli.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)])
+    cfg.latent_dim = 4
+    blocker = frames.dataset_dir(tmp_path, cfg)
+    blocker.write_text("a user's file")
+    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "is not a folder")
+    assert blocker.read_text() == "a user's file"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
+def test_a_fifo_in_a_shards_place_is_named_and_never_read(tmp_path, capsys) -> None:
+    cfg = _store_cfg()
+    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    frame_store.path(2).unlink()
+    os.mkfifo(frame_store.path(2))  # reading it would wait forever
+    with pytest.raises(cli.UserError, match="shard_00002.npz is not a regular file"):
+        frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    assert frame_store.path(2).exists(), "left where it is"
+    cfg.out_dir = str(tmp_path)
+    assert frames.complete_store(cfg)[0] is None, "a reader names it incomplete, without reading the FIFO"
+
+
+def test_a_shard_swapped_for_another_image_size_during_training_is_one_line(tmp_path) -> None:
+    cfg = _store_cfg()
+    frame_store, shards = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    streamed = store.Streamed(frame_store, shards, 0.1, 0)
+    other, _ = frames.load_or_collect(_store_cfg(img_size=64), tmp_path, StopAfter(10**9))
+    frame_store.path(1).write_bytes(other.path(1).read_bytes())
+    with pytest.raises(cli.UserError, match=r"shard_00001.npz holds frames of shape \(3, 64, 64\)"):
+        list(streamed.batches(8, torch.Generator()))
+
+
+@pytest.mark.slow
+def test_readers_of_a_store_never_write_to_it(capsys, tmp_path, monkeypatch) -> None:
+    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+    before = fingerprint(next(tmp_path.glob("frames_*")))
+
+    def no_writes(*_args, **_kwargs):
+        raise AssertionError("a reader wrote to the store")
+
+    for name in ("prepare", "write", "missing", "_locked"):
+        monkeypatch.setattr(store.Store, name, no_writes)
+    assert run_main(capsys, encode_vae.main, "--checkpoint", str(tmp_path / "vae.pt")).returncode == 0
+    assert run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "vae.pt"),
+                    "--quality_samples", "8").returncode == 0
+    assert fingerprint(next(tmp_path.glob("frames_*"))) == before
+
+
+def test_shards_too_small_for_an_episode_name_shard_frames(tmp_path) -> None:
+    cfg = train_config(n_frames=500, shard_frames=250, img_size=32, reset_after=260, angle_range="all",
+                       out_dir=str(tmp_path), n_envs=1, latent_dim=4, batch_size=8, hidden_dims=(8, 16, 16, 32, 32))
+    frame_store = store.Store(tmp_path / "one_episode_each", {"img_size": 32})
+    frame_store.prepare()
+    for index in range(2):  # one long episode per shard, as CarRacing's 250 kept frames are
+        frame_store.write(index, {"frames": np.zeros((250, 3, 32, 32), np.uint8),
+                                  "states": np.zeros((250, 0), np.float32), "episode": np.full(250, index, np.int32),
+                                  "step": np.arange(250, dtype=np.int32), "action": np.zeros((250, 1), np.float32),
+                                  "reward": np.zeros(250, np.float32), "done": np.arange(250) == 249})
+    source = store.open_frames(frame_store, [0, 1], 0.1, 0, 2**30)
+    from vision.compute import Compute
+
+    with pytest.raises(cli.UserError, match="raise SHARD_FRAMES"):
+        train_vae.train(cfg, source, tmp_path, Compute.choose("cpu", "fp32", False, "off"), StopAfter(10**9))
+
+
+# ---------------------------------------------------------------- processes started by hand
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"RANK": "zero", "WORLD_SIZE": "2"}, "RANK='zero': torchrun sets RANK and WORLD_SIZE to whole numbers"),
+    ({"RANK": "3", "WORLD_SIZE": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "1"}, "RANK=3 lies outside"),
+    ({"RANK": "0", "WORLD_SIZE": "2"}, "MASTER_ADDR and MASTER_PORT not set"),
+    ({"WORLD_SIZE": "2"}, "RANK=None"),
+])
+def test_rank_variables_set_by_hand_are_checked_in_one_line(capsys, tmp_path, monkeypatch, env, message) -> None:
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), message)
+
+
+@pytest.mark.slow
+def test_a_process_whose_peers_never_come_says_whom_it_waits_for_and_gives_up(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "VAE_PEER_TIMEOUT": "3"}
+    result = subprocess.run([sys.executable, str(REPO / "train_vae.py"), *TINY, "--n_frames", "500",
+                             "--shard_frames", "250", "--out_dir", str(tmp_path)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert f"waiting for the 2 processes of this job at 127.0.0.1:{port} (at most 3 s)" in result.stdout
+    _one_line(result, "process 0 of 2 could not join the others")
