@@ -28,7 +28,7 @@ from MyVAE import MyVAE
 from vision import cli, distributed, frames, store
 from vision.checkpoints import load_checkpoint, save_checkpoint
 from vision.cli import UserError, require
-from vision.compute import Compute, auto_batch_size, pick_device
+from vision.compute import Compute, auto_batch_size, pick_device, set_threads
 from vision.pictures import plot_curves, save_comparison
 
 # -----------------------------------------------------------------------------
@@ -61,6 +61,7 @@ SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
 OUT_DIR = "outputs"  # dataset, checkpoints, metrics and pictures go here
 RESUME = False  # continue from OUT_DIR/last.pt: weights, optimizer, epoch, random states, metrics
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
+THREADS = 1  # CPU threads per process (torch, and the collection workers); None: torch's default, one per core
 PRECISION = "auto"  # auto (bf16 autocast where the hardware has it), bf16, fp32
 CHANNELS_LAST = True  # NHWC memory layout: faster convolutions on CPU and recent GPUs
 COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs only; no gain measured on CPU), on, off
@@ -71,7 +72,7 @@ _LOSS_PARTS = ("loss", "recon", "kl")
 _LOG_EVERY = 50  # steps between the points of the training loss in loss_curves.png and steps.csv
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
 _MAY_CHANGE_ON_RESUME = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
-                         "fast_render"}
+                         "fast_render", "threads"}
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
 
@@ -388,7 +389,8 @@ def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.opti
 def load_resumable(cfg: SimpleNamespace, out_dir: Path) -> dict:
     """last.pt, checked to continue this run."""
     last_path = out_dir / "last.pt"
-    require(last_path.exists(), f"nothing to resume: no {last_path}; run without --resume to start")
+    require(last_path.exists(), f"nothing to resume: no {last_path} (a run saves it at the end of its first epoch, "
+            "or when stopped); run the same command without --resume: the dataset is reused, only training restarts")
     checkpoint = load_checkpoint(last_path)
     check_resumable(checkpoint, cfg, last_path)
     return checkpoint
@@ -398,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ranks = distributed.Ranks.from_env()
     distributed.print_only_on_main(ranks)
     cfg = cli.parse_config(__name__, argv)
+    set_threads(cfg.threads)  # before torch's first op starts its thread pool
     device = distributed.local_device(pick_device(cfg.device), ranks)
     if cfg.batch_size is None:  # the config saved with the run records what ran
         cfg.batch_size = auto_batch_size(device)

@@ -96,6 +96,15 @@ def test_abbreviated_flags_are_refused() -> None:
         cli.parse_config("train_vae", ["--n_frame", "100"])
 
 
+def test_a_misspelled_flag_gets_the_close_names_suggested() -> None:
+    with pytest.raises(UserError, match=r"unrecognized arguments: --n_frame 100; did you mean --n_frames\?"):
+        cli.parse_config("train_vae", ["--n_frame", "100"])
+    with pytest.raises(UserError, match=r"--laten_dim 1; did you mean --latent_dim\?"):
+        cli.parse_config("train_vae", ["--laten_dim", "1"])
+    with pytest.raises(UserError, match=r"unrecognized arguments: --bogus 1 \(see --help\)"):
+        cli.parse_config("train_vae", ["--bogus", "1"])
+
+
 def test_an_error_reason_is_one_line_or_the_type_name() -> None:
     assert cli.reason(RuntimeError("first line\nsecond line")) == "first line"
     assert cli.reason(RuntimeError("x" * 500), limit=10) == "x" * 10

@@ -119,3 +119,51 @@ def test_parallel_collection_obeys_both_filters_exactly() -> None:
     assert np.abs(data["states"][:, 2]).max() <= 0.05
     _, per_episode = np.unique(data["episode"], return_counts=True)
     assert per_episode.max() <= 7 and data["step"].max() <= 6
+
+
+_THREAD_PROBE = """
+import json, os, sys
+sys.path.insert(0, {repo!r})
+import torch
+from vision import cli, frames
+import train_vae
+from MyVAE import MyVAE
+
+seen = {{}}
+real_loss, real_chunk = MyVAE.loss, frames.collect_chunk
+
+def loss(self, *args, **kwargs):
+    seen.setdefault("torch_threads_in_training", torch.get_num_threads())
+    return real_loss(self, *args, **kwargs)
+
+def chunk(cfg, index, n, render=None):  # runs in a forked collection worker
+    data, stats = real_chunk(cfg, index, n, render)
+    data["reward"][:] = int(os.environ.get("OMP_NUM_THREADS", "0"))  # what the worker inherited, sent back
+    return data, stats
+
+MyVAE.loss, frames.collect_chunk = loss, chunk
+cli.run(train_vae.main, sys.argv[1:])
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.slow
+def test_threads_reach_torch_before_training_and_the_collection_workers_inherit_them(tmp_path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO, TINY
+
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    args = [*TINY, "--n_frames", "500", "--shard_frames", "250", "--n_envs", "2", "--epochs", "1", "--threads", "1",
+            "--out_dir", str(tmp_path)]
+    result = subprocess.run([sys.executable, "-c", _THREAD_PROBE.format(repo=str(REPO)), *args], env=env,
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"torch_threads_in_training": 1}
+    store_dir = next(tmp_path.glob("frames_*"))
+    rewards = [np.load(shard)["reward"] for shard in sorted(store_dir.glob("shard_*.npz"))]
+    finite = np.concatenate(rewards)[~np.isnan(np.concatenate(rewards))]
+    assert len(finite) and (finite == 1).all(), "every collection worker ran with OMP_NUM_THREADS=1"

@@ -137,3 +137,25 @@ def test_a_checkpoint_without_its_config_is_named_by_the_scripts_that_need_it(ca
     assert result.returncode == 0, result.stderr  # random samples need only the weights
     result = run_main(capsys, sample_vae.main, "--checkpoint", str(path), "--traverse", "--out_dir", str(tmp_path))
     _assert_clean_failure(result, "has no `config`")
+
+
+@pytest.mark.slow
+def test_the_next_hint_run_as_printed_overwrites_nothing_and_no_lock_is_left(capsys, tmp_path, monkeypatch) -> None:
+    import shlex
+
+    from conftest import fingerprint
+
+    monkeypatch.chdir(tmp_path)  # as a user in a fresh clone: OUT_DIR's default "outputs" is relative
+    first = run_main(capsys, train_vae.main, *TINY, "--epochs", "1")
+    assert first.returncode == 0 and "next: python sample_vae.py\n" in first.stdout
+    assert run_main(capsys, sample_vae.main).returncode == 0, "the default run's own hint"
+    before = fingerprint(tmp_path / "outputs")
+    second = run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", "outputs/pendulum")
+    hint = next(line for line in second.stdout.splitlines() if line.startswith("next: "))
+    command = shlex.split(hint.removeprefix("next: "))
+    assert command[:2] == ["python", "sample_vae.py"]
+    assert run_main(capsys, sample_vae.main, *command[2:]).returncode == 0
+    after = fingerprint(tmp_path / "outputs")
+    assert {name: after[name] for name in before} == before, "the first run's files are untouched"
+    assert "pendulum/samples.png" in after, "the hint's samples went beside its checkpoint"
+    assert not list(tmp_path.rglob(".lock")), "finished runs leave no lock behind"

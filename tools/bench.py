@@ -49,6 +49,7 @@ QUALITY_BUDGETS = (0.25, 0.5, 1.0)  # shares of our default N_FRAMES, each one w
 MEMORY_FRAMES = (20_000, 100_000, 500_000)  # N_FRAMES of the `--epochs 1` runs whose peak RSS is measured; ()
 MEMORY_IMG_SIZE = 32  # their IMG_SIZE: 32 keeps the 500k run to minutes; a large dataset streams from disk either way
 SCALING_FRAMES = 24_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
+THREADS_FRAMES = 4000  # frames of the runs timed at THREADS 1 and 2, idle and beside two busy programs; 0 skips it
 SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
@@ -262,6 +263,32 @@ def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: P
     return results
 
 
+def measure_threads(n_frames: int, seed: int, out_dir: Path) -> list[dict]:
+    """`train_vae.py --n_frames N --epochs 1` (collection included) at THREADS 1 and 2, on an idle machine
+    and beside two CPU-bound programs (as a laptop runs a browser and an editor): wall seconds and images/s."""
+    results = []
+    for neighbours in (0, 2):
+        for threads in (1, 2):
+            run_dir = out_dir / f"threads_{threads}_neighbours_{neighbours}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(neighbours)]
+            try:
+                start = time.perf_counter()
+                run_or_fail([sys.executable, str(_REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames",
+                             str(n_frames), "--epochs", "1", "--seed", str(seed), "--threads", str(threads),
+                             "--out_dir", str(run_dir)], f"the THREADS={threads} run")
+                seconds = time.perf_counter() - start
+            finally:
+                for process in busy:
+                    process.kill()
+                    process.wait()
+            with open(run_dir / "metrics.csv") as f:
+                images_per_s = float(list(csv.DictReader(f))[-1]["images_per_s"])
+            results.append({"threads": threads, "neighbours": neighbours, "seconds": seconds,
+                            "images_per_s": images_per_s})
+    return results
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -292,6 +319,14 @@ def report(results: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def threads_rows(results: dict) -> list[tuple[str, str, str, str]]:
+    """(THREADS, busy neighbours, wall seconds, images/s) rows, and each run's time against its idle one."""
+    runs = results.get("threads", [])
+    idle = {r["threads"]: r["seconds"] for r in runs if r["neighbours"] == 0}
+    return [(str(r["threads"]), str(r["neighbours"]), f"{r['seconds']:.1f} ({r['seconds'] / idle[r['threads']]:.1f}x "
+             "idle)", f"{r['images_per_s']:.0f}") for r in runs]
+
+
 def scaling_rows(results: dict) -> list[tuple[str, str, str]]:
     """(processes, images/s, held-out MSE) rows: one process against two on the same frames."""
     return [(f"{s['processes']}", f"{s['images_per_s']:.0f}", f"{s['heldout_mse']:.6f}")
@@ -316,20 +351,23 @@ def main(argv: Sequence[str] | None = None) -> None:
                                seed=frames.fresh_seed(bench.seed) + 1000)
     heldout = frames.collect_frames(heldout_cfg)[0]["frames"]
 
-    print("1/5 collection ...")
+    print("1/6 collection ...")
     results["collection"] = measure_collection(
         cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
-    print("2/5 training speed ...")
+    print("2/6 training speed ...")
     results["training"] = measure_training(bench, out_dir)
     if bench.quality:
-        print("3/5 quality against time (our default run at each budget, then the homework's run) ...")
+        print("3/6 quality against time (our default run at each budget, then the homework's run) ...")
         results["quality"] = measure_quality(bench, heldout, out_dir)
     if bench.memory_frames:
-        print(f"4/5 peak memory with {', '.join(f'{n:,}' for n in bench.memory_frames)} frames ...")
+        print(f"4/6 peak memory with {', '.join(f'{n:,}' for n in bench.memory_frames)} frames ...")
         results["memory"] = [memory_probe(n, bench.memory_img_size, out_dir / "memory") for n in bench.memory_frames]
     if bench.scaling_frames > 0:
-        print(f"5/5 one process against two (torchrun) on the same {bench.scaling_frames:,} frames ...")
+        print(f"5/6 one process against two (torchrun) on the same {bench.scaling_frames:,} frames ...")
         results["scaling"] = measure_scaling(bench.scaling_frames, bench.seed, heldout, out_dir / "scaling")
+    if bench.threads_frames > 0:
+        print(f"6/6 THREADS 1 and 2, idle and beside two busy programs, {bench.threads_frames:,} frames each ...")
+        results["threads"] = measure_threads(bench.threads_frames, bench.seed, out_dir / "threads")
 
     rows = report(results)
     name_width, value_width = (max(len(row[i]) for row in rows) for i in (0, 1))
@@ -340,7 +378,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         print("\nprocesses  images/s  held-out MSE   (the same frames, 2 epochs each)")
         for processes, images_per_s, mse in scaling_rows(results):
             print(f"{processes:>9}  {images_per_s:>8}  {mse}")
-    report_json = json.dumps(results | {"table": rows, "scaling_table": scaling_rows(results)}, indent=2)
+    if "threads" in results:
+        print("\nTHREADS  busy neighbours  wall s            images/s")
+        for threads, neighbours, seconds, images_per_s in threads_rows(results):
+            print(f"{threads:>7}  {neighbours:>15}  {seconds:<16}  {images_per_s}")
+    report_json = json.dumps(results | {"table": rows, "scaling_table": scaling_rows(results),
+                                        "threads_table": threads_rows(results)}, indent=2)
     cli.atomic_write(out_dir / "bench.json", lambda f: f.write(report_json.encode()))
     print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {out_dir / 'quality_vs_time.png'}" if bench.quality else ""))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
 import importlib
 import io
 import os
@@ -317,7 +318,14 @@ def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleN
         groups[knob.group].add_argument(
             "--" + name.lower(), metavar="VALUE", help=f"{knob.help} (default: {knob.value!r})", **bool_flag
         )
-    args = vars(parser.parse_args(argv))
+    known, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flags = ["--" + name.lower() for name in constants]
+        close = [match for arg in unknown if arg.startswith("--")
+                 for match in difflib.get_close_matches(arg.split("=")[0], flags, n=1, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UserError(f"unrecognized arguments: {' '.join(unknown)}{hint} (see --help)")
+    args = vars(known)
     config = {}
     for name, knob in constants.items():
         text = args[name.lower()]

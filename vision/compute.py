@@ -54,6 +54,20 @@ def pick_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | N
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
+def set_threads(threads: int | None) -> None:
+    """CPU threads for this process's torch and for the processes it starts (collection workers
+    inherit OMP_NUM_THREADS). Called before torch's first op: the pool's size is fixed then.
+    One thread is the default: at batch 8 a second buys little on an idle machine, and when
+    another program holds a core, threads that wait on each other slow a run down tenfold
+    (`python tools/bench.py` measures both)."""
+    if threads is None:
+        return
+    if not (isinstance(threads, int) and 1 <= threads <= 1024):
+        raise UserError(f"THREADS must be None or a whole number from 1 to 1024, got {threads!r}")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
 def auto_batch_size(device: torch.device) -> int:
     """BATCH_SIZE=None: small batches on a CPU, where more optimizer steps per second buy the most
     quality per minute; large ones on CUDA, where small batches leave the GPU waiting on Python."""
