@@ -167,3 +167,13 @@ def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, m
         assert (tmp_path / name).is_file(), name
     best = min(history, key=lambda row: row["val_loss"])["epoch"]
     assert load_checkpoint(tmp_path / "vae.pt")["epoch"] == best
+
+
+def test_the_training_loss_is_logged_every_50_steps_beside_the_epoch_rows(tmp_path) -> None:
+    history = [{"epoch": e, "train_loss": 0.1, "train_recon": 0.1, "train_kl": 1.0, "val_loss": 0.1, "val_recon": 0.1,
+                "val_kl": 1.0} for e in (1, 2)]
+    steps = [{"step": s, "epoch": s / 100, "train_loss": 1 / s, "train_recon": 1 / s} for s in range(50, 201, 50)]
+    train_vae.write_metrics(history, steps, tmp_path)
+    lines = (tmp_path / "steps.csv").read_text().splitlines()
+    assert lines[0] == "step,epoch,train_loss,train_recon" and len(lines) == 5 and lines[1].startswith("50,0.5,")
+    assert (tmp_path / "loss_curves.png").stat().st_size > 1000

@@ -140,6 +140,14 @@ def test_in_ram_and_streamed_serve_the_same_frames_and_say_which(tmp_path, capsy
     assert torch.equal(in_ram.shown, streamed.shown), "the same frames in reconstructions.png"
 
 
+def test_the_frames_shown_each_epoch_come_from_different_episodes(tmp_path) -> None:
+    numbered = _numbered_store(tmp_path, [400, 400], episode_length=5)
+    for source in (store.open_frames(numbered, [0, 1], 0.2, 7, 10**6), store.open_frames(numbered, [0, 1], 0.2, 7, 0)):
+        ids = _ids(source.shown)
+        assert len(ids) == store.SHOWN_FRAMES and len({i // 5 for i in ids}) == len(ids), "one frame per episode"
+        assert set(ids) <= set(_expected(numbered, [0], 1)), "all of them held out"
+
+
 def test_a_shard_damaged_during_training_is_named_in_one_line(tmp_path) -> None:
     numbered = _numbered_store(tmp_path, [40, 40])
     streamed = store.Streamed(numbered, [0, 1], 0.2, seed=7)
