@@ -93,8 +93,6 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
     cli.require_at_most(cfg.latent_dim, _MAX_WIDTH, "LATENT_DIM", "a code that wide is no compact picture")
     require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
     cli.require_at_most(cfg.epochs, 10**6, "EPOCHS", "the run would not end")
-    require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 2,
-            f"BATCH_SIZE must be an integer of at least 2 (BatchNorm), or None; got {cfg.batch_size!r}")
     require(
         isinstance(cfg.hidden_dims, tuple) and len(cfg.hidden_dims) >= 1
         and all(isinstance(c, int) and 1 <= c <= _MAX_WIDTH for c in cfg.hidden_dims)
@@ -107,7 +105,10 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
     require(0 <= cfg.kl_weight < math.inf, f"KL_WEIGHT must be zero or positive and finite, got {cfg.kl_weight}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
-    require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction) / ranks.world), cfg.batch_size)  # an estimate
+    if cfg.batch_size is not None:  # None on resume: checked once last.pt tells the run's own
+        require(isinstance(cfg.batch_size, int) and cfg.batch_size >= 2,
+                f"BATCH_SIZE must be an integer of at least 2 (BatchNorm), or None; got {cfg.batch_size!r}")
+        require_batch_fits(int(cfg.n_frames * (1 - cfg.val_fraction) / ranks.world), cfg.batch_size)  # an estimate
 
 
 def require_batch_fits(n_train: int, batch_size: int) -> None:
@@ -143,6 +144,7 @@ class TrainingPosition:
     history: list[dict] = field(default_factory=list)
     best_val_loss: float = math.inf
     steps: list[dict] = field(default_factory=list)
+    reader: str = ""  # how training reads the frames ("in_memory", "streamed"): a resume reads them the same way
 
 
 @torch.no_grad()
@@ -150,16 +152,14 @@ def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNa
                     compute: Compute) -> dict[str, float]:
     """Loss parts over the validation frames of every process, in eval mode (decoding mu), per frame."""
     model.eval()
-    totals = dict.fromkeys(_LOSS_PARTS, 0.0)
-    n = 0
+    sums, n = torch.zeros(len(_LOSS_PARTS), dtype=torch.float64, device=compute.device), 0
     for batch in batches:
         with compute.autocast():
             parts = model.loss(*model(compute.inputs(batch)), kl_weight=cfg.kl_weight)
-        for key in totals:
-            totals[key] += parts[key].item() * len(batch)
+        sums += torch.stack([parts[key].detach().double() for key in _LOSS_PARTS]) * len(batch)
         n += len(batch)
-    *sums, n = distributed.sum_over_ranks([*totals.values(), n])
-    return {key: value / n for key, value in zip(totals, sums, strict=True)}
+    *totals, n = distributed.sum_over_ranks([*sums.tolist(), n])
+    return {key: value / n for key, value in zip(_LOSS_PARTS, totals, strict=True)}
 
 
 def train(
@@ -183,14 +183,15 @@ def train(
     each = f" ({ranks.world} processes, each on its own shards)" if ranks.world > 1 else ""
     print(f"training on {n_train} frames, validating on {n_val} (held-out episodes){each}, on {compute}")
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
     model = compute.prepare(MyVAE(latent_dim=cfg.latent_dim, hidden_dims=cfg.hidden_dims, variational=cfg.variational,
                                   img_size=cfg.img_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    torch.manual_seed(distributed.rank_seed(cfg.seed, ranks.rank))  # but each its own noise
     shuffle = torch.Generator()
-    position = TrainingPosition(shuffle.manual_seed(cfg.seed).get_state())
+    position = TrainingPosition(shuffle.manual_seed(cfg.seed).get_state(), reader=source.kind)
     if resume is not None:
-        position = restore_training_state(resume, model, optimizer, ranks)
+        position = restore_training_state(resume, model, optimizer, compute, ranks)
         print(f"resuming at epoch {position.epoch}, batch {position.batch}")
     net = compute.for_training(distributed.for_ranks(model, compute.device))
 
@@ -199,41 +200,44 @@ def train(
         shuffle.set_state(position.shuffle_state)
         net.train()
         first_batch = position.batch
+        sums = torch.tensor([position.totals[key] for key in _LOSS_PARTS], dtype=torch.float64, device=compute.device)
         with (
             contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
             cli.ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
                             images_per_unit=cfg.batch_size * ranks.world) as bar,
         ):
             for frames_u8 in itertools.islice(stream, position.batch, steps_per_epoch):
-                if distributed.any_rank(bool(stop.signum)):  # every process stops before the same step
-                    sums = distributed.sum_over_ranks([*position.totals.values()])  # last.pt: every process's batches
-                    if ranks.main:
-                        position.totals = dict(zip(_LOSS_PARTS, sums, strict=True))
-                        save_training_state(out_dir / "last.pt", model, optimizer, position, cfg)
-                    raise cli.Stopped(f"stopped by {stop.name} in epoch {position.epoch} after {position.batch}/"
-                                      f"{steps_per_epoch} batches; saved {out_dir / 'last.pt'}; to continue, run the "
-                                      "same command with --resume", stop.signum)
-                # the training step
+                # the training step: one wait for the device, where every process agrees on two flags
                 step = (position.epoch - 1) * steps_per_epoch + position.batch
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total_steps, cfg)
                 with compute.autocast():
                     parts = model.loss(*net(compute.inputs(frames_u8)), kl_weight=cfg.kl_weight)
-                if distributed.any_rank(not torch.isfinite(parts["loss"])):  # before backward: NaN never lands
+                stop_flag = torch.full((), bool(stop.signum), device=compute.device)  # a fill, not a copy that waits
+                flags = torch.stack([~torch.isfinite(parts["loss"]), stop_flag])
+                non_finite, stopping = distributed.any_over_ranks(flags)
+                if non_finite:  # before backward: a NaN never reaches the weights
                     raise diverged(parts["loss"].item(), position, cfg, out_dir)
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 optimizer.step()
-                for key in _LOSS_PARTS:
-                    position.totals[key] += parts[key].item()
+                sums += torch.stack([parts[key].detach().double() for key in _LOSS_PARTS])
                 position.batch += 1
-                if (step + 1) % _LOG_EVERY == 0:
+                if (step + 1) % _LOG_EVERY == 0:  # the loss is read from the device only here
+                    mean = (sums / position.batch).tolist()
                     position.steps.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch,
-                                           "train_loss": position.totals["loss"] / (position.batch or 1),
-                                           "train_recon": position.totals["recon"] / (position.batch or 1)})
-                bar.update(note=f"loss {position.totals['loss'] / position.batch:.5f}")
+                                           "train_loss": mean[0], "train_recon": mean[1]})
+                    bar.note = f"loss {mean[0]:.5f}"
+                bar.update()
+                if stopping:  # every process after the same whole step, so a resume continues exactly
+                    position.totals = dict(zip(_LOSS_PARTS, distributed.sum_over_ranks(sums.tolist()), strict=True))
+                    save_training_state(out_dir / "last.pt", model, optimizer, position, cfg, compute, ranks)
+                    raise cli.Stopped(f"stopped by {stop.name} in epoch {position.epoch} after {position.batch}/"
+                                      f"{steps_per_epoch} batches; saved {out_dir / 'last.pt'}; to continue, run the "
+                                      "same command with --resume", stop.signum)
         if position.batch < steps_per_epoch:  # the reader ran dry: the epoch did not take the steps it announced
             raise RuntimeError(f"epoch {position.epoch} yielded {position.batch} of its {steps_per_epoch} batches")
+        position.totals = dict(zip(_LOSS_PARTS, sums.tolist(), strict=True))
 
         images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size * ranks.world / (time.perf_counter() - start)
         train_sums = distributed.sum_over_ranks(list(position.totals.values()))
@@ -257,9 +261,9 @@ def train(
             f"{seconds:.1f}s ({images_per_s:.0f} images/s){' *' if improved else ''}"
         )
         position = TrainingPosition(shuffle.get_state(), position.epoch + 1, history=position.history,
-                                    best_val_loss=min(position.best_val_loss, val_parts["loss"]), steps=position.steps)
-        if ranks.main:
-            save_epoch(model, optimizer, position, cfg, improved, source.shown, compute, out_dir)
+                                    best_val_loss=min(position.best_val_loss, val_parts["loss"]), steps=position.steps,
+                                    reader=position.reader)
+        save_epoch(model, optimizer, position, cfg, improved, source.shown, compute, out_dir, ranks)
     return position.history
 
 
@@ -275,10 +279,10 @@ def gpu_room(compute: Compute) -> int:
     return torch.cuda.mem_get_info(compute.device)[0] // 4 if compute.device.type == "cuda" else 0
 
 
-def place_frames(frames_u8: torch.Tensor, compute: Compute) -> torch.Tensor:
-    """Frames held in memory go to the GPU when they fit in its room, so batches are indexed there and
-    no host-to-device copy waits on each step; else they stay in RAM."""
-    return frames_u8.to(compute.device) if frames_u8.nbytes < gpu_room(compute) else frames_u8
+def holding_device(n_bytes: int, compute: Compute) -> torch.device:
+    """Where frames held in memory live: on the GPU when they fit in its room, so batches are indexed
+    there and no host-to-device copy waits on each step; else in RAM."""
+    return compute.device if n_bytes < gpu_room(compute) else torch.device("cpu")
 
 
 def diverged(loss: float, position: TrainingPosition, cfg: SimpleNamespace, out_dir: Path,
@@ -297,9 +301,14 @@ def diverged(loss: float, position: TrainingPosition, cfg: SimpleNamespace, out_
 
 
 def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition, cfg: SimpleNamespace,
-               improved: bool, shown: torch.Tensor, compute: Compute, out_dir: Path) -> None:
-    """Everything an epoch leaves behind. last.pt is written last: a run killed at any instant
-    before it resumes from the previous epoch, redoes this one and rewrites every file below."""
+               improved: bool, shown: torch.Tensor, compute: Compute, out_dir: Path,
+               ranks: distributed.Ranks = distributed.ALONE) -> None:
+    """Everything an epoch leaves behind, written by rank 0 (every process takes part in gathering the
+    random states). last.pt is written last: a run killed at any instant before it resumes from the
+    previous epoch, redoes this one and rewrites every file below."""
+    rng = distributed.gather_to_all(random_states(compute))
+    if not ranks.main:
+        return
     if improved:
         save_checkpoint(out_dir / "vae.pt", model, config=vars(cfg), epoch=position.epoch - 1,
                         metrics=position.history)
@@ -308,7 +317,7 @@ def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Trainin
     x = compute.inputs(shown)
     with compute.autocast():
         save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
-    save_training_state(out_dir / "last.pt", model, optimizer, position, cfg)
+    write_training_state(out_dir / "last.pt", model, optimizer, position, cfg, rng)
 
 
 def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None:
@@ -337,21 +346,37 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
     plot_curves(panels, out_dir / "loss_curves.png")
 
 
-def save_training_state(
-    path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition, cfg: SimpleNamespace
-) -> None:
-    """Everything a resumed run needs: weights, optimizer, position and random states."""
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+def random_states(compute: Compute) -> dict[str, torch.Tensor]:
+    """This process's random states: torch's, and its own GPU's (never another GPU's)."""
+    states = {"torch": torch.get_rng_state()}
+    if compute.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(compute.device)
+    return states
+
+
+def save_training_state(path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition,
+                        cfg: SimpleNamespace, compute: Compute, ranks: distributed.Ranks = distributed.ALONE) -> None:
+    """last.pt, from every process's random states (a collective: every process calls it); rank 0 writes."""
+    rng = distributed.gather_to_all(random_states(compute))
+    if ranks.main:
+        write_training_state(path, model, optimizer, position, cfg, rng)
+
+
+def write_training_state(path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition,
+                         cfg: SimpleNamespace, rng: list[dict]) -> None:
+    """Everything a resumed run needs: weights, optimizer, position, and each process's random states."""
     save_checkpoint(path, model, config=vars(cfg), optimizer=optimizer.state_dict(), progress=asdict(position),
-                    rng=rng)
+                    rng={"per_rank": rng})
 
 
 def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
-    """A run resumes only with the constants that made it; EPOCHS and the speed knobs may change."""
+    """A run resumes only with the constants that made it; EPOCHS and the speed knobs may change.
+    BATCH_SIZE=None takes the batch the run started with, whatever this device would pick: the
+    schedule and the order of the data depend on it (a batch set by hand must be the same)."""
     require("progress" in checkpoint, f"{path} is not a training checkpoint (last.pt holds one)")
     saved = checkpoint["config"]
+    if cfg.batch_size is None:
+        cfg.batch_size = saved["batch_size"]
     changed = [
         f"{name.upper()} {saved.get(name)!r} -> {value!r}"
         for name, value in vars(cfg).items()
@@ -370,16 +395,21 @@ def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
               f"{cfg.epochs} epochs from here on")
 
 
-def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer,
+def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer, compute: Compute,
                            ranks: distributed.Ranks = distributed.ALONE) -> TrainingPosition:
-    """Weights, optimizer, random states and position from last.pt. Its loss sums cover every
-    process's batches so far: rank 0 carries them on, the others start from zero, so the epoch's
-    logged loss counts each batch once."""
+    """Weights, optimizer, this process's own random states and the position from last.pt. Its loss
+    sums cover every process's batches so far: rank 0 carries them on, the others start from zero,
+    so the epoch's logged loss counts each batch once. A GPU's random state goes back to a GPU only
+    (a run moved between a CPU and a GPU continues with that device's own stream)."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
-    torch.set_rng_state(checkpoint["rng"]["torch"])
-    if "cuda" in checkpoint["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    per_rank = checkpoint["rng"].get("per_rank", [checkpoint["rng"]])  # a last.pt of one process, as older runs saved
+    require(len(per_rank) == ranks.world, f"last.pt holds the random states of {len(per_rank)} processes, not "
+            f"{ranks.world}: resume with as many processes as the run had")
+    states = per_rank[ranks.rank]
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and compute.device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], compute.device)
     position = TrainingPosition(**checkpoint["progress"])
     if not ranks.main:
         position.totals = dict.fromkeys(_LOSS_PARTS, 0.0)
@@ -401,16 +431,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     distributed.print_only_on_main(ranks)
     cfg = cli.parse_config(__name__, argv)
     set_threads(cfg.threads)  # before torch's first op starts its thread pool
-    device = distributed.local_device(pick_device(cfg.device), ranks)
-    if cfg.batch_size is None:  # the config saved with the run records what ran
-        cfg.batch_size = auto_batch_size(device)
+    device = pick_device(cfg.device, ranks.local_rank if ranks.launched else None)  # this process's own GPU
     if cfg.latent_dim is None:
         cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
+    if cfg.batch_size is None and not cfg.resume:  # a resume takes the run's own, once last.pt is read
+        cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)
     cfg.world_size = ranks.world  # recorded with the run: it resumes only with as many processes
     out_dir = cli.prepare_out_dir(cfg.out_dir)
-    steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // (cfg.batch_size * ranks.world)
-    compute = Compute.choose(device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER)
     if not cfg.resume and (out_dir / "vae.pt").exists():
         print(f"note: {out_dir} holds an earlier run; this one replaces its checkpoints, metrics and pictures "
               f"(to keep both, stop now and pass --out_dir {out_dir}_2)")
@@ -421,12 +449,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         cli.StopRequests() as stop,
     ):
         resume = distributed.from_main(lambda: load_resumable(cfg, out_dir)) if cfg.resume else None
+        if cfg.batch_size is None:  # BATCH_SIZE=None on resume: the batch the run started with, on any device
+            cfg.batch_size = resume["config"]["batch_size"]
+            validate_config(cfg, ranks)
+        steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // (cfg.batch_size * ranks.world)
+        compute = Compute.choose(device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER,
+                                 ranks.world)
         plan = distributed.on_every_rank(lambda: frames.plan_collection(cfg, out_dir, ranks.rank, ranks.world))
         if ranks.main:  # every check that can refuse the run has passed: now it writes
             cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
         shards = frames.collect_planned(cfg, plan, stop, ranks.rank, ranks.world)
         source = store.open_frames(plan.store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
-                                   place=lambda frames_u8: place_frames(frames_u8, compute))
+                                   hold_on=lambda n_bytes: holding_device(n_bytes, compute),
+                                   reader=resume["progress"].get("reader") if resume else None)
         history = train(cfg, source, out_dir, compute, stop, resume, ranks)
     best = min(history, key=lambda row: row["val_loss"])
     print(f"done in {time.perf_counter() - start:.0f}s; best validation loss {best['val_loss']:.5f} "

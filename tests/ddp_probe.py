@@ -17,14 +17,24 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
 import train_vae  # noqa: E402
-from vision import (
-    checkpoints,  # noqa: E402
-    cli,  # noqa: E402
-    pictures,  # noqa: E402
-)
+from MyVAE import MyVAE  # noqa: E402
+from vision import checkpoints, cli, pictures  # noqa: E402
 
-record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": []}
-_step, _write = torch.optim.Adam.step, cli.atomic_write
+record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": [], "noise_differs": None}
+_step, _write, _reparameterize = torch.optim.Adam.step, cli.atomic_write, MyVAE.reparameterize
+
+
+def reparameterize_and_compare(mu, log_var):
+    """The first training step's noise, gathered from every process: each must draw its own."""
+    state = torch.get_rng_state()
+    z = _reparameterize(mu, log_var)
+    if record["noise_differs"] is None and torch.is_grad_enabled():
+        torch.set_rng_state(state)
+        eps = torch.randn_like(mu)  # the very noise z was made with
+        copies = [torch.empty_like(eps) for _ in range(dist.get_world_size())]
+        dist.all_gather(copies, eps)
+        record["noise_differs"] = not torch.equal(copies[0], copies[1])
+    return z
 
 
 def step_then_compare(self: torch.optim.Adam, *args, **kwargs):
@@ -43,9 +53,16 @@ def logged_write(path, write) -> None:
     _write(path, write)
 
 
+def failing_load(*_args):
+    raise RuntimeError("injected on rank 0")
+
+
 torch.optim.Adam.step = step_then_compare
+MyVAE.reparameterize = staticmethod(reparameterize_and_compare)
 for module in (cli, checkpoints, pictures):
     module.atomic_write = logged_write
+if os.environ.get("PROBE_FAIL_RESUME_ON_RANK_0") and record["rank"] == 0:
+    train_vae.load_resumable = failing_load
 try:
     cli.run(train_vae.main, sys.argv[1:])
 finally:

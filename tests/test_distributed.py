@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, TINY, fingerprint
 
 from vision import cli
@@ -45,9 +47,12 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode != 0 and stderr.count("stopped by SIGINT") == 2, stderr[-3000:]
     assert stdout.count("(2 processes, each on its own shards)") == 1, "one log, from rank 0"
+    n_train, n_val = map(int, re.search(r"training on (\d+) frames, validating on (\d+)", stdout).groups())
+    assert n_train + n_val == 1000, "the counts are summed over both processes' shards"
 
     zero, one = _records(probe)
     assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
+    assert zero["noise_differs"] is one["noise_differs"] is True, "each process draws its own noise"
     shards = [sorted(Path(p).name for p in record["writes"] if "shard_" in p) for record in (zero, one)]
     assert shards == [["shard_00000.npz", "shard_00002.npz"], ["shard_00001.npz", "shard_00003.npz"]]
     assert all(Path(p).parent.name.startswith("frames_CartPole-v1_") for p in one["writes"]), \
@@ -56,6 +61,8 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     assert zero["writes"][-1].endswith("last.pt"), "rank 0 saved last.pt when it stopped"
     stopped_at = load_checkpoint(out / "last.pt")
     assert 1 <= stopped_at["progress"]["epoch"] - 1 < 40 and stopped_at["config"]["world_size"] == 2
+    states = [rank["torch"] for rank in stopped_at["rng"]["per_rank"]]
+    assert len(states) == 2 and not torch.equal(*states), "last.pt keeps each process's own random state"
 
     epoch, batch = stopped_at["progress"]["epoch"], stopped_at["progress"]["batch"]
     result = subprocess.run(_torchrun(out, probe, "--epochs", str(epoch + 1), "--resume"),
@@ -82,3 +89,12 @@ def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(t
     assert f'File "{REPO}' not in second.stderr, "each process one line; only torchrun's own report follows"
     assert fingerprint(out) == before, "names and sha256 of every file, shards included, unchanged"
     assert len(list(out.glob("frames_*"))) == 1, "no store was made for the refused job's settings"
+
+
+def test_a_failure_on_rank_0_while_the_others_wait_ends_every_process_in_one_line(tmp_path) -> None:
+    out, probe = tmp_path / "run", tmp_path / "probe"
+    result = subprocess.run(_torchrun(out, probe, "--resume"), env=_env(probe) | {"PROBE_FAIL_RESUME_ON_RANK_0": "1"},
+                            capture_output=True, text=True, timeout=240)
+    line = "error: process 0 failed (RuntimeError: injected on rank 0)"
+    assert result.returncode != 0 and result.stderr.count(line) == 2, result.stderr[-2000:]
+    assert f'File "{REPO}' not in result.stderr, "no traceback from any process"

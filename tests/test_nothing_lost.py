@@ -106,17 +106,19 @@ def test_a_stop_under_two_processes_keeps_every_batch_counted_once(tmp_path, mon
     source = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     data = store.open_frames(*source, cfg.val_fraction, cfg.seed, 2**30)
     monkeypatch.setattr(distributed, "sum_over_ranks", lambda values: [2 * v for v in values])  # as two equal ranks
+    cpu = Compute.choose("cpu", "fp32", False, "off")
     with pytest.raises(cli.Stopped):
-        train_vae.train(cfg, data, tmp_path, Compute.choose("cpu", "fp32", False, "off"), StopAfter(2))
+        train_vae.train(cfg, data, tmp_path, cpu, StopAfter(2))
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
     totals = checkpoint["progress"]["totals"]
-    assert checkpoint["progress"]["batch"] == 2 and totals["loss"] > 0
+    assert checkpoint["progress"]["batch"] == 3 and totals["loss"] > 0
     from MyVAE import MyVAE
 
     model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
     optimizer = torch.optim.Adam(model.parameters())
-    on_zero = train_vae.restore_training_state(checkpoint, model, optimizer, distributed.Ranks(0, 2, launched=True))
-    on_one = train_vae.restore_training_state(checkpoint, model, optimizer, distributed.Ranks(1, 2, launched=True))
+    checkpoint["rng"]["per_rank"] *= 2  # as two processes would have saved
+    on_zero, on_one = (train_vae.restore_training_state(checkpoint, model, optimizer, cpu,
+                                                        distributed.Ranks(rank, 2, launched=True)) for rank in (0, 1))
     assert on_zero.totals == totals and set(on_one.totals.values()) == {0.0}
 
 

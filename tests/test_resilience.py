@@ -70,11 +70,11 @@ def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path, in_ram_bytes: in
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     straight.mkdir(), stopped.mkdir()
     train_vae.train(cfg, data, straight, compute, StopAfter(99))
-    with pytest.raises(Stopped, match=r"in epoch 1 after 3/5 batches.*--resume") as stop:
-        train_vae.train(cfg, data, stopped, compute, StopAfter(3))
+    with pytest.raises(Stopped, match=r"in epoch 1 after 4/5 batches.*--resume") as stop:
+        train_vae.train(cfg, data, stopped, compute, StopAfter(3))  # the request comes in step 4, which finishes
     assert stop.value.exit_code == 128 + signal.SIGTERM
     checkpoint = load_checkpoint(stopped / "last.pt")
-    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 3
+    assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 4
     train_vae.train(cfg, data, stopped, compute, StopAfter(99), resume=checkpoint)
     assert _same_weights(_weights(straight), _weights(stopped))
     assert _losses(straight) == _losses(stopped)

@@ -19,29 +19,37 @@ from torch import nn
 from vision.cli import UserError, reason
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; a named device must be available."""
+def pick_device(name: str = "auto", local_index: int | None = None) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; a named device must be available.
+
+    Under torchrun, `local_index` (the process's LOCAL_RANK) makes CUDA this process's own GPU,
+    made current before anything touches CUDA: no process opens a context on another's GPU.
+    """
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name not in ("cpu", "mps") and not re.fullmatch(r"cuda(:\d+)?", name):
         raise UserError(f"DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
+    device = torch.device(name)
+    if device.type == "cuda" and local_index is not None:
+        device = torch.device("cuda", local_index)
     try:
-        device = torch.device(name)
+        if device.type == "cuda" and device.index is not None:
+            if device.index >= torch.cuda.device_count():
+                raise RuntimeError(f"{torch.cuda.device_count()} CUDA devices are visible")
+            torch.cuda.set_device(device)
         torch.empty(1, device=device)
     except (RuntimeError, AssertionError) as error:
-        raise UserError(f"DEVICE={name!r} is not available here ({reason(error, 150)}); use 'auto' or 'cpu'") from None
+        raise UserError(f"DEVICE={str(device)!r} is not available here ({reason(error, 150)}); use 'auto' or "
+                        "'cpu'") from None
     return device
 
 
 def pick_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The dtype to autocast to for PRECISION on `device`, or None for plain fp32.
 
-    'auto' takes bf16 where the hardware computes it natively (CUDA with bf16, or a CPU
-    with AVX-512 BF16 / AMX) and fp32 elsewhere, where emulated bf16 would be slower.
+    'auto' takes bf16 where the hardware computes it natively: a GPU of compute capability 8.0
+    and up (Ampere, Hopper, ...; torch also says yes on older GPUs, which only emulate it,
+    slower than fp32), or a CPU with AVX-512 BF16 / AMX. fp32 elsewhere.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise UserError(f"PRECISION must be 'auto', 'bf16' or 'fp32', got {precision!r}")
@@ -50,7 +58,7 @@ def pick_autocast_dtype(precision: str, device: torch.device) -> torch.dtype | N
     if precision == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else None
     return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
 
 
@@ -90,13 +98,15 @@ class Compute:
 
     @classmethod
     def choose(cls, device: str | torch.device, precision: str, channels_last: bool, compile: str,
-               long_run: bool = True) -> Compute:
-        """COMPILE 'auto' compiles on CUDA only, and only for a run long enough to repay the
-        ~20 s that compiling costs (`long_run`); on CPU it measured no gain."""
+               long_run: bool = True, processes: int = 1) -> Compute:
+        """COMPILE 'auto' compiles on CUDA only, only in a single process, and only for a run long
+        enough to repay the ~20 s that compiling costs (`long_run`). On CPU it measured no gain;
+        several processes on CUDA train DistributedDataParallel with SyncBatchNorm, a combination
+        torch.compile has known failures with, so 'auto' leaves it eager ('on' still compiles)."""
         chosen = device if isinstance(device, torch.device) else pick_device(device)
         if compile not in ("auto", "on", "off"):
             raise UserError(f"COMPILE must be 'auto', 'on' or 'off', got {compile!r}")
-        compile_ = compile == "on" or (compile == "auto" and chosen.type == "cuda" and long_run)
+        compile_ = compile == "on" or (compile == "auto" and chosen.type == "cuda" and long_run and processes == 1)
         if compile_ and not (shutil.which(os.environ.get("CXX", "g++")) or shutil.which("clang++")):
             print("COMPILE: no C++ compiler found, so the model runs without torch.compile")
             compile_ = False

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -78,11 +79,6 @@ def print_only_on_main(ranks: Ranks) -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the rest of the process's life
 
 
-def local_device(device: torch.device, ranks: Ranks) -> torch.device:
-    """One GPU per process: a torchrun process on CUDA takes the GPU of its LOCAL_RANK."""
-    return torch.device("cuda", ranks.local_rank) if ranks.launched and device.type == "cuda" else device
-
-
 @contextlib.contextmanager
 def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
     """Join the other processes (nccl between GPUs, gloo between CPUs) for the duration; alone, nothing.
@@ -138,13 +134,32 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     return _reduce(values, dist.ReduceOp.SUM)
 
 
+def any_over_ranks(flags: torch.Tensor) -> list[bool]:
+    """Each of `flags` (a small bool tensor, on the training device) true on any process, read on the
+    host: the training step's one collective, and its one wait for the device."""
+    if _active():
+        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+        flags = flags.to(on, dtype=torch.uint8)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [bool(flag) for flag in flags.tolist()]
+
+
+def gather_to_all(value: T) -> list[T]:
+    """`value` from every process, in rank order (alone: [value])."""
+    if not _active():
+        return [value]
+    values: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank `rank`'s own random stream (rank 0 keeps SEED's, so one process runs as alone)."""
+    return seed if rank == 0 else int(np.random.SeedSequence([seed, rank]).generate_state(1)[0])
+
+
 def min_over_ranks(value: int) -> int:
     return int(_reduce([value], dist.ReduceOp.MIN)[0])
-
-
-def any_rank(flag: bool) -> bool:
-    """True if `flag` is true on any process: so that all of them stop at the same step."""
-    return bool(_reduce([float(flag)], dist.ReduceOp.MAX)[0])
 
 
 def from_main(compute: Callable[[], T]) -> T:

@@ -312,6 +312,8 @@ def shards_of_rank(n_shards: int, rank: int, world: int) -> list[int]:
 class InMemory:
     """The frames of some shards held in RAM (or on a GPU), a full shuffle each epoch."""
 
+    kind = "in_memory"
+
     def __init__(self, frames_u8: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor,
                  shown: torch.Tensor) -> None:
         self.frames_u8, self.train_idx, self.val_idx, self.shown = frames_u8, train_idx, val_idx, shown
@@ -331,6 +333,8 @@ class InMemory:
 
 class Streamed:
     """The frames of some shards, read from disk a shard at a time (the next one read ahead)."""
+
+    kind = "streamed"
 
     def __init__(self, store: Store, shards: Sequence[int], val_fraction: float, seed: int,
                  buffer_frames: int = _SHUFFLE_FRAMES) -> None:
@@ -405,33 +409,38 @@ def _draw(buffer: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np
 
 
 def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: int, in_ram_bytes: int,
-                place: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> InMemory | Streamed:
-    """What training reads from `shards`: in RAM when their frames fit in `in_ram_bytes` (each
-    shard read once; `place` may move them to a GPU), else streamed. Says which, and why."""
+                hold_on: Callable[[int], torch.device] = lambda _n: torch.device("cpu"),
+                reader: str | None = None) -> InMemory | Streamed:
+    """What training reads from `shards`: held in memory when their frames fit in `in_ram_bytes`, on
+    the device `hold_on(bytes)` names (a GPU: filled there shard by shard, never assembled in RAM
+    first), else streamed. A resumed run passes the `reader` it started with: the order of its
+    batches depends on it. Says which, and why."""
     n_frames = store.frame_count(shards)
-    total = n_frames * 3 * store.settings["img_size"] ** 2  # bytes of uint8 frames
-    if total > in_ram_bytes:
-        source = Streamed(store, shards, val_fraction, seed)
-        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, more than the {in_ram_bytes / 2**20:.0f} MiB "
-              f"held in memory: IN_RAM_MB) from {len(shards)} shards in {store.folder}, through a shuffle buffer "
-              f"of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
-        return source
     side = store.settings["img_size"]
-    frames_np = np.empty((n_frames, 3, side, side), dtype=np.uint8)  # filled shard by shard: no second copy
+    total = n_frames * 3 * side**2  # bytes of uint8 frames
+    if reader == Streamed.kind or (reader is None and total > in_ram_bytes):
+        source = Streamed(store, shards, val_fraction, seed)
+        why = "as when the run started" if reader else (f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
+                                                        "memory: IN_RAM_MB")
+        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
+              f"{store.folder}, through a shuffle buffer of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
+        return source
+    device = hold_on(total)
+    frames_u8 = torch.empty((n_frames, 3, side, side), dtype=torch.uint8, device=device)
     train, val, offset = [], [], 0
-    for index in shards:
+    for index in shards:  # one shard at a time in RAM, whatever holds the whole
         data = store.read(index, ["frames", "episode"])
         train_idx, val_idx = split_shard(data["episode"], index, val_fraction, seed)
-        frames_np[offset : offset + len(data["frames"])] = data["frames"]
+        frames_u8[offset : offset + len(data["frames"])] = torch.from_numpy(data["frames"]).to(device)
         train.append(train_idx + offset)
         val.append(val_idx + offset)
         offset += len(data["frames"])
-    frames_u8 = place(torch.from_numpy(frames_np))
     shown = shown_frames(store, shards[0], val[0])  # the first shard's offset is 0: its own indices
-    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, within the {in_ram_bytes / 2**20:.0f} MiB held in "
-          f"memory: IN_RAM_MB) in {'RAM' if frames_u8.device.type == 'cpu' else frames_u8.device}")
-    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(frames_u8.device)
-                    for i in (train, val)), shown)
+    why = ("as when the run started" if reader
+           else f"within the {in_ram_bytes / 2**20:.0f} MiB held in memory: IN_RAM_MB")
+    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, {why}) in "
+          f"{'RAM' if device.type == 'cpu' else device}")
+    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(device) for i in (train, val)), shown)
 
 
 def folder_bytes(folder: str | Path) -> int:
