@@ -87,7 +87,9 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     model = build_vae(checkpoint, device)
     config = run_config(checkpoint, checkpoint_path)
     held = frames.heldout_frames(config, fresh)
-    fit, test = encode_frames(model, held.fit["frames"], device), encode_frames(model, held.test["frames"], device)
+    road = frames.env_family(config["env_id"]) == "CarRacing"  # what its controller needs: the road, kept
+    fit, test = encode_frames(model, held.fit["frames"], device), encode_frames(model, held.test["frames"], device,
+                                                                              road=road)
 
     mse = float(test.mse.mean())
     kl = codes.information(True, test.mu, test.log_var) if model.variational else np.zeros(model.latent_dim)
@@ -113,6 +115,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "active_dims_by_variance": int((variance > codes.ACTIVE).sum()),
         "dims_by_information": order,
         "probe_r2": dict(zip(names, (float(v) for v in r2), strict=True)),
+        "road_iou": float(np.nanmean(test.road_iou)) if road else None,
+        "frames_showing_road": int((~np.isnan(test.road_iou)).sum()) if road else None,
     }
     colour, label = scatter_colour(config["env_id"], held.test)
     write_pictures(model, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
@@ -164,6 +168,9 @@ def summary(metrics: dict) -> str:
     else:  # an autoencoder has no KL: a dimension is active where its code varies across frames
         lines.append(f"  active dimensions (code variance across frames > {codes.ACTIVE}): "
                      f"{metrics['active_dims_by_variance']}")
+    if metrics["road_iou"] is not None:
+        lines.append(f"  road kept: IoU of the road pixels, frame against reconstruction, {metrics['road_iou']:.3f} "
+                     f"(mean over the {metrics['frames_showing_road']} frames that show road)")
     lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
     lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
     return "\n".join(lines)

@@ -12,8 +12,11 @@ from conftest import TINY, read_store, run_main, train_config
 import encode_vae
 import sample_vae
 import train_vae
-from vision import frames
+from MyVAE import MyVAE
+from vision import frames, road
 from vision.checkpoints import load_checkpoint, load_vae
+from vision.cli import UserError
+from vision.latent import LatentObservation
 
 needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None,
                                  reason="CarRacing needs gymnasium[box2d]: pip install -r requirements-envs.txt")
@@ -28,7 +31,8 @@ def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car
     data, stats = frames.collect_frames(cfg)
     assert data["frames"].shape == (40, 3, 64, 64) and data["states"].shape == (40, 0)
     assert data["step"].min() == 50 and stats.skipped_intro == 50 * stats.episodes  # the zoom-in is never kept
-    assert data["action"].shape == (40, 3) and (data["action"][~data["done"], 1] >= 0.5).all()  # gas
+    assert data["action"].shape == (40, 3) and (np.abs(data["action"][~data["done"]]) <= 1).all()
+    assert (road.road_mask(data["frames"]).mean((1, 2)) >= road.SHOWS_ROAD).all(), "the policy drives on the road"
     assert np.abs(np.diff(data["frames"].astype(int), axis=0)).mean() > 0.5, "the car moves"
     green = data["frames"][:, 1].mean() > data["frames"][:, 0].mean()
     assert green, "grass, not the black status bar, fills the cropped frame"
@@ -104,3 +108,100 @@ def test_the_rollout_gif_shows_a_heldout_episode_beside_its_reconstruction(capsy
             gif.seek(index)
             shown_ms += gif.info["duration"]
         assert gif.is_animated and shown_ms == 100 * min(100, n_heldout), "the first 100 held-out frames, or all"
+
+
+# ---------------------------------------------------------------- the road measure, and latents as observations
+
+
+def _road_frame(shift: int = 0) -> np.ndarray:
+    """A hand-made 64x64 CarRacing-like frame: grass, a grey road band, red-and-white curbs, a red car."""
+    frame = np.empty((3, 64, 64), np.uint8)
+    frame[:] = np.array([102, 204, 102], np.uint8)[:, None, None]  # grass
+    frame[:, :, 20 + shift:36 + shift] = 102  # road
+    frame[:, 30:34, 19 + shift] = np.array([255, 0, 0], np.uint8)[:, None]  # a red curb
+    frame[:, 34:38, 19 + shift] = 255  # a white curb
+    frame[:, 50:56, 26 + shift:30 + shift] = np.array([204, 0, 0], np.uint8)[:, None, None]  # the car
+    return frame
+
+
+def test_the_road_rule_takes_grey_asphalt_only() -> None:
+    mask = road.road_mask(_road_frame()[None])[0]
+    assert mask[:, 21:35].mean() > 0.85 and not mask[:, :19].any() and not mask[:, 37:].any(), "grass is not road"
+    assert not mask[30:38, 19].any() and not mask[50:56, 26:30].any(), "curbs and the car are not road"
+
+
+def test_the_road_measure_tells_a_good_reconstruction_from_a_blurred_one() -> None:
+    frames_u8 = np.stack([_road_frame(shift) for shift in (0, 8, 16, 24)])
+    noise = np.random.default_rng(0).integers(-3, 4, frames_u8.shape)
+    good = np.clip(frames_u8.astype(int) + noise, 0, 255).astype(np.uint8)
+    blurred = frames_u8.astype(float)
+    for _ in range(6):  # a box blur: the road's edges wash into the grass, as an MSE-only model's do
+        blurred = (blurred + np.roll(blurred, 3, axis=3) + np.roll(blurred, -3, axis=3)) / 3
+    assert np.nanmean(road.road_iou(frames_u8, good)) > 0.95
+    assert np.nanmean(road.road_iou(frames_u8, blurred.round().astype(np.uint8))) < 0.7
+    grass_only = np.broadcast_to(np.array([102, 204, 102], np.uint8)[None, :, None, None], (1, 3, 64, 64))
+    assert np.isnan(road.road_iou(grass_only, grass_only)).all(), "a frame without road is not scored"
+
+
+def _checkpoint_for(tmp_path, env_id: str, **config) -> str:
+    from vision.checkpoints import save_checkpoint
+
+    cfg = train_config(env_id=env_id, img_size=32, latent_dim=4, **config)
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
+    path = tmp_path / "vae.pt"
+    save_checkpoint(path, model, config=vars(cfg))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_the_wrappers_code_is_what_encode_vae_writes_for_the_same_frame(capsys, tmp_path) -> None:
+    import gymnasium as gym
+
+    assert run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)).returncode == 0
+    assert run_main(capsys, encode_vae.main, "--checkpoint", str(tmp_path / "vae.pt")).returncode == 0
+    codes = np.load(tmp_path / "codes.npz")
+    env = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "vae.pt")
+    z, _ = env.reset(seed=frames.chunk_seed(0, 0))  # the first episode of the first collection chunk
+    first = np.flatnonzero((codes["episode"] == 0) & (codes["step"] == 0))[0]
+    assert z.shape == (4,) and z.dtype == np.float32 and env.observation_space.contains(z)
+    assert np.allclose(z, codes["mu"][first], atol=1e-5), "the same frame, the same code"
+    both = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "vae.pt", code="mu_log_var")
+    z2, _ = both.reset(seed=frames.chunk_seed(0, 0))
+    assert z2.shape == (8,) and np.allclose(z2[4:], codes["log_var"][first], atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")  # the checker's note on wrappers
+def test_gymnasiums_checker_accepts_the_wrapped_env_and_another_envs_checkpoint_is_refused(tmp_path) -> None:
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    path = _checkpoint_for(tmp_path, "CartPole-v1")
+    env = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), path)
+    # spaces, reset and step, seeding, and rebuilding the wrapped env from its spec; not the pass that remakes it in
+    # every render mode: a classic-control env's frames are rgb_array renders, so "human" is refused by design
+    check_env(env, skip_render_check=True)
+    env.reset(seed=0)
+    for _ in range(3):
+        z, *_ = env.step(env.action_space.sample())
+        assert env.observation_space.contains(z)
+    with pytest.raises(UserError, match="was trained on CartPole-v1 frames, not Pendulum-v1's"):
+        LatentObservation(gym.make("Pendulum-v1", render_mode="rgb_array"), path)
+    with pytest.raises(UserError, match='render_mode="rgb_array"'):
+        LatentObservation(gym.make("CartPole-v1"), path)
+
+
+@needs_box2d
+@pytest.mark.filterwarnings("ignore:.*different from the unwrapped version")
+def test_an_env_that_observes_images_is_encoded_from_its_observation_cropped_as_in_training(tmp_path) -> None:
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    from vision.compute import to_unit_float
+
+    path = _checkpoint_for(tmp_path, "CarRacing-v3")
+    env = LatentObservation(gym.make("CarRacing-v3"), path)
+    observation, _ = env.env.reset(seed=3)
+    frame = frames.preprocess_frame(observation, frames.resolve_crop("CarRacing-v3", None), 32)
+    expected = env.model(to_unit_float(torch.from_numpy(frame.copy()[None]))).mu[0].detach().numpy()
+    assert np.allclose(env.observation(observation), expected, atol=1e-6)
+    check_env(env, skip_render_check=True)

@@ -19,7 +19,7 @@ from vision.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, t
 METRIC_KEYS = {
     "checkpoint", "variational", "kl_weight", "env_id", "frames_scored", "data", "mse", "psnr_db",
     "sample_nearest_mse_median", "sample_nearest_mse_p90", "kl_per_dim", "kl_total", "active_dims",
-    "active_dims_by_variance", "dims_by_information", "probe_r2",
+    "active_dims_by_variance", "dims_by_information", "probe_r2", "road_iou", "frames_showing_road",
 }
 
 

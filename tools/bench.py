@@ -1,7 +1,8 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
-    python tools/bench.py                          # all of it: about 35 minutes on 2 cores
-    python tools/bench.py --quality False --memory_frames "()" --scaling_frames 0   # speed only: ~3 minutes
+    python tools/bench.py                          # all of it: about 40 minutes on 2 cores
+    python tools/bench.py --quality False --memory_frames "()" --scaling_frames 0 --threads_frames 0  # ~3 minutes
+    python tools/bench.py --gpu                    # the GPU acceptance check instead (under 10 minutes on one GPU)
 
 Prints a table with the machine's CPU (and whether it has AMX) and writes it to
 OUT_DIR/bench.json, and the time-to-quality curves to OUT_DIR/quality_vs_time.png. The
@@ -50,6 +51,7 @@ MEMORY_FRAMES = (20_000, 100_000, 500_000)  # N_FRAMES of the `--epochs 1` runs 
 MEMORY_IMG_SIZE = 32  # their IMG_SIZE: 32 keeps the 500k run to minutes; a large dataset streams from disk either way
 SCALING_FRAMES = 24_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
 THREADS_FRAMES = 4000  # frames of the runs timed at THREADS 1 and 2, idle and beside two busy programs; 0 skips it
+GPU = False  # instead: the GPU acceptance check (default run, 40k x 5, compile, torchrun, resume, CarRacing)
 SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
@@ -289,6 +291,66 @@ def measure_threads(n_frames: int, seed: int, out_dir: Path) -> list[dict]:
     return results
 
 
+# ---------------------------------------------------------------- the GPU acceptance check
+
+
+def _script_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()) -> tuple[float, list[dict]]:
+    """train_vae.py as a user starts it (under `launcher`, e.g. torchrun): wall seconds and metrics rows."""
+    out_dir = Path(argv[argv.index("--out_dir") + 1])
+    start = time.perf_counter()
+    run_or_fail([*(launcher or [sys.executable]), str(_REPO / "train_vae.py"), *argv], what)
+    seconds = time.perf_counter() - start
+    with open(out_dir / "metrics.csv") as f:
+        return seconds, list(csv.DictReader(f))
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    first, second = (torch.load(path, map_location="cpu", weights_only=True)["model"] for path in (a, b))
+    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def gpu_acceptance(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path) -> list[dict]:
+    """Each check of the GPU path: what ran, its wall seconds, and what it measured."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    rows = []
+
+    def row(check: str, seconds: float, result: str) -> None:
+        rows.append({"check": check, "seconds": round(seconds, 1), "result": result})
+        print(f"  {check}: {seconds:.0f} s, {result}")
+
+    seconds, metrics = _script_run(["--out_dir", str(out_dir / "default")], "the default run")
+    mse = heldout_mse(load_vae(out_dir / "default" / "vae.pt"), heldout_u8)
+    row("python train_vae.py (default, collection included)", seconds,
+        f"{float(metrics[-1]['images_per_s']):.0f} images/s, held-out MSE {mse:.6f}")
+    for compile_ in ("off", "on"):
+        argv = ["--n_frames", "40000", "--epochs", "5", "--compile", compile_, "--out_dir", str(out_dir / compile_)]
+        seconds, metrics = _script_run(argv, f"the 40k x 5 run, COMPILE={compile_}")
+        row(f"--n_frames 40000 --epochs 5 --compile {compile_}", seconds,
+            f"{float(metrics[-1]['images_per_s']):.0f} images/s, validation MSE {float(metrics[-1]['val_recon']):.6f}")
+    exact = ["--n_frames", "8000", "--cosine", "False", "--warmup", "0.0"]  # one LR throughout: resume = longer run
+    for gpus in range(1, torch.cuda.device_count() + 1):
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
+        straight, resumed = out_dir / f"torchrun_{gpus}_straight", out_dir / f"torchrun_{gpus}_resumed"
+        seconds, metrics = _script_run([*exact, "--epochs", "2", "--out_dir", str(straight)], "torchrun", torchrun)
+        _script_run([*exact, "--epochs", "1", "--out_dir", str(resumed)], "torchrun, first epoch", torchrun)
+        _script_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(resumed)], "torchrun --resume", torchrun)
+        same = _same_weights(straight / "last.pt", resumed / "last.pt")
+        row(f"torchrun --nproc_per_node={gpus}, then --resume", seconds,
+            f"{float(metrics[-1]['images_per_s']):.0f} images/s; resumed weights {'identical' if same else 'DIFFER'}")
+    moved = out_dir / "cpu_to_gpu"
+    _script_run([*exact, "--epochs", "1", "--device", "cpu", "--out_dir", str(moved)], "the CPU run")
+    seconds, metrics = _script_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(moved)], "its GPU resume")
+    row("a run started on the CPU, resumed on the GPU", seconds, f"epoch 2 at {float(metrics[-1]['images_per_s']):.0f}"
+        f" images/s, batch {json.loads((moved / 'config.json').read_text())['batch_size']} kept")
+    speed = measure_training(bench, out_dir / "speed")
+    row("bench training speed on CUDA", 0.0, f"{speed['ours_images_per_s']:.0f} vs the homework's "
+        f"{speed['reference_images_per_s']:.0f} images/s")
+    seconds, metrics = _script_run(["--env_id", "CarRacing-v3", "--out_dir", str(out_dir / "car")], "CarRacing")
+    row("python train_vae.py --env_id CarRacing-v3 (collection on every core)", seconds,
+        f"validation MSE {float(metrics[-1]['val_recon']):.6f}")
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -344,12 +406,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
     cli.require_seed(bench.seed)
+    cli.require(not bench.gpu or torch.cuda.is_available(), "--gpu is the GPU acceptance check and needs a CUDA GPU; "
+                "none is visible here")
     out_dir = cli.prepare_out_dir(bench.out_dir)
     results = {"machine": compute.machine()}
     print(f"{results['machine']}")
     heldout_cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
                                seed=frames.fresh_seed(bench.seed) + 1000)
     heldout = frames.collect_frames(heldout_cfg)[0]["frames"]
+    if bench.gpu:
+        rows = gpu_acceptance(bench, heldout, out_dir / "gpu")
+        report_json = json.dumps(results | {"gpu": rows}, indent=2)
+        cli.atomic_write(out_dir / "gpu.json", lambda f: f.write(report_json.encode()))
+        print(f"\nwrote {out_dir / 'gpu.json'} ({results['machine']['device']})")
+        return
 
     print("1/6 collection ...")
     results["collection"] = measure_collection(

@@ -16,6 +16,7 @@ import torch
 from MyVAE import MyVAE, kl_per_dim
 from vision import cli
 from vision.compute import to_unit_float
+from vision.road import road_iou
 
 FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
 ACTIVE = 0.01  # nats of mean KL (an autoencoder: variance of the code across frames) that make a dimension active
@@ -25,19 +26,22 @@ INTERPOLATION_STEPS = 11  # decodings from A's code to B's, both included: t = 0
 
 @dataclass
 class Codes:
-    """Per frame: the code's mean and log-variance (zeros for an autoencoder), and the per-pixel
-    MSE of the frame's reconstruction from that mean."""
+    """Per frame: the code's mean and log-variance (zeros for an autoencoder), the per-pixel MSE
+    of the frame's reconstruction from that mean, and (asked for) the road IoU of that
+    reconstruction (vision/road.py; NaN where the frame shows no road)."""
 
     mu: np.ndarray
     log_var: np.ndarray
     mse: np.ndarray
+    road_iou: np.ndarray | None = None
 
 
 @torch.no_grad()
-def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, desc: str = "encoding") -> Codes:
+def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, desc: str = "encoding",
+                  road: bool = False) -> Codes:
     """Encode uint8 frames (N, 3, H, W) in batches of FRAMES_PER_BATCH, with a progress bar."""
     model.eval()
-    parts: dict[str, list[torch.Tensor]] = {"mu": [], "log_var": [], "mse": []}
+    parts: dict[str, list[torch.Tensor]] = {"mu": [], "log_var": [], "mse": [], "road_iou": []}
     with cli.ProgressBar(len(frames_u8), desc, "frame") as bar:
         for batch in torch.from_numpy(frames_u8).split(FRAMES_PER_BATCH):
             x = to_unit_float(batch.to(device))
@@ -45,8 +49,11 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
             parts["mu"].append(out.mu.float().cpu())
             parts["log_var"].append(out.log_var.float().cpu())
             parts["mse"].append((out.recon.float() - x).pow(2).flatten(1).mean(1).cpu())
+            if road:  # the reconstruction as the frame's own uint8 pixels, as a controller would see it
+                recon_u8 = (out.recon.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+                parts["road_iou"].append(torch.from_numpy(road_iou(batch.numpy(), recon_u8)))
             bar.update(len(batch))
-    return Codes(**{key: torch.cat(values).numpy() for key, values in parts.items()})
+    return Codes(**{key: torch.cat(values).numpy() for key, values in parts.items() if values})
 
 
 def information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:

@@ -1,0 +1,72 @@
+"""A Gymnasium wrapper whose observation is the trained VAE's code of the frame: what the memory
+(an MDN-RNN) and the controller of a world model read.
+
+    import gymnasium as gym
+    from vision.latent import LatentObservation
+
+    env = LatentObservation(gym.make("CarRacing-v3"), "outputs/car/vae.pt")
+    z, info = env.reset(seed=0)  # z: float32 (LATENT_DIM,), the mean of q(z|frame)
+
+Each observation becomes a frame exactly as the training frames were made (the run's crop,
+size and renderer: the image observation itself, or the env's rgb_array render for classic
+control), then is encoded alone, in eval mode, on the checkpoint's DEVICE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from vision import frames
+from vision.checkpoints import build_vae, load_checkpoint, run_config
+from vision.cli import UserError
+from vision.compute import pick_device, to_unit_float
+
+CODES = ("mu", "mu_log_var")  # what an observation holds: the code's mean, or its mean and log-variance
+
+
+class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """`env` observed through the VAE saved at `checkpoint`: each observation is the code of its frame.
+
+    code="mu" (the default) gives the mean of q(z|frame), (LATENT_DIM,) float32; code="mu_log_var"
+    gives the mean and the log-variance side by side, (2 * LATENT_DIM,). `device` overrides the
+    checkpoint's DEVICE. A classic-control env must be made with render_mode="rgb_array", since its
+    frames are renders.
+    """
+
+    def __init__(self, env: gym.Env, checkpoint: str | Path, code: str = "mu", device: str | None = None) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, checkpoint=str(checkpoint), code=code, device=device)
+        gym.ObservationWrapper.__init__(self, env)
+        if code not in CODES:
+            raise UserError(f"code must be one of {', '.join(CODES)}, got {code!r}")
+        saved = load_checkpoint(checkpoint)
+        config = run_config(saved, checkpoint)
+        env_id = env.spec.id if env.spec is not None else "an unregistered env"
+        if env_id != config["env_id"]:
+            raise UserError(f"{checkpoint} was trained on {config['env_id']} frames, not {env_id}'s: use a checkpoint "
+                            f"trained with --env_id {env_id}")
+        if not frames.observes_images(env) and env.render_mode != "rgb_array":
+            raise UserError(f"{env_id} is drawn from its render: make it with gym.make({env_id!r}, "
+                            "render_mode=\"rgb_array\")")
+        self.device = pick_device(device or config["device"])
+        self.model = build_vae(saved, self.device)
+        self.code = code
+        crop = frames.resolve_crop(config["env_id"], config["crop"])
+        self._render = frames.frame_renderer(env, crop, config["img_size"], config["fast_render"])
+        size = self.model.latent_dim * (2 if code == "mu_log_var" else 1)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
+
+    def frame(self, observation: Any) -> np.ndarray:
+        """The (3, IMG_SIZE, IMG_SIZE) uint8 frame this observation makes, as training saw it."""
+        return self._render(self.env, observation)
+
+    @torch.no_grad()
+    def observation(self, observation: Any) -> np.ndarray:
+        x = to_unit_float(torch.from_numpy(self.frame(observation)[None]).to(self.device))
+        out = self.model(x)  # one frame: eval mode, so no batch statistics and no sampling
+        parts = [out.mu] if self.code == "mu" else [out.mu, out.log_var]
+        return torch.cat(parts, dim=1)[0].float().cpu().numpy()
