@@ -107,18 +107,22 @@ class MyVAE(nn.Module):
         return VAEOutput(self.decode(z), x, mu, log_var)
 
     def loss(
-        self, recon: Tensor, x: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float
+        self, recon: Tensor, x: Tensor, mu: Tensor, log_var: Tensor, kl_weight: float, kl_floor: float = 0.0
     ) -> dict[str, Tensor]:
         """Total loss and its parts: per-pixel MSE, and KL in nats per frame.
 
         KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma & Welling 2014, Appendix B),
         summed over latent dimensions and averaged over the batch. The AE has no KL term.
+        `kl_floor` ("free bits", as World Models used): a dimension's batch-mean KL below this
+        many nats costs nothing, so the loss does not squeeze it to zero; the "kl" part
+        reported is the true KL either way.
         """
         recon_loss = F.mse_loss(recon.float(), x.float())
         if not self.variational:
             return {"loss": recon_loss, "recon": recon_loss, "kl": torch.zeros_like(recon_loss)}
-        kl = kl_per_dim(mu.float(), log_var.float()).sum(dim=1).mean()
-        return {"loss": recon_loss + kl_weight * kl, "recon": recon_loss, "kl": kl}
+        per_dim = kl_per_dim(mu.float(), log_var.float()).mean(dim=0)
+        penalized = per_dim.clamp(min=kl_floor).sum() if kl_floor > 0 else per_dim.sum()
+        return {"loss": recon_loss + kl_weight * penalized, "recon": recon_loss, "kl": per_dim.sum()}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

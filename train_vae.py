@@ -49,6 +49,7 @@ LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 
 HIDDEN_DIMS = (8, 16, 32, 64, 128)  # channels of the stride-2 convolutions, mirrored by the decoder (homework: 32..512)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
 KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
+KL_FLOOR = 0.0  # nats per latent dimension that cost nothing ("free bits", as World Models used 0.5); 0: none
 # training
 BATCH_SIZE = None  # frames per optimizer step; None: 8 on a CPU or MPS, 512 on CUDA
 EPOCHS = 2  # passes over the training split
@@ -103,6 +104,7 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
     require(0 < cfg.lr < math.inf, f"LR must be positive and finite, got {cfg.lr}")
     require(0 <= cfg.warmup < 1, f"WARMUP must lie in [0, 1), got {cfg.warmup}")
     require(0 <= cfg.kl_weight < math.inf, f"KL_WEIGHT must be zero or positive and finite, got {cfg.kl_weight}")
+    require(0 <= cfg.kl_floor <= 100, f"KL_FLOOR must lie in 0 .. 100 nats per dimension, got {cfg.kl_floor}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
     if cfg.batch_size is not None:  # None on resume: checked once last.pt tells the run's own
@@ -155,7 +157,7 @@ def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNa
     sums, n = torch.zeros(len(_LOSS_PARTS), dtype=torch.float64, device=compute.device), 0
     for batch in batches:
         with compute.autocast():
-            parts = model.loss(*model(compute.inputs(batch)), kl_weight=cfg.kl_weight)
+            parts = model.loss(*model(compute.inputs(batch)), cfg.kl_weight, cfg.kl_floor)
         sums += torch.stack([parts[key].detach().double() for key in _LOSS_PARTS]) * len(batch)
         n += len(batch)
     *totals, n = distributed.sum_over_ranks([*sums.tolist(), n])
@@ -212,7 +214,7 @@ def train(
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total_steps, cfg)
                 with compute.autocast():
-                    parts = model.loss(*net(compute.inputs(frames_u8)), kl_weight=cfg.kl_weight)
+                    parts = model.loss(*net(compute.inputs(frames_u8)), cfg.kl_weight, cfg.kl_floor)
                 stop_flag = torch.full((), bool(stop.signum), device=compute.device)  # a fill, not a copy that waits
                 flags = torch.stack([~torch.isfinite(parts["loss"]), stop_flag])
                 non_finite, stopping = distributed.any_over_ranks(flags)

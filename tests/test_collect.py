@@ -110,6 +110,7 @@ def test_unknown_env_id_suggests_close_names() -> None:
         ({"crop": (0.5, 0.5, 0.0, 1.0)}, "CROP must be"),
         ({"n_frames": -5}, "N_FRAMES must be at least 1"),
         ({"img_size": 48}, "IMG_SIZE must be a power of two"),
+        ({"reset_after": 400}, "RESET_AFTER=400 would keep more than 250 frames of an episode"),
         ({"val_fraction": 1.0}, "VAL_FRACTION"),
         ({"n_frames": 50, "batch_size": 100}, "smaller than BATCH_SIZE"),
     ],

@@ -65,6 +65,18 @@ def test_kl_matches_closed_form_on_known_inputs() -> None:
     assert parts["kl"].item() > 0  # the sign the guide warns about
 
 
+def test_a_kl_floor_frees_the_nats_below_it_and_reports_the_true_kl() -> None:
+    model = MyVAE(**SMALL)
+    x = torch.rand(2, 3, 64, 64)
+    mu = torch.tensor([[0.5, 0.0, 2.0, 0.0], [0.5, 0.0, 2.0, 0.0]], requires_grad=True)  # KL 0.125, 0, 2, 0 nats
+    log_var = torch.zeros(2, 4)
+    parts = model.loss(x, x, mu, log_var, kl_weight=1.0, kl_floor=0.5)
+    assert parts["kl"].item() == pytest.approx(2.125), "the true KL, for the logs"
+    assert parts["loss"].item() == pytest.approx(0.5 + 0.5 + 2.0 + 0.5), "dimensions under the floor cost the floor"
+    parts["loss"].backward()
+    assert mu.grad[:, 0].abs().sum() == 0 and mu.grad[:, 2].abs().sum() > 0, "no push on a dimension under the floor"
+
+
 def test_autoencoder_has_no_kl_term() -> None:
     model = MyVAE(variational=False, **SMALL)
     x = torch.rand(2, 3, 64, 64)

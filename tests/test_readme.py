@@ -28,10 +28,10 @@ def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
 
 
 def readme_table(script: str) -> dict[str, str]:
-    """The README's constants table for `script`: NAME -> the default as written."""
-    match = re.search(rf"^`{re.escape(script)}`:\n\n\| constant \| default \| meaning \|\n\|.*\|\n((?:\|.*\|\n)+)",
-                      README, re.M)
-    assert match, f"the README has no constants table for {script}"
+    """The constants table for `script`, in the README or a docs/ page: NAME -> the default as written."""
+    pattern = rf"^`{re.escape(script)}`:\n\n\| constant \| default \| meaning \|\n\|.*\|\n((?:\|.*\|\n)+)"
+    match = next(filter(None, (re.search(pattern, text, re.M) for text in _documents().values())), None)
+    assert match, f"no page has a constants table for {script}"
     return dict(re.findall(r"^\| `([A-Z_0-9]+)` \| `([^`]*)` \|", match.group(1), re.M))
 
 
@@ -106,14 +106,35 @@ def test_every_file_a_readme_command_or_link_names_exists() -> None:
             assert (REPO / path).is_file(), f"{name} installs from {path}, which does not exist"
 
 
-def test_the_readme_constants_block_is_what_make_docs_writes() -> None:
-    """So `python make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
-    assert make_docs.constants_tables() in README
+def test_the_constants_blocks_are_what_make_docs_writes() -> None:
+    """So `python tools/make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
+    assert make_docs.constants_tables([train_vae, sample_vae]) in README, "the knobs a newcomer turns, in the README"
+    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, bench, make_docs])
+    assert others in (REPO / "docs" / "constants.md").read_text()
+
+
+def test_the_readme_starts_short_and_links_every_page() -> None:
+    assert len(README) < 20_000, "the long sections live in docs/"
+    first_screen = README[:README.index("## Run")]
+    assert first_screen.index("--index-url https://download.pytorch.org/whl/cpu") < first_screen.index(
+        "pip install -r requirements.txt"), "the CPU build comes before the first pip command a newcomer copies"
+    assert "--n_frames 2000 --epochs 1" in README[:README.index("## Test")], "a smoke run leads"
+    for page in ("data", "carracing-atari", "evaluation", "nothing-lost", "performance", "scaling-out", "layout",
+                 "constants", "glossary"):
+        assert f"(docs/{page}.md)" in README, page
+
+
+def test_every_table_says_where_and_when_it_was_measured_in_plain_sight() -> None:
+    for name, text in _documents().items():
+        for block, body in re.findall(r"<!-- (\w+): .*?-->\n(.*?)<!-- \1 end -->", text, re.S):
+            if "| ---" in body and not block.startswith("constants"):
+                assert body.startswith("*Measured on "), f"{name}: the {block} table hides its provenance"
 
 
 def test_make_docs_replaces_only_its_marked_blocks() -> None:
     text = "intro\n<!-- results: old; do not edit by hand -->\n| a | 1 |\n<!-- results end -->\noutro\n"
-    new = make_docs.replace_block(text, "results", "| a | 2 |", "by a test")
-    assert new == "intro\n<!-- results: by a test; do not edit by hand -->\n| a | 2 |\n<!-- results end -->\noutro\n"
+    new = make_docs.replace_block(text, "results", "| a | 2 |", "a test machine, 2026-12-01")
+    assert new == ("intro\n<!-- results: written by `python tools/make_docs.py`; do not edit by hand -->\n"
+                   "*Measured on a test machine, 2026-12-01.*\n\n| a | 2 |\n<!-- results end -->\noutro\n")
     with pytest.raises(cli.UserError, match="no `<!-- bench: ... -->`"):
         make_docs.replace_block(text, "bench", "x", "y")

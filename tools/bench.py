@@ -47,6 +47,7 @@ TRAIN_FRAMES = 3000  # frames each side trains on for images/s
 HELDOUT_FRAMES = 1000  # fresh frames (another seed) that every model is scored on
 QUALITY = True  # held-out MSE against wall seconds: our default run at several budgets vs the homework's run
 QUALITY_BUDGETS = (0.25, 0.5, 1.0)  # shares of our default N_FRAMES, each one whole default run
+CAR_QUALITY = True  # also CarRacing-v3's defaults at those budgets: held-out MSE and road IoU against wall seconds
 MEMORY_FRAMES = (20_000, 100_000, 500_000)  # N_FRAMES of the `--epochs 1` runs whose peak RSS is measured; ()
 MEMORY_IMG_SIZE = 32  # their IMG_SIZE: 32 keeps the 500k run to minutes; a large dataset streams from disk either way
 SCALING_FRAMES = 24_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
@@ -196,14 +197,56 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
     ours = []
     for share in bench.quality_budgets:
         n_frames = max(int(default.n_frames * share), 200)
-        seconds, _ = train_ours(out_dir / f"quality_{n_frames}", ["--n_frames", str(n_frames),
-                                                                  "--seed", str(bench.seed)])
+        seconds, rows = train_ours(out_dir / f"quality_{n_frames}", ["--n_frames", str(n_frames),
+                                                                     "--seed", str(bench.seed)])
         mse = heldout_mse(load_vae(out_dir / f"quality_{n_frames}" / "vae.pt"), heldout_u8)
-        ours.append({"seconds": seconds, "mse": mse, "n_frames": n_frames})
+        ours.append({"seconds": seconds, "mse": mse, "n_frames": n_frames, "run": str(out_dir / f"quality_{n_frames}"),
+                     "images_per_s": float(rows[-1]["images_per_s"])})
     cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=_HOMEWORK.n_frames, seed=bench.seed)
     homework = train_homework(cfg, heldout_u8, _HOMEWORK.iterations, _HOMEWORK.eval_every)
     plot_quality(ours, homework, out_dir / "quality_vs_time.png")
     return {"ours": ours, "homework": homework}
+
+
+def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
+    """CarRacing-v3's own defaults at each budget, collection included: wall seconds, and held-out
+    MSE and road IoU on fresh frames of another seed (the last budget is the run the docs quote)."""
+    car = cli.defaults(train_vae, env_id="CarRacing-v3", latent_dim=None)
+    car.latent_dim = frames.knowledge(car.env_id).latent_dim
+    heldout = frames.collect_frames(cli.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
+                                                 latent_dim=car.latent_dim, seed=frames.fresh_seed(bench.seed)))[0]
+    points = []
+    for share in bench.quality_budgets:
+        n_frames = max(int(car.n_frames * share), car.shard_frames)
+        run_dir = out_dir / f"car_quality_{n_frames}"
+        for folder in run_dir.glob("frames_*"):
+            shutil.rmtree(folder)
+        start = time.perf_counter()
+        train_vae.main(["--env_id", car.env_id, "--n_frames", str(n_frames), "--seed", str(bench.seed),
+                        "--out_dir", str(run_dir)])
+        seconds = time.perf_counter() - start
+        model = load_vae(run_dir / "vae.pt")
+        codes = encode_frames(model, heldout["frames"], next(model.parameters()).device, "scoring", road=True)
+        points.append({"seconds": seconds, "mse": float(codes.mse.mean()), "n_frames": n_frames, "run": str(run_dir),
+                       "road_iou": float(np.nanmean(codes.road_iou))})
+    plot_car_quality(points, out_dir / "car_quality_vs_time.png")
+    return points
+
+
+def plot_car_quality(points: list[dict], path: Path) -> None:
+    fig = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    seconds = [p["seconds"] for p in points]
+    for i, (key, title) in enumerate((("mse", "held-out MSE per pixel"), ("road_iou", "road IoU (held-out)")), 1):
+        ax = fig.add_subplot(1, 2, i)
+        ax.plot(seconds, [p[key] for p in points], marker="o")
+        for p in points:
+            ax.annotate(f"{p['n_frames']:,}", (p["seconds"], p[key]), fontsize=7)
+        ax.set(xlabel="wall seconds, collection included", title=f"CarRacing-v3: {title}")
+        ax.grid(alpha=0.3)
+    fig.suptitle(compute.cpu_model(), fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def plot_quality(ours: list[dict], homework: list[dict], path: Path) -> None:
@@ -371,6 +414,9 @@ def report(results: dict) -> list[tuple[str, str, str]]:
         ours, homework = results["quality"]["ours"][-1], results["quality"]["homework"][-1]
         rows.append(("default run: wall s, held-out MSE", f"{ours['seconds']:.0f} s, {ours['mse']:.6f}",
                      f"homework's run: {homework['seconds']:.0f} s, {homework['mse']:.6f}"))
+    for car in results.get("car_quality", []):
+        rows.append((f"CarRacing, {car['n_frames']:,} frames: wall s, MSE, road IoU",
+                     f"{car['seconds']:.0f} s, {car['mse']:.6f}, {car['road_iou']:.3f}", "its own defaults otherwise"))
     memory = results.get("memory", [])
     for m in memory:
         how = "streamed from disk" if m["streamed"] else "held in RAM"
@@ -429,6 +475,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if bench.quality:
         print("3/6 quality against time (our default run at each budget, then the homework's run) ...")
         results["quality"] = measure_quality(bench, heldout, out_dir)
+        if bench.car_quality:
+            print("3/6 CarRacing's defaults at each budget ...")
+            results["car_quality"] = measure_car_quality(bench, out_dir)
     if bench.memory_frames:
         print(f"4/6 peak memory with {', '.join(f'{n:,}' for n in bench.memory_frames)} frames ...")
         results["memory"] = [memory_probe(n, bench.memory_img_size, out_dir / "memory") for n in bench.memory_frames]

@@ -1,15 +1,16 @@
-"""Regenerate every picture in docs/ and every table the README quotes, from the code as it is.
+"""Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
-    python tools/make_docs.py                                  # all of it: about 50 minutes on 2 cores
-    python tools/make_docs.py --car False --compare False --bench False   # the default run and its pictures: ~3 minutes
-    python tools/make_docs.py --tables_only                    # only the README's constants tables: seconds
+    python tools/make_docs.py                    # all of it: about an hour on 2 cores
+    python tools/make_docs.py --compare False --bench False   # CartPole's and CarRacing's default runs: ~8 minutes
+    python tools/make_docs.py --tables_only      # only the constants tables (and a GPU table bench --gpu wrote)
 
-Runs the default `python train_vae.py`, scores it with `evaluate_vae.py --fresh 2000`,
-then (optionally) the same on CarRacing-v3, `compare_vae.py` and `bench.py`, each through
-its own main(). The
-README's blocks between `<!-- NAME: ... -->` and `<!-- NAME end -->` are rewritten with
-what they measured, the machine and the command beside them; everything else in the
-README is prose, which quotes no number that a block holds.
+With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
+collection included) are the runs the results tables quote: one measurement feeds every
+table that names the default run. Without it, make_docs times a default run itself. Each
+run is scored by `evaluate_vae.py --fresh 2000` and drawn by `sample_vae.py`; then
+`compare_vae.py` runs. A table sits in its page between `<!-- NAME: ... -->` and
+`<!-- NAME end -->`, with the machine, the date and the command in that first line; the
+prose around it quotes no number the table holds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import compare_vae  # noqa: E402
@@ -34,23 +36,30 @@ from tools import bench  # noqa: E402
 from vision import cli, compute  # noqa: E402
 
 # -----------------------------------------------------------------------------
-CAR = True  # also train on CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
+CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
-BENCH = True  # also run bench.py: the Performance and Scaling out tables, the quality-vs-time plot (~35 minutes)
-TABLES_ONLY = False  # only rewrite the README's constants tables, nothing is trained
-FRESH = 2000  # new frames (another seed) the default run is scored on
+BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
+TABLES_ONLY = False  # only rewrite the constants tables (and the GPU table, if bench --gpu wrote one); nothing runs
+FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
 _REPO = Path(__file__).resolve().parents[1]
-_SCRIPTS = (train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, sys.modules[__name__])
+_README, _DOCS = _REPO / "README.md", _REPO / "docs"
+_PAGES = {  # each table, and the page that holds it
+    "constants": _README, "results": _README, "constants_more": _DOCS / "constants.md",
+    "car": _DOCS / "carracing-atari.md", "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
+    "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
+}
+_README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns; the others' are one click away
+_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
-def constants_tables() -> str:
+def constants_tables(modules: Sequence[ModuleType]) -> str:
     """One markdown table per script: each constant, its default, its comment."""
     blocks = []
-    for module in _SCRIPTS:
+    for module in modules:
         rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |" for name, knob in cli.knobs(module).items()]
         blocks.append(f"`{cli.script_path(module)}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
                       + "\n".join(rows))
@@ -63,22 +72,32 @@ def _literal(value: object) -> str:
 
 
 def replace_block(text: str, name: str, body: str, provenance: str) -> str:
-    """Put `body` between the README's `<!-- name: ... -->` and `<!-- name end -->` markers."""
+    """Put `body` between the page's `<!-- name: ... -->` and `<!-- name end -->` markers."""
     pattern = re.compile(rf"<!-- {name}: .*?-->\n.*?<!-- {name} end -->", re.S)
     if not pattern.search(text):
-        raise cli.UserError(f"README.md has no `<!-- {name}: ... -->` ... `<!-- {name} end -->` block")
-    return pattern.sub(lambda _: f"<!-- {name}: {provenance}; do not edit by hand -->\n{body}\n<!-- {name} end -->",
-                       text)
+        raise cli.UserError(f"the page has no `<!-- {name}: ... -->` ... `<!-- {name} end -->` block")
+    visible = f"*Measured on {provenance}.*\n\n" if provenance else ""
+    return pattern.sub(lambda _: f"<!-- {name}: written by `python tools/make_docs.py`; do not edit by hand -->\n"
+                       f"{visible}{body}\n<!-- {name} end -->", text)
 
 
-def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), prefix: str = "") -> str:
-    """A default run (of `env_argv`'s env), timed from a cold start; its pictures to docs/ (names
-    starting with `prefix`); its results table."""
-    run = out_dir / f"{prefix}default_run"
-    shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
-    start = time.perf_counter()
-    train_vae.main([*env_argv, "--out_dir", str(run)])
-    seconds = time.perf_counter() - start
+class Pages:
+    """The README and the docs/ pages, read once, their blocks rewritten, written back together."""
+
+    def __init__(self) -> None:
+        self.texts = {path: path.read_text() for path in set(_PAGES.values())}
+
+    def write_block(self, name: str, body: str, provenance: str = "") -> None:
+        self.texts[_PAGES[name]] = replace_block(self.texts[_PAGES[name]], name, body, provenance)
+
+    def save(self) -> None:
+        for path, text in self.texts.items():
+            cli.atomic_write(path, lambda f, text=text: f.write(text.encode()))
+
+
+def score_run(run: Path, seconds: float, cfg, prefix: str = "") -> str:
+    """Score a finished default run on fresh frames, copy its pictures to docs/ (names starting
+    with `prefix`), and give its results table, with `seconds`, its wall time."""
     evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(cfg.fresh), "--out_dir", str(run / "eval")])
     sample_vae.main(["--checkpoint", str(run / "vae.pt"), "--rollout", "--out_dir", str(run / "eval")])
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
@@ -86,8 +105,8 @@ def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), pr
         epochs = list(csv.DictReader(f))
     for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png",
                  "rollout.gif"):
-        shutil.copyfile(run / "eval" / name, docs / f"{prefix}{name}")
-    shutil.copyfile(run / "loss_curves.png", docs / f"{prefix}loss_curves.png")
+        shutil.copyfile(run / "eval" / name, _DOCS / f"{prefix}{name}")
+    shutil.copyfile(run / "loss_curves.png", _DOCS / f"{prefix}loss_curves.png")
     dataset = [*next(run.glob("frames_*")).iterdir()]
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
@@ -103,57 +122,93 @@ def default_run(cfg, out_dir: Path, docs: Path, env_argv: Sequence[str] = (), pr
         ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(*run.iterdir(), *dataset)} ({_mb(*dataset)}, "
          f"{_mb(run / 'vae.pt')}, {_mb(run / 'last.pt')})"),
     ]
+    if metrics["road_iou"] is not None:
+        rows.insert(3, (f"road kept: IoU of road pixels, frame against reconstruction ({metrics['frames_showing_road']}"
+                        " frames that show road)", f"**{metrics['road_iou']:.3f}**"))
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
+    """A default run (of `env_argv`'s env) from a cold start: its wall seconds."""
+    shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
+    start = time.perf_counter()
+    train_vae.main([*env_argv, "--out_dir", str(run)])
+    return time.perf_counter() - start
 
 
 def _mb(*paths: Path) -> str:
     return f"{sum(p.stat().st_size for p in paths if p.is_file()) / 1e6:.1f} MB"
 
 
-def comparison(out_dir: Path, docs: Path) -> str:
+def comparison(out_dir: Path) -> str:
     compare_vae.main(["--kl_weights", _KL_WEIGHTS, "--out_dir", str(out_dir / "compare")])
-    shutil.copyfile(out_dir / "compare" / "samples.png", docs / "ae_vs_vae_samples.png")
-    shutil.copyfile(out_dir / "compare" / "beta_sweep.png", docs / "beta_sweep.png")
+    shutil.copyfile(out_dir / "compare" / "samples.png", _DOCS / "ae_vs_vae_samples.png")
+    shutil.copyfile(out_dir / "compare" / "beta_sweep.png", _DOCS / "beta_sweep.png")
     return (out_dir / "compare" / "comparison.md").read_text().strip()
 
 
-def performance(out_dir: Path, docs: Path) -> tuple[str, str]:
-    """bench.py's table, and its one-process-against-two table for Scaling out."""
-    bench.main(["--out_dir", str(out_dir / "bench")])
-    results = json.loads((out_dir / "bench" / "bench.json").read_text())
-    shutil.copyfile(out_dir / "bench" / "quality_vs_time.png", docs / "quality_vs_time.png")
+def bench_tables(results: dict) -> dict[str, str]:
+    """bench.json's tables as markdown: performance, threads, one process against two."""
     rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
+    threads = "\n".join(f"| {t} | {n} | {s} | {i} |" for t, n, s, i in results["threads_table"])
     scaling = "\n".join(f"| {processes} | {images} | {mse} |" for processes, images, mse in results["scaling_table"])
-    return ("| measurement | value | note |\n| --- | --- | --- |\n" + rows,
-            "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling)
+    return {"bench": "| measurement | value | note |\n| --- | --- | --- |\n" + rows,
+            "threads": "| THREADS | busy neighbours | wall s | images/s |\n| --- | --- | --- | --- |\n" + threads,
+            "scaling": "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling}
+
+
+def gpu_table(out_dir: Path) -> tuple[str, str]:
+    """The GPU acceptance check's table, if `tools/bench.py --gpu` wrote one; else what to run."""
+    path = out_dir / "bench" / "gpu.json"
+    if not path.exists():
+        return ("Not yet measured: no run of `python tools/bench.py --gpu` has been recorded here. On a machine "
+                "with an NVIDIA GPU, run it, then `python tools/make_docs.py --tables_only` (same `--out_dir`).", "")
+    results = json.loads(path.read_text())
+    rows = "\n".join(f"| {r['check']} | {r['seconds']} | {r['result']} |" for r in results["gpu"])
+    return "| check | wall s | result |\n| --- | --- | --- |\n" + rows, _where(results["machine"])
+
+
+def _where(machine: dict) -> str:
+    return (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}, "
+            f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
-    readme_path, docs = _REPO / "README.md", _REPO / "docs"
-    readme = replace_block(readme_path.read_text(), "constants", constants_tables(),
-                           "written by `python tools/make_docs.py`")
+    pages = Pages()
+    pages.write_block("constants", constants_tables(_README_SCRIPTS))
+    pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
+    out_dir = Path(cfg.out_dir)
     if not cfg.tables_only:
         out_dir = cli.prepare_out_dir(cfg.out_dir)
-        docs.mkdir(exist_ok=True)
-        machine = compute.machine()
-        where = (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}, "
-                 f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
-        readme = replace_block(readme, "results", default_run(cfg, out_dir, docs),
-                               f"`python tools/make_docs.py` on {where}")
+        _DOCS.mkdir(exist_ok=True)
+        where = _where(compute.machine())
+        results = {}
+        if cfg.bench:  # its default runs are the ones the results tables quote
+            bench.main(["--out_dir", str(out_dir / "bench"), "--car_quality", str(cfg.car)])
+            results = json.loads((out_dir / "bench" / "bench.json").read_text())
+            for name in ("quality_vs_time.png", "car_quality_vs_time.png"):
+                if (out_dir / "bench" / name).exists():
+                    shutil.copyfile(out_dir / "bench" / name, _DOCS / name)
+            for name, table in bench_tables(results).items():
+                pages.write_block(name, table, f"{where}, by `python tools/bench.py`")
+        cartpole = results.get("quality", {}).get("ours", [{}])[-1]
+        run = Path(cartpole["run"]) if cartpole else out_dir / "default_run"
+        seconds = cartpole.get("seconds") or timed_default_run(run)
+        pages.write_block("results", score_run(run, seconds, cfg), f"{where}, by `python train_vae.py`")
         if cfg.car:
-            car = default_run(cfg, out_dir, docs, ["--env_id", "CarRacing-v3"], "car_")
-            how = "`python tools/make_docs.py` (`python train_vae.py --env_id CarRacing-v3`)"
-            readme = replace_block(readme, "car", car, f"{how} on {where}")
+            car = results.get("car_quality", [{}])[-1]
+            run = Path(car["run"]) if car else out_dir / "car_default_run"
+            seconds = car.get("seconds") or timed_default_run(run, ["--env_id", "CarRacing-v3"])
+            pages.write_block("car", score_run(run, seconds, cfg, "car_"),
+                              f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
         if cfg.compare:
-            readme = replace_block(readme, "compare", comparison(out_dir, docs),
-                                   f"`python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"` on {where}")
-        if cfg.bench:
-            table, scaling = performance(out_dir, docs)
-            readme = replace_block(readme, "bench", table, f"`python tools/bench.py` on {where}")
-            readme = replace_block(readme, "scaling", scaling, f"`python tools/bench.py` (SCALING_FRAMES) on {where}")
-    cli.atomic_write(readme_path, lambda f: f.write(readme.encode()))
-    print(f"rewrote {readme_path}" + ("" if cfg.tables_only else f" and the pictures in {docs}/"))
+            pages.write_block("compare", comparison(out_dir),
+                              f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")
+    table, machine = gpu_table(out_dir)
+    pages.write_block("gpu", table, f"{machine}, by `python tools/bench.py --gpu`" if machine else "")
+    pages.save()
+    print(f"rewrote {_README} and the pages in {_DOCS}/" + ("" if cfg.tables_only else ", with their pictures"))
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ _ENVS = {
         latent_dim=32,  # as World Models
         policy=lambda env: _drive(env),
     ),
-    "ALE": EnvKnowledge(reset_after=500),  # Atari: frameskip as the env defines it (v5: 4), no angle
+    "ALE": EnvKnowledge(reset_after=_CHUNK_FRAMES),  # Atari: frameskip as the env defines it (v5: 4), no angle
 }
 
 
@@ -169,6 +169,9 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
                 f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
                 f"got {cfg.reset_after!r}")
+    cli.require(resolve_reset_after(cfg.env_id, cfg.reset_after) - intro <= _CHUNK_FRAMES,
+                f"RESET_AFTER={cfg.reset_after} would keep more than {_CHUNK_FRAMES} frames of an episode, the most a "
+                f"collection chunk holds (episodes are cut there): at most {_CHUNK_FRAMES + intro} for {cfg.env_id}")
     if cfg.angle_range not in (None, "all"):
         cli.require(
             isinstance(cfg.angle_range, tuple)
