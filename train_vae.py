@@ -52,7 +52,7 @@ KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per
 KL_FLOOR = 0.0  # nats per latent dimension that cost nothing ("free bits", as World Models used 0.5); 0: none
 # training
 BATCH_SIZE = None  # frames per optimizer step; None: 8 on a CPU or MPS, 512 on CUDA
-EPOCHS = 2  # passes over the training split
+EPOCHS = None  # passes over the training split; None: the env's (2; CarRacing: 4)
 LR = 3e-3  # Adam's peak learning rate
 WARMUP = 0.05  # share of the steps that ramp the learning rate up from 0 to LR
 COSINE = True  # after the warm-up, a cosine from LR down to LR/10; False: LR throughout
@@ -92,7 +92,8 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
     require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
             f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
     cli.require_at_most(cfg.latent_dim, _MAX_WIDTH, "LATENT_DIM", "a code that wide is no compact picture")
-    require(cfg.epochs >= 1, f"EPOCHS must be at least 1, got {cfg.epochs}")
+    require(isinstance(cfg.epochs, int) and not isinstance(cfg.epochs, bool) and cfg.epochs >= 1,
+            f"EPOCHS must be an integer of at least 1, or None (the env's), got {cfg.epochs!r}")
     cli.require_at_most(cfg.epochs, 10**6, "EPOCHS", "the run would not end")
     require(
         isinstance(cfg.hidden_dims, tuple) and len(cfg.hidden_dims) >= 1
@@ -434,8 +435,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = cli.parse_config(__name__, argv)
     set_threads(cfg.threads)  # before torch's first op starts its thread pool
     device = pick_device(cfg.device, ranks.local_rank if ranks.launched else None)  # this process's own GPU
-    if cfg.latent_dim is None:
-        cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
+    frames.resolve_env_defaults(cfg)
     if cfg.batch_size is None and not cfg.resume:  # a resume takes the run's own, once last.pt is read
         cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)

@@ -75,8 +75,7 @@ def train_config(**overrides) -> SimpleNamespace:
     cfg = cli.defaults(train_vae, **overrides)
     if cfg.batch_size is None:
         cfg.batch_size = auto_batch_size(torch.device("cpu"))
-    if cfg.latent_dim is None:
-        cfg.latent_dim = frames.knowledge(cfg.env_id).latent_dim
+    frames.resolve_env_defaults(cfg)
     return cfg
 
 

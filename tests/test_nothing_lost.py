@@ -20,6 +20,7 @@ import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
+from tools import bench
 from vision import cli, distributed, frames, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
@@ -137,6 +138,7 @@ def test_a_stop_under_two_processes_keeps_every_batch_counted_once(tmp_path, mon
         (sample_vae, ["--n_samples", str(10**9)], "N_SAMPLES=1000000000 is above 10,000"),
         (evaluate_vae, ["--fresh", str(10**9)], "FRESH=1000000000 is above 50,000"),
         (evaluate_vae, ["--quality_samples", str(10**9)], "QUALITY_SAMPLES=1000000000 is above"),
+        (bench, ["--heldout_frames", str(10**9)], "HELDOUT_FRAMES=1000000000 is above"),
     ],
 )
 def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(capsys, tmp_path, script, args,
@@ -170,6 +172,7 @@ import os, signal, sys
 sys.path.insert(0, {repo!r})
 from vision import cli
 import train_vae
+from tools import bench
 
 real_fsync = os.fsync
 

@@ -87,7 +87,7 @@ def _assert_clean_failure(result, message: str) -> None:
         (["--angle_range", "(2.0, 3.0)", "--n_frames", "20", "--batch_size", "4", "--max_steps_per_frame", "5",
           "--n_envs", "1"], "kept only 0 of"),
         (["--batch_size", "-3"], "BATCH_SIZE must be an integer of at least 2"),
-        (["--epochs", "ten"], "--epochs expects an integer"),
+        (["--epochs", "ten"], "EPOCHS must be an integer of at least 1, or None (the env's), got 'ten'"),
         (["--bogus", "1"], "unrecognized arguments: --bogus"),
         (["--n_frame", "100"], "unrecognized arguments: --n_frame"),
         (["--hidden_dims", "(8, 16, 16, 32, 32, 64)", "--img_size", "32"], "HIDDEN_DIMS must be"),

@@ -211,8 +211,7 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
 def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
     """CarRacing-v3's own defaults at each budget, collection included: wall seconds, and held-out
     MSE and road IoU on fresh frames of another seed (the last budget is the run the docs quote)."""
-    car = cli.defaults(train_vae, env_id="CarRacing-v3", latent_dim=None)
-    car.latent_dim = frames.knowledge(car.env_id).latent_dim
+    car = frames.resolve_env_defaults(cli.defaults(train_vae, env_id="CarRacing-v3"))
     heldout = frames.collect_frames(cli.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
                                                  latent_dim=car.latent_dim, seed=frames.fresh_seed(bench.seed)))[0]
     points = []
@@ -451,6 +450,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"SCALING_FRAMES must be 0 or at least {2 * shard_frames} (a shard for each of the two processes)")
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
+    for name in ("collect_frames", "heldout_frames", "train_frames", "scaling_frames", "threads_frames"):
+        cli.require_at_most(getattr(bench, name), 1_000_000, name.upper(), "a benchmark needs far fewer")
+    frame_bytes = 3 * cli.defaults(train_vae).img_size ** 2
+    cli.require_memory((bench.collect_frames + 2 * bench.heldout_frames) * frame_bytes,
+                       f"COLLECT_FRAMES={bench.collect_frames} and HELDOUT_FRAMES={bench.heldout_frames} frames, "
+                       "held in memory,", "lower them")
     cli.require_seed(bench.seed)
     cli.require(not bench.gpu or torch.cuda.is_available(), "--gpu is the GPU acceptance check and needs a CUDA GPU; "
                 "none is visible here")

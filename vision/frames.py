@@ -57,6 +57,7 @@ class EnvKnowledge:
     reset_after: int = 20  # RESET_AFTER's default: observations before every episode is reset
     skip_first: int = 0  # observations at each episode's start that are never kept (an intro animation)
     latent_dim: int = 10  # LATENT_DIM's default
+    epochs: int = 2  # EPOCHS' default
     policy: Callable[[gym.Env], np.ndarray | int] | None = None  # how actions are drawn; None: uniformly
 
 
@@ -84,6 +85,7 @@ _ENVS = {
         reset_after=300,  # the first 50 observations zoom in on the car: 20 would show nothing else
         skip_first=50,
         latent_dim=32,  # as World Models
+        epochs=4,  # measured: 4 epochs of 24,000 frames keep the road (IoU 0.95) within 10 minutes on 2 cores
         policy=lambda env: _drive(env),
     ),
     "ALE": EnvKnowledge(reset_after=_CHUNK_FRAMES),  # Atari: frameskip as the env defines it (v5: 4), no angle
@@ -117,6 +119,16 @@ def env_family(env_id: str) -> str:
 def knowledge(env_id: str) -> EnvKnowledge:
     """What we know of the env's family; an unknown family has no angle and keeps its full frame."""
     return _ENVS.get(env_family(env_id), EnvKnowledge())
+
+
+def resolve_env_defaults(cfg: SimpleNamespace) -> SimpleNamespace:
+    """Fill the constants left at None that mean "the env's own" (LATENT_DIM, EPOCHS), in place."""
+    known = knowledge(cfg.env_id)
+    if cfg.latent_dim is None:
+        cfg.latent_dim = known.latent_dim
+    if cfg.epochs is None:
+        cfg.epochs = known.epochs
+    return cfg
 
 
 def envs_with_an_angle() -> list[str]:
