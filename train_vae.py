@@ -46,13 +46,13 @@ IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
-HIDDEN_DIMS = (8, 16, 32, 64, 128)  # channels of the stride-2 convolutions, mirrored by the decoder (homework: 32..512)
+HIDDEN_DIMS = None  # channels of the stride-2 convolutions, mirrored back; None: the env's (8..128; CarRacing: 16..256)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
 KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
 KL_FLOOR = 0.0  # nats per latent dimension that cost nothing ("free bits", as World Models used 0.5); 0: none
 # training
 BATCH_SIZE = None  # frames per optimizer step; None: 8 on a CPU or MPS, 512 on CUDA
-EPOCHS = None  # passes over the training split; None: the env's (2; CarRacing: 4)
+EPOCHS = None  # passes over the training split; None: the env's (2; CarRacing: 3)
 LR = 3e-3  # Adam's peak learning rate
 WARMUP = 0.05  # share of the steps that ramp the learning rate up from 0 to LR
 COSINE = True  # after the warm-up, a cosine from LR down to LR/10; False: LR throughout

@@ -130,7 +130,7 @@ def test_a_stop_under_two_processes_keeps_every_batch_counted_once(tmp_path, mon
         (train_vae, ["--n_frames", str(10**15)], "N_FRAMES=1000000000000000 is above"),
         (train_vae, ["--latent_dim", str(10**9)], "LATENT_DIM=1000000000 is above 4,096"),
         (train_vae, ["--hidden_dims", "(8, 16, 10000000000)"], "HIDDEN_DIMS must be a tuple of channel counts"),
-        (train_vae, ["--hidden_dims", "None"], "--hidden_dims expects a tuple of numbers"),
+        (train_vae, ["--hidden_dims", "wide"], "HIDDEN_DIMS must be a tuple of channel counts"),
         (train_vae, ["--shard_frames", str(250 * 10**7)], "lower SHARD_FRAMES"),
         (train_vae, ["--lr", "1e999"], "LR must be positive and finite"),
         (train_vae, ["--epochs", str(10**9)], "EPOCHS=1000000000 is above"),
@@ -268,6 +268,8 @@ def test_readers_of_a_store_never_write_to_it(capsys, tmp_path, monkeypatch) -> 
     assert run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "vae.pt"),
                     "--quality_samples", "8").returncode == 0
     assert fingerprint(next(tmp_path.glob("frames_*"))) == before
+    assert (tmp_path / "codes.npz").is_file() and (tmp_path / "eval" / "metrics.json").is_file(), \
+        "without --out_dir, what a checkpoint's readers write goes beside the checkpoint"
 
 
 def test_shards_too_small_for_an_episode_name_shard_frames(tmp_path) -> None:

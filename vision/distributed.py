@@ -198,12 +198,16 @@ def held_by_main(context: Callable[[], contextlib.AbstractContextManager], ranks
 
 
 def on_every_rank(compute: Callable[[], T]) -> T:
-    """compute() on every process; if it refuses (a UserError) on any, every process stops with the
-    first such line, so none goes on to write while another was refused."""
+    """compute() on every process; if it refuses (a UserError) or fails on any, every process stops
+    with the first such line, so none goes on to write while another was refused."""
     try:
         return_value, error = compute(), None
     except UserError as refused:
         return_value, error = None, str(refused)
+    except Exception as failed:  # a bug here must not leave the others waiting for this process
+        if not _active():
+            raise
+        return_value, error = None, f"process {dist.get_rank()} failed ({type(failed).__name__}: {cli_reason(failed)})"
     errors = [error]
     if _active():
         errors = [None] * dist.get_world_size()
