@@ -66,7 +66,8 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 
     @torch.no_grad()
     def observation(self, observation: Any) -> np.ndarray:
-        x = to_unit_float(torch.tensor(self.frame(observation)[None], device=self.device))  # a copy: renders may be read-only
+        frame = torch.tensor(self.frame(observation)[None], device=self.device)  # a copy: a render may be read-only
+        x = to_unit_float(frame)
         out = self.model(x)  # one frame: eval mode, so no batch statistics and no sampling
         parts = [out.mu] if self.code == "mu" else [out.mu, out.log_var]
         return torch.cat(parts, dim=1)[0].float().cpu().numpy()
