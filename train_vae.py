@@ -65,7 +65,7 @@ DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 THREADS = 1  # CPU threads per process (torch, and the collection workers); None: torch's default, one per core
 PRECISION = "auto"  # auto (bf16 autocast where the hardware has it), bf16, fp32
 CHANNELS_LAST = True  # NHWC memory layout: faster convolutions on CPU and recent GPUs
-COMPILE = "auto"  # torch.compile the training forward: auto (CUDA, long runs only; no gain measured on CPU), on, off
+COMPILE = "auto"  # torch.compile the training forward: auto (one CUDA process, long runs; not on CPU), on, off
 # -----------------------------------------------------------------------------
 
 _MAX_WIDTH = 4096  # channels or latent dimensions: wider asks for weights of absurd size
@@ -135,9 +135,9 @@ class TrainingPosition:
     """Where training stands; last.pt carries it so that a run resumes exactly.
 
     `shuffle_state` is the shuffling generator's state at the start of epoch `epoch`,
-    of which `batch` batches are done, their loss parts summed in `totals` (on rank 0, over
-    every process's batches, once a stop has gathered them). `steps` holds the training loss
-    every _LOG_EVERY steps, for the loss curve.
+    of which `batch` batches are done, their loss parts summed in `totals` (this process's
+    own; last.pt keeps every process's). `steps` holds the training loss every _LOG_EVERY
+    steps, for the loss curve.
     """
 
     shuffle_state: torch.Tensor
@@ -155,11 +155,11 @@ def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNa
                     compute: Compute) -> dict[str, float]:
     """Loss parts over the validation frames of every process, in eval mode (decoding mu), per frame."""
     model.eval()
-    sums, n = torch.zeros(len(_LOSS_PARTS), dtype=torch.float64, device=compute.device), 0
+    sums, n = compute.sums(len(_LOSS_PARTS)), 0
     for batch in batches:
         with compute.autocast():
             parts = model.loss(*model(compute.inputs(batch)), cfg.kl_weight, cfg.kl_floor)
-        sums += torch.stack([parts[key].detach().double() for key in _LOSS_PARTS]) * len(batch)
+        sums += torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS]) * len(batch)
         n += len(batch)
     *totals, n = distributed.sum_over_ranks([*sums.tolist(), n])
     return {key: value / n for key, value in zip(_LOSS_PARTS, totals, strict=True)}
@@ -203,7 +203,8 @@ def train(
         shuffle.set_state(position.shuffle_state)
         net.train()
         first_batch = position.batch
-        sums = torch.tensor([position.totals[key] for key in _LOSS_PARTS], dtype=torch.float64, device=compute.device)
+        sums = compute.sums(len(_LOSS_PARTS))
+        sums += torch.tensor([position.totals[key] for key in _LOSS_PARTS], dtype=sums.dtype, device=sums.device)
         with (
             contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
             cli.ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
@@ -224,16 +225,17 @@ def train(
                 optimizer.zero_grad(set_to_none=True)
                 parts["loss"].backward()
                 optimizer.step()
-                sums += torch.stack([parts[key].detach().double() for key in _LOSS_PARTS])
+                sums += torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS])
                 position.batch += 1
+                note = ""
                 if (step + 1) % _LOG_EVERY == 0:  # the loss is read from the device only here
                     mean = (sums / position.batch).tolist()
                     position.steps.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch,
                                            "train_loss": mean[0], "train_recon": mean[1]})
-                    bar.note = f"loss {mean[0]:.5f}"
-                bar.update()
+                    note = f"loss {mean[0]:.5f}"
+                bar.update(note=note)
                 if stopping:  # every process after the same whole step, so a resume continues exactly
-                    position.totals = dict(zip(_LOSS_PARTS, distributed.sum_over_ranks(sums.tolist()), strict=True))
+                    position.totals = dict(zip(_LOSS_PARTS, sums.tolist(), strict=True))  # this process's own
                     save_training_state(out_dir / "last.pt", model, optimizer, position, cfg, compute, ranks)
                     raise cli.Stopped(f"stopped by {stop.name} in epoch {position.epoch} after {position.batch}/"
                                       f"{steps_per_epoch} batches; saved {out_dir / 'last.pt'}; to continue, run the "
@@ -273,7 +275,7 @@ def train(
 def in_memory_budget(cfg: SimpleNamespace, compute: Compute) -> int:
     """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default what may live
     on the GPU (batches are then indexed there, with no copy per step), which off CUDA is nothing:
-    on a CPU, streaming measured as fast as indexing frames in RAM."""
+    on a CPU, streaming keeps RAM flat whatever N_FRAMES (bench.py measures the speed of both ways)."""
     return int(cfg.in_ram_mb * 2**20) if cfg.in_ram_mb is not None else gpu_room(compute)
 
 
@@ -309,7 +311,7 @@ def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Trainin
     """Everything an epoch leaves behind, written by rank 0 (every process takes part in gathering the
     random states). last.pt is written last: a run killed at any instant before it resumes from the
     previous epoch, redoes this one and rewrites every file below."""
-    rng = distributed.gather_to_all(random_states(compute))
+    rng = distributed.gather_to_all(process_state(compute, position))
     if not ranks.main:
         return
     if improved:
@@ -349,9 +351,10 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
     plot_curves(panels, out_dir / "loss_curves.png")
 
 
-def random_states(compute: Compute) -> dict[str, torch.Tensor]:
-    """This process's random states: torch's, and its own GPU's (never another GPU's)."""
-    states = {"torch": torch.get_rng_state()}
+def process_state(compute: Compute, position: TrainingPosition) -> dict:
+    """What is this process's own in last.pt: its random states (torch's, and its own GPU's, never
+    another GPU's) and its loss sums so far in the epoch."""
+    states = {"torch": torch.get_rng_state(), "totals": [position.totals[key] for key in _LOSS_PARTS]}
     if compute.device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(compute.device)
     return states
@@ -359,15 +362,15 @@ def random_states(compute: Compute) -> dict[str, torch.Tensor]:
 
 def save_training_state(path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition,
                         cfg: SimpleNamespace, compute: Compute, ranks: distributed.Ranks = distributed.ALONE) -> None:
-    """last.pt, from every process's random states (a collective: every process calls it); rank 0 writes."""
-    rng = distributed.gather_to_all(random_states(compute))
+    """last.pt, with every process's own state (a collective: every process calls it); rank 0 writes."""
+    rng = distributed.gather_to_all(process_state(compute, position))
     if ranks.main:
         write_training_state(path, model, optimizer, position, cfg, rng)
 
 
 def write_training_state(path: Path, model: MyVAE, optimizer: torch.optim.Optimizer, position: TrainingPosition,
                          cfg: SimpleNamespace, rng: list[dict]) -> None:
-    """Everything a resumed run needs: weights, optimizer, position, and each process's random states."""
+    """Everything a resumed run needs: weights, optimizer, position, and each process's own state."""
     save_checkpoint(path, model, config=vars(cfg), optimizer=optimizer.state_dict(), progress=asdict(position),
                     rng={"per_rank": rng})
 
@@ -400,10 +403,10 @@ def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
 
 def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.optim.Optimizer, compute: Compute,
                            ranks: distributed.Ranks = distributed.ALONE) -> TrainingPosition:
-    """Weights, optimizer, this process's own random states and the position from last.pt. Its loss
-    sums cover every process's batches so far: rank 0 carries them on, the others start from zero,
-    so the epoch's logged loss counts each batch once. A GPU's random state goes back to a GPU only
-    (a run moved between a CPU and a GPU continues with that device's own stream)."""
+    """Weights, optimizer, the position, and this process's own random states and loss sums from
+    last.pt, so every logged number is what a run that never stopped would have logged. A GPU's
+    random state goes back to a GPU only (a run moved between a CPU and a GPU continues with that
+    device's own stream)."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     per_rank = checkpoint["rng"].get("per_rank", [checkpoint["rng"]])  # a last.pt of one process, as older runs saved
@@ -414,8 +417,8 @@ def restore_training_state(checkpoint: dict, model: MyVAE, optimizer: torch.opti
     if "cuda" in states and compute.device.type == "cuda":
         torch.cuda.set_rng_state(states["cuda"], compute.device)
     position = TrainingPosition(**checkpoint["progress"])
-    if not ranks.main:
-        position.totals = dict.fromkeys(_LOSS_PARTS, 0.0)
+    if "totals" in states:  # older last.pt files held rank 0's sums alone, in `progress`
+        position.totals = dict(zip(_LOSS_PARTS, states["totals"], strict=True))
     return position
 
 

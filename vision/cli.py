@@ -139,6 +139,15 @@ def require_at_most(value: float, limit: float, name: str, why: str) -> None:
     require(value <= limit, f"{name}={value!r} is above {limit:,}: {why}")
 
 
+def open_lock_file(path: Path) -> IO[str]:
+    """A lock file, opened to read and append; one line if something else (a folder) is in its place."""
+    try:
+        return open(path, "a+")  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        raise UserError(f"{path} cannot be opened as a lock file ({error.strerror or error}): move what is there "
+                        "away") from None
+
+
 @contextlib.contextmanager
 def lock_out_dir(path: Path) -> Iterator[None]:
     """Hold OUT_DIR for this run: a second run in the same folder would overwrite its files, so it
@@ -150,12 +159,7 @@ def lock_out_dir(path: Path) -> Iterator[None]:
         yield
         return
     lock_path = path / ".lock"
-    try:
-        lock = open(lock_path, "a+")  # noqa: SIM115 - closed below
-    except OSError as error:
-        raise UserError(f"{lock_path} cannot be opened as OUT_DIR's lock file ({error.strerror or error}): "
-                        "move what is there away") from None
-    with lock:
+    with open_lock_file(lock_path) as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

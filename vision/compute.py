@@ -112,6 +112,10 @@ class Compute:
             compile_ = False
         return cls(chosen, pick_autocast_dtype(precision, chosen), channels_last, compile_)
 
+    def sums(self, n: int) -> torch.Tensor:
+        """n zeros on the device to sum losses into: float64, or float32 on MPS, which has no float64."""
+        return torch.zeros(n, dtype=torch.float32 if self.device.type == "mps" else torch.float64, device=self.device)
+
     def inputs(self, frames: torch.Tensor) -> torch.Tensor:
         """A uint8 batch -> a float batch in [0, 1] on the device, in the chosen layout."""
         x = to_unit_float(frames.to(self.device, non_blocking=True))

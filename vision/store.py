@@ -192,13 +192,7 @@ class Store:
         """The manifest's shards (index -> entry), for reading and changing; written back atomically on
         leaving. Processes that share the folder (ranks of one torchrun job) take turns through a file
         lock. A damaged manifest is rebuilt first from the shards that prove themselves."""
-        lock_path = self.folder / ".manifest.lock"
-        try:
-            lock = open(lock_path, "a")  # noqa: SIM115 - closed below
-        except OSError as error:
-            raise UserError(f"{lock_path} cannot be opened as a lock file ({error.strerror or error}): "
-                            "move what is there away") from None
-        with lock:
+        with cli.open_lock_file(self.folder / ".manifest.lock") as lock:
             with contextlib.suppress(ImportError):
                 import fcntl
                 fcntl.flock(lock, fcntl.LOCK_EX)
