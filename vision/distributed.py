@@ -56,7 +56,7 @@ class Ranks:
             text = os.environ.get(name, default)
             if text is None or not text.strip().isdigit():
                 raise UserError(f"{name}={text!r}: torchrun sets RANK and WORLD_SIZE to whole numbers; start the run "
-                                "with torchrun (README: Scaling out), or unset them for a single process")
+                                "with torchrun (docs/scaling-out.md), or unset them for a single process")
             numbers[name] = int(text)
         rank, world = numbers["RANK"], numbers["WORLD_SIZE"]
         if not 0 <= rank < world:
