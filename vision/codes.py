@@ -66,14 +66,11 @@ def information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> np.nd
 
 def dims_by_information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> list[int]:
     """Latent dimensions, most informative first."""
-    return np.argsort(-information(variational, mu, log_var), kind="stable").tolist()
+    return _ranked(information(variational, mu, log_var))
 
 
-def active_dims(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> list[int]:
-    """The dimensions that carry information (more than ACTIVE), most informative first; the
-    others decode to the same picture whatever their value."""
-    score = information(variational, mu, log_var)
-    return [dim for dim in dims_by_information(variational, mu, log_var) if score[dim] > ACTIVE]
+def _ranked(score: np.ndarray) -> list[int]:
+    return np.argsort(-score, kind="stable").tolist()
 
 
 @torch.no_grad()
@@ -110,7 +107,8 @@ def traversal_rows(model: MyVAE, mu: np.ndarray, log_var: np.ndarray
     active dimensions (the most informative one if none is), a label for each row naming the
     dimension and what it carries, the values swept, and how many inactive dimensions were left out."""
     score = information(model.variational, mu, log_var)
-    dims = active_dims(model.variational, mu, log_var) or dims_by_information(model.variational, mu, log_var)[:1]
+    ranked = _ranked(score)
+    dims = [dim for dim in ranked if score[dim] > ACTIVE] or ranked[:1]  # inactive ones decode alike
     unit = "KL" if model.variational else "var"
     labels = [f"z[{dim}], {unit} {score[dim]:.2f}" for dim in dims]
     return traversal(model, dims), labels, TRAVERSAL_VALUES, model.latent_dim - len(dims)
