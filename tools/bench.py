@@ -285,12 +285,21 @@ def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
             "frames_mib": n_frames * 3 * img_size**2 / 2**20, "streamed": "streaming" in result.stdout}
 
 
+def timed_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()) -> tuple[float, list[dict]]:
+    """train_vae.py as a user starts it (under `launcher`, e.g. torchrun): wall seconds and metrics rows."""
+    out_dir = Path(argv[argv.index("--out_dir") + 1])
+    start = time.perf_counter()
+    run_or_fail([*(launcher or [sys.executable]), str(_REPO / "train_vae.py"), *argv], what)
+    seconds = time.perf_counter() - start
+    with open(out_dir / "metrics.csv") as f:
+        return seconds, list(csv.DictReader(f))
+
+
 def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: Path) -> list[dict]:
     """The same frames trained on by `python train_vae.py` and by `torchrun --nproc_per_node=2 train_vae.py`:
     images/s (all processes together) and held-out MSE of each."""
     args = ["--env_id", ENV_ID, "--n_frames", str(n_frames), "--seed", str(seed)]
-    launchers = {1: [sys.executable, str(_REPO / "train_vae.py")],
-                 2: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(_REPO / "train_vae.py")]}
+    launchers = {1: (), 2: [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]}
     results = []
     for processes, launch in launchers.items():
         run_dir = out_dir / f"processes_{processes}"
@@ -298,9 +307,7 @@ def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: P
         if processes > 1:  # the very frames the first run collected
             first = next((out_dir / "processes_1").glob("frames_*"))
             shutil.copytree(first, run_dir / first.name)
-        run_or_fail([*launch, *args, "--out_dir", str(run_dir)], f"the {processes}-process run")
-        with open(run_dir / "metrics.csv") as f:
-            rows = list(csv.DictReader(f))
+        _, rows = timed_run([*args, "--out_dir", str(run_dir)], f"the {processes}-process run", launch)
         results.append({"processes": processes, "images_per_s": float(rows[-1]["images_per_s"]),
                         "seconds": sum(float(row["seconds"]) for row in rows),
                         "heldout_mse": heldout_mse(load_vae(run_dir / "vae.pt"), heldout_u8)})
@@ -317,33 +324,19 @@ def measure_threads(n_frames: int, seed: int, out_dir: Path) -> list[dict]:
             shutil.rmtree(run_dir, ignore_errors=True)
             busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(neighbours)]
             try:
-                start = time.perf_counter()
-                run_or_fail([sys.executable, str(_REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames",
-                             str(n_frames), "--epochs", "1", "--seed", str(seed), "--threads", str(threads),
-                             "--out_dir", str(run_dir)], f"the THREADS={threads} run")
-                seconds = time.perf_counter() - start
+                seconds, rows = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1",
+                                                  "--seed", str(seed), "--threads", str(threads),
+                                                  "--out_dir", str(run_dir)], f"the THREADS={threads} run")
             finally:
                 for process in busy:
                     process.kill()
                     process.wait()
-            with open(run_dir / "metrics.csv") as f:
-                images_per_s = float(list(csv.DictReader(f))[-1]["images_per_s"])
             results.append({"threads": threads, "neighbours": neighbours, "seconds": seconds,
-                            "images_per_s": images_per_s})
+                            "images_per_s": float(rows[-1]["images_per_s"])})
     return results
 
 
 # ---------------------------------------------------------------- the GPU acceptance check
-
-
-def _script_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()) -> tuple[float, list[dict]]:
-    """train_vae.py as a user starts it (under `launcher`, e.g. torchrun): wall seconds and metrics rows."""
-    out_dir = Path(argv[argv.index("--out_dir") + 1])
-    start = time.perf_counter()
-    run_or_fail([*(launcher or [sys.executable]), str(_REPO / "train_vae.py"), *argv], what)
-    seconds = time.perf_counter() - start
-    with open(out_dir / "metrics.csv") as f:
-        return seconds, list(csv.DictReader(f))
 
 
 def _same_weights(a: Path, b: Path) -> bool:
@@ -360,34 +353,34 @@ def gpu_acceptance(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path
         rows.append({"check": check, "seconds": round(seconds, 1), "result": result})
         print(f"  {check}: {seconds:.0f} s, {result}")
 
-    seconds, metrics = _script_run(["--out_dir", str(out_dir / "default")], "the default run")
+    seconds, metrics = timed_run(["--out_dir", str(out_dir / "default")], "the default run")
     mse = heldout_mse(load_vae(out_dir / "default" / "vae.pt"), heldout_u8)
     row("python train_vae.py (default, collection included)", seconds,
         f"{float(metrics[-1]['images_per_s']):.0f} images/s, held-out MSE {mse:.6f}")
     for compile_ in ("off", "on"):
         argv = ["--n_frames", "40000", "--epochs", "5", "--compile", compile_, "--out_dir", str(out_dir / compile_)]
-        seconds, metrics = _script_run(argv, f"the 40k x 5 run, COMPILE={compile_}")
+        seconds, metrics = timed_run(argv, f"the 40k x 5 run, COMPILE={compile_}")
         row(f"--n_frames 40000 --epochs 5 --compile {compile_}", seconds,
             f"{float(metrics[-1]['images_per_s']):.0f} images/s, validation MSE {float(metrics[-1]['val_recon']):.6f}")
     exact = ["--n_frames", "8000", "--cosine", "False", "--warmup", "0.0"]  # one LR throughout: resume = longer run
     for gpus in range(1, torch.cuda.device_count() + 1):
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         straight, resumed = out_dir / f"torchrun_{gpus}_straight", out_dir / f"torchrun_{gpus}_resumed"
-        seconds, metrics = _script_run([*exact, "--epochs", "2", "--out_dir", str(straight)], "torchrun", torchrun)
-        _script_run([*exact, "--epochs", "1", "--out_dir", str(resumed)], "torchrun, first epoch", torchrun)
-        _script_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(resumed)], "torchrun --resume", torchrun)
+        seconds, metrics = timed_run([*exact, "--epochs", "2", "--out_dir", str(straight)], "torchrun", torchrun)
+        timed_run([*exact, "--epochs", "1", "--out_dir", str(resumed)], "torchrun, first epoch", torchrun)
+        timed_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(resumed)], "torchrun --resume", torchrun)
         same = _same_weights(straight / "last.pt", resumed / "last.pt")
         row(f"torchrun --nproc_per_node={gpus}, then --resume", seconds,
             f"{float(metrics[-1]['images_per_s']):.0f} images/s; resumed weights {'identical' if same else 'DIFFER'}")
     moved = out_dir / "cpu_to_gpu"
-    _script_run([*exact, "--epochs", "1", "--device", "cpu", "--out_dir", str(moved)], "the CPU run")
-    seconds, metrics = _script_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(moved)], "its GPU resume")
+    timed_run([*exact, "--epochs", "1", "--device", "cpu", "--out_dir", str(moved)], "the CPU run")
+    seconds, metrics = timed_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(moved)], "its GPU resume")
     row("a run started on the CPU, resumed on the GPU", seconds, f"epoch 2 at {float(metrics[-1]['images_per_s']):.0f}"
         f" images/s, batch {json.loads((moved / 'config.json').read_text())['batch_size']} kept")
     speed = measure_training(bench, out_dir / "speed")
     row("bench training speed on CUDA", 0.0, f"{speed['ours_images_per_s']:.0f} vs the homework's "
         f"{speed['reference_images_per_s']:.0f} images/s")
-    seconds, metrics = _script_run(["--env_id", "CarRacing-v3", "--out_dir", str(out_dir / "car")], "CarRacing")
+    seconds, metrics = timed_run(["--env_id", "CarRacing-v3", "--out_dir", str(out_dir / "car")], "CarRacing")
     row("python train_vae.py --env_id CarRacing-v3 (collection on every core)", seconds,
         f"validation MSE {float(metrics[-1]['val_recon']):.6f}")
     return rows
