@@ -220,10 +220,10 @@ def check_room(cfg: SimpleNamespace, out_dir: Path, n_frames: int) -> None:
     probe = SimpleNamespace(**(vars(cfg) | {"angle_range": "all"}))  # any frames of the env compress alike
     sample = collect_chunk(probe, 0, _SIZE_PROBE_FRAMES)[0]["frames"]
     ratio = len(zlib.compress(sample.tobytes(), 6)) / max(1, sample.nbytes)  # 6: np.savez_compressed's level
-    needed = (n_frames + cfg.shard_frames) * sample[0].nbytes * ratio  # + one shard: its temporary file
+    shard = cfg.shard_frames * sample[0].nbytes * ratio  # the temporary file of the shard being written
+    needed = n_frames * sample[0].nbytes * ratio + shard
     existing = next(folder for folder in (Path(out_dir), *Path(out_dir).resolve().parents) if folder.exists())
     free = shutil.disk_usage(existing).free
-    shard = cfg.shard_frames * sample[0].nbytes * ratio
     culprit = "SHARD_FRAMES" if shard > needed / 2 else "N_FRAMES"  # the temporary shard, or the frames themselves
     cli.require(needed < free, f"{n_frames} frames to collect, written in shards of SHARD_FRAMES={cfg.shard_frames}, "
                 f"need about {needed / 2**30:.2f} GiB on disk, and {out_dir} has {free / 2**30:.2f} GiB free: lower "

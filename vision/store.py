@@ -1,16 +1,20 @@
 """The dataset on disk, as shards and a manifest; which frames are validation; the frames training reads.
 
-A dataset is a folder, OUT_DIR/frames_<env id>/, of fixed-size shards and a manifest:
+A dataset is a folder per set of collection settings, OUT_DIR/frames_<env id>_<digest>/
+(frames.dataset_dir names it), of fixed-size shards and a manifest:
 
+    settings.json        the collection settings that made every frame here, spelled out
     shard_00000.npz ...  SHARD_FRAMES frames each (the last may hold fewer): frames uint8
-                         (N, 3, H, W), states, episode, step, action, reward, done
-    manifest.json        the collection settings, and per shard its frame count, size and sha256
+                         (N, 3, H, W), states, episode, step, action, reward, done, and the
+                         settings again
+    manifest.json        the settings, and per shard its frame count, size and sha256
 
 Each shard is written atomically when it is complete and entered in the manifest at once,
 so a stopped collection keeps every finished shard. A shard belongs to the dataset only
 through the manifest: a shard missing, or whose bytes do not match the manifest's sha256,
-is named and collected again. Episodes never cross shards, so each shard splits into
-training and validation episodes by itself, whichever process reads it.
+is named and collected again; a damaged manifest is rebuilt from the shards that carry
+these settings. Episodes never cross shards, so each shard splits into training and
+validation episodes by itself, whichever process reads it.
 
 Training reads the shards one of two ways (`open_frames` picks, and says which): a set
 within the in-memory budget (IN_RAM_MB) is held whole, in RAM or on a GPU, and reshuffled
@@ -88,6 +92,7 @@ class Store:
 
     def __init__(self, folder: str | Path, settings: dict) -> None:
         self.folder, self.settings = Path(folder), settings  # settings: the collection's, SHARD_FRAMES among them
+        self._verified: dict[int, tuple] = {}  # shard -> (sha256, size, mtime) it was last hashed and found to match
 
     def path(self, index: int) -> Path:
         return self.folder / f"shard_{index:05d}.npz"
@@ -131,7 +136,14 @@ class Store:
             return "not collected yet"
         if not path.exists():
             return "is missing"
-        return None if _sha256(_read_regular(path)) == entry["sha256"] else "does not match its sha256 in the manifest"
+        stat = path.stat()
+        seen = (entry["sha256"], stat.st_size, stat.st_mtime_ns)
+        if self._verified.get(index) == seen:  # hashed already (a run checks before and after mending the manifest)
+            return None
+        if _sha256(_read_regular(path)) != entry["sha256"]:
+            return "does not match its sha256 in the manifest"
+        self._verified[index] = seen
+        return None
 
     def frame_count(self, shards: Sequence[int]) -> int:
         """Frames in `shards`, as the manifest records them."""
