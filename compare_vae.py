@@ -21,9 +21,9 @@ import torch
 
 import evaluate_vae
 import train_vae
-from vision import cli
-from vision.checkpoints import load_vae
-from vision.pictures import plot_beta_sweep, save_grid
+from worldvae import cli
+from worldvae.checkpoints import load_vae
+from worldvae.pictures import plot_beta_sweep, save_grid
 
 # -----------------------------------------------------------------------------
 KL_WEIGHTS = None  # one VAE per value, e.g. "(2e-6, 2e-5)"; None: one VAE at train_vae.py's KL_WEIGHT

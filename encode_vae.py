@@ -28,10 +28,10 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from vision import cli, frames, store
-from vision.checkpoints import build_vae, load_checkpoint, run_config
-from vision.codes import encode_frames
-from vision.compute import pick_device
+from worldvae import cli, frames, store
+from worldvae.checkpoints import build_vae, load_checkpoint, run_config
+from worldvae.codes import encode_frames
+from worldvae.compute import pick_device
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py; its dataset is encoded

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from vision import cli, codes, frames, store
-from vision.checkpoints import build_vae, load_checkpoint, run_config
-from vision.codes import Codes, encode_frames
-from vision.compute import pick_device, to_unit_float
-from vision.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
+from worldvae import cli, codes, frames, store
+from worldvae.checkpoints import build_vae, load_checkpoint, run_config
+from worldvae.codes import Codes, encode_frames
+from worldvae.compute import pick_device, to_unit_float
+from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py

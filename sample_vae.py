@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from vision import cli, codes, frames, store
-from vision.checkpoints import build_vae, load_checkpoint, run_config
-from vision.cli import UserError
-from vision.compute import pick_device, to_unit_float
-from vision.pictures import (
+from worldvae import cli, codes, frames, store
+from worldvae.checkpoints import build_vae, load_checkpoint, run_config
+from worldvae.cli import UserError
+from worldvae.compute import pick_device, to_unit_float
+from worldvae.pictures import (
     save_comparison,
     save_interpolation,
     save_png,

@@ -25,11 +25,11 @@ from types import SimpleNamespace
 import torch
 
 from MyVAE import MyVAE
-from vision import cli, distributed, frames, store
-from vision.checkpoints import load_checkpoint, save_checkpoint
-from vision.cli import UserError, require
-from vision.compute import Compute, auto_batch_size, pick_device, set_threads
-from vision.pictures import plot_curves, save_comparison
+from worldvae import cli, distributed, frames, store
+from worldvae.checkpoints import load_checkpoint, save_checkpoint
+from worldvae.cli import UserError, require
+from worldvae.compute import Compute, auto_batch_size, pick_device, set_threads
+from worldvae.pictures import plot_curves, save_comparison
 
 # -----------------------------------------------------------------------------
 # data

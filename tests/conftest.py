@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def run_main(capsys: pytest.CaptureFixture, main, *argv: str) -> SimpleNamespace:
     """A script's main(argv) through cli.run, in this process: exit code and output as a user sees them."""
-    from vision import cli
+    from worldvae import cli
 
     capsys.readouterr()
     try:
@@ -66,11 +66,11 @@ def train_config(**overrides) -> SimpleNamespace:
     import torch
 
     import train_vae
-    from vision import (
+    from worldvae import (
         cli,  # here, not at the top: the repo must be on sys.path first
         frames,
     )
-    from vision.compute import auto_batch_size
+    from worldvae.compute import auto_batch_size
 
     cfg = cli.defaults(train_vae, **overrides)
     if cfg.batch_size is None:
@@ -81,7 +81,7 @@ def train_config(**overrides) -> SimpleNamespace:
 
 def tiny_source(cfg: SimpleNamespace, out_dir: Path, in_ram_bytes: int = 2**30):
     """What train_vae.train reads: the run's frames, collected into a store in out_dir (or reused)."""
-    from vision import frames, store
+    from worldvae import frames, store
 
     frame_store, shards = frames.load_or_collect(cfg, out_dir, StopAfter(10**9))
     return store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_ram_bytes)
@@ -89,7 +89,7 @@ def tiny_source(cfg: SimpleNamespace, out_dir: Path, in_ram_bytes: int = 2**30):
 
 def read_store(frame_store, n_shards: int) -> dict[str, np.ndarray]:
     """Shards 0 .. n_shards - 1 of a store, concatenated in shard order: the whole dataset."""
-    from vision import store
+    from worldvae import store
 
     return {key: np.concatenate([frame_store.read(i)[key] for i in range(n_shards)]) for key in store.ARRAYS}
 

@@ -18,7 +18,7 @@ import torch.distributed as dist  # noqa: E402
 
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from vision import checkpoints, cli, pictures  # noqa: E402
+from worldvae import checkpoints, cli, pictures  # noqa: E402
 
 record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": [], "noise_differs": None}
 _step, _write, _reparameterize = torch.optim.Adam.step, cli.atomic_write, MyVAE.reparameterize

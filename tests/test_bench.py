@@ -8,7 +8,7 @@ import pytest
 from conftest import train_config
 
 from tools import bench
-from vision import compute
+from worldvae import compute
 
 
 def test_collection_is_measured_against_the_homework_collector_with_the_same_picture() -> None:

@@ -8,10 +8,10 @@ import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
 import train_vae
-from vision import cli, codes, frames, store
-from vision.checkpoints import load_checkpoint
-from vision.codes import dims_by_information
-from vision.compute import Compute
+from worldvae import cli, codes, frames, store
+from worldvae.checkpoints import load_checkpoint
+from worldvae.codes import dims_by_information
+from worldvae.compute import Compute
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
 
@@ -134,7 +134,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
     written = []
     real = cli.atomic_write
     monkeypatch.setattr(cli, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
-    from vision import checkpoints
+    from worldvae import checkpoints
 
     monkeypatch.setattr(checkpoints, "atomic_write", cli.atomic_write)
     train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
@@ -146,7 +146,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
     cfg, source = _tiny(tmp_path, epochs=2)
     train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), source, tmp_path, CPU, StopAfter(999))
-    from vision import checkpoints
+    from worldvae import checkpoints
 
     real = cli.atomic_write
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 import train_vae
-from vision import cli, distributed
-from vision.cli import UserError
+from worldvae import cli, distributed
+from worldvae.cli import UserError
 
 
 def test_defaults_come_from_the_constants_at_the_top() -> None:

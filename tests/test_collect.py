@@ -7,9 +7,9 @@ import pytest
 from conftest import same_dataset, train_config
 
 import train_vae
-from vision import frames
-from vision.cli import UserError
-from vision.frames import collect_frames, make_env, preprocess_frame, resolve_crop
+from worldvae import frames
+from worldvae.cli import UserError
+from worldvae.frames import collect_frames, make_env, preprocess_frame, resolve_crop
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import REPO, TINY, fingerprint
 
-from vision import cli
-from vision.checkpoints import load_checkpoint
+from worldvae import cli
+from worldvae.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
 FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250"]

@@ -13,10 +13,10 @@ import encode_vae
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from vision import frames, road
-from vision.checkpoints import load_checkpoint, load_vae
-from vision.cli import UserError
-from vision.latent import LatentObservation
+from worldvae import frames, road
+from worldvae.checkpoints import load_checkpoint, load_vae
+from worldvae.cli import UserError
+from worldvae.latent import LatentObservation
 
 needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None,
                                  reason="CarRacing needs gymnasium[box2d]: pip install -r requirements-envs.txt")
@@ -100,7 +100,7 @@ def test_the_rollout_gif_shows_a_heldout_episode_beside_its_reconstruction(capsy
     result = run_main(capsys, sample_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--rollout",
                       "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    n_heldout = len(__import__("vision.frames", fromlist=["frames"]).heldout_frames(
+    n_heldout = len(__import__("worldvae.frames", fromlist=["frames"]).heldout_frames(
         load_checkpoint(tiny_run / "vae.pt")["config"]).test["frames"])
     with Image.open(tmp_path / "rollout.gif") as gif:  # Pillow merges repeated frames, lengthening their time
         shown_ms = 0
@@ -144,7 +144,7 @@ def test_the_road_measure_tells_a_good_reconstruction_from_a_blurred_one() -> No
 
 
 def _checkpoint_for(tmp_path, env_id: str, **config) -> str:
-    from vision.checkpoints import save_checkpoint
+    from worldvae.checkpoints import save_checkpoint
 
     cfg = train_config(env_id=env_id, img_size=32, latent_dim=4, **config)
     model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
@@ -196,7 +196,7 @@ def test_an_env_that_observes_images_is_encoded_from_its_observation_cropped_as_
     import gymnasium as gym
     from gymnasium.utils.env_checker import check_env
 
-    from vision.compute import to_unit_float
+    from worldvae.compute import to_unit_float
 
     path = _checkpoint_for(tmp_path, "CarRacing-v3")
     env = LatentObservation(gym.make("CarRacing-v3"), path)

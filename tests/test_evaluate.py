@@ -13,8 +13,8 @@ from PIL import Image
 import evaluate_vae
 import sample_vae
 from MyVAE import MyVAE
-from vision import codes
-from vision.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
+from worldvae import codes
+from worldvae.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
 
 METRIC_KEYS = {
     "checkpoint", "variational", "kl_weight", "env_id", "frames_scored", "data", "mse", "psnr_db",
@@ -48,7 +48,7 @@ def test_nearest_frame_mse_matches_a_brute_force_search_in_batches(monkeypatch) 
 def test_a_ghostly_sample_scores_clearly_worse_than_a_clean_one() -> None:
     from conftest import train_config
 
-    from vision import frames
+    from worldvae import frames
 
     real = frames.collect_frames(train_config(n_frames=200, img_size=32, n_envs=1))[0]["frames"]
     x = torch.from_numpy(real).float() / 255

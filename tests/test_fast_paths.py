@@ -10,8 +10,8 @@ import torch
 from conftest import train_config
 
 from MyVAE import MyVAE
-from vision import frames
-from vision.compute import Compute, pick_autocast_dtype
+from worldvae import frames
+from worldvae.compute import Compute, pick_autocast_dtype
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
 
@@ -67,8 +67,8 @@ def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(cap
     from conftest import TINY, run_main
 
     import train_vae
-    from vision.checkpoints import load_checkpoint
-    from vision.compute import auto_batch_size
+    from worldvae.checkpoints import load_checkpoint
+    from worldvae.compute import auto_batch_size
 
     assert auto_batch_size(torch.device("cpu")) == 8 and auto_batch_size(torch.device("cuda")) == 512
     tiny = [arg for arg in TINY if arg not in ("--batch_size", "16")]
@@ -77,7 +77,7 @@ def test_auto_batch_size_is_small_on_a_cpu_and_large_on_cuda_and_is_recorded(cap
 
 
 def test_compile_auto_waits_for_a_run_long_enough_to_repay_it() -> None:
-    from vision.compute import Compute
+    from worldvae.compute import Compute
 
     cuda = torch.device("cuda")  # a device object needs no GPU; nothing runs on it here
     assert Compute.choose(cuda, "fp32", False, "auto", long_run=False).compile is False
@@ -125,7 +125,7 @@ _THREAD_PROBE = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
 import torch
-from vision import cli, frames
+from worldvae import cli, frames
 import train_vae
 from MyVAE import MyVAE
 

@@ -10,8 +10,8 @@ from conftest import TINY, StopAfter, run_main, tiny_source, train_config
 
 import train_vae
 from MyVAE import MyVAE
-from vision import cli, distributed, frames, store
-from vision.compute import Compute, pick_autocast_dtype, pick_device
+from worldvae import cli, distributed, frames, store
+from worldvae.compute import Compute, pick_autocast_dtype, pick_device
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
 

@@ -18,8 +18,8 @@ import sample_vae
 import train_vae
 from MyVAE import MyVAE
 from tools import bench
-from vision import cli, frames
-from vision.checkpoints import save_checkpoint
+from worldvae import cli, frames
+from worldvae.checkpoints import save_checkpoint
 
 
 def _one_line(result, message: str) -> None:
@@ -97,7 +97,7 @@ def test_evaluate_says_truthfully_what_it_scored_when_the_dataset_is_gone(tmp_pa
     run.mkdir()
     for name in ("vae.pt",):
         (run / name).write_bytes((tiny_run / name).read_bytes())
-    checkpoint = __import__("vision.checkpoints", fromlist=["checkpoints"]).load_checkpoint(run / "vae.pt")
+    checkpoint = __import__("worldvae.checkpoints", fromlist=["checkpoints"]).load_checkpoint(run / "vae.pt")
     checkpoint["config"]["out_dir"] = str(run)  # this copy has no dataset beside it
     __import__("torch").save(checkpoint, run / "vae.pt")
     metrics = evaluate_vae.evaluate(run / "vae.pt", tmp_path)

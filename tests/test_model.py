@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from MyVAE import MyVAE
-from vision.checkpoints import CheckpointError, load_checkpoint, load_vae, save_checkpoint
+from worldvae.checkpoints import CheckpointError, load_checkpoint, load_vae, save_checkpoint
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32))
 

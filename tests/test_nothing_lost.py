@@ -21,7 +21,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench
-from vision import cli, distributed, frames, store
+from worldvae import cli, distributed, frames, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
 
@@ -102,7 +102,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
                                                                                         monkeypatch) -> None:
     """last.pt holds every process's own sums, so after a resume each logs what it would have logged."""
     from MyVAE import MyVAE
-    from vision.compute import Compute
+    from worldvae.compute import Compute
 
     cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=1, out_dir=str(tmp_path),
                        hidden_dims=(8, 16, 16, 32, 32), n_envs=1)
@@ -171,7 +171,7 @@ def test_a_run_whose_validation_loss_is_not_finite_does_not_end_done(capsys, tmp
 _KILL_DURING = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from vision import cli
+from worldvae import cli
 import train_vae
 from tools import bench
 
@@ -284,7 +284,7 @@ def test_shards_too_small_for_an_episode_name_shard_frames(tmp_path) -> None:
                                   "step": np.arange(250, dtype=np.int32), "action": np.zeros((250, 1), np.float32),
                                   "reward": np.zeros(250, np.float32), "done": np.arange(250) == 249})
     source = store.open_frames(frame_store, [0, 1], 0.1, 0, 2**30)
-    from vision.compute import Compute
+    from worldvae.compute import Compute
 
     with pytest.raises(cli.UserError, match="raise SHARD_FRAMES"):
         train_vae.train(cfg, source, tmp_path, Compute.choose("cpu", "fp32", False, "off"), StopAfter(10**9))

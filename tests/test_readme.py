@@ -14,7 +14,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench, make_docs
-from vision import cli
+from worldvae import cli
 
 README = (REPO / "README.md").read_text()
 
@@ -45,20 +45,20 @@ def test_readme_tables_list_every_constant_with_its_real_default(module) -> None
 
 
 SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
-LIBRARY = sorted((REPO / "vision").glob("*.py"))  # the package beneath them
+LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
 TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
 ORCHESTRATORS = {"compare_vae.py", "bench.py", "make_docs.py"}  # may call another script's main(argv), nothing else
 
 
 def _our_imports(path) -> set[str]:
-    """The repo's modules `path` imports, as dotted names: train_vae, MyVAE, vision.store, tools.bench."""
-    ours = {p.stem for p in REPO.glob("*.py")} | {"vision", "tools"}
+    """The repo's modules `path` imports, as dotted names: train_vae, MyVAE, worldvae.store, tools.bench."""
+    ours = {p.stem for p in REPO.glob("*.py")} | {"worldvae", "tools"}
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names |= {f"{node.module}.{alias.name}" if node.module in ("vision", "tools") else node.module
+            names |= {f"{node.module}.{alias.name}" if node.module in ("worldvae", "tools") else node.module
                       for alias in node.names}
     return {name for name in names if name.split(".")[0] in ours}
 
@@ -74,7 +74,7 @@ def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
     scripts = {p.stem for p in SCRIPT_FILES}
     assert _our_imports(REPO / "MyVAE.py") == set(), "the model file imports nothing of ours"
     for path in LIBRARY:  # the library: itself and the model, never a script or a tool
-        assert _our_imports(path) <= {f"vision.{p.stem}" for p in LIBRARY} | {"vision", "MyVAE"}, path.name
+        assert _our_imports(path) <= {f"worldvae.{p.stem}" for p in LIBRARY} | {"worldvae", "MyVAE"}, path.name
     for path in SCRIPT_FILES + TOOLS:
         imports = _our_imports(path)
         assert not {name for name in imports if name.startswith("tools")} - {"tools.bench"} or path in TOOLS, path.name

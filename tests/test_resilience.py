@@ -18,10 +18,10 @@ from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, t
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from vision import cli, frames
-from vision.checkpoints import load_checkpoint, save_checkpoint
-from vision.cli import Stopped, UserError
-from vision.compute import Compute
+from worldvae import cli, frames
+from worldvae.checkpoints import load_checkpoint, save_checkpoint
+from worldvae.cli import Stopped, UserError
+from worldvae.compute import Compute
 
 TIMINGS = ("seconds", "images_per_s")  # the only columns of metrics.csv that may differ between equal runs
 

@@ -13,7 +13,7 @@ from PIL import Image
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from vision.checkpoints import load_checkpoint, save_checkpoint
+from worldvae.checkpoints import load_checkpoint, save_checkpoint
 
 
 def _png(path) -> np.ndarray:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import StopAfter, read_store, same_dataset, train_config
 
-from vision import frames, store
-from vision.cli import Stopped, UserError
+from worldvae import frames, store
+from worldvae.cli import Stopped, UserError
 
 
 def _cfg(**overrides):

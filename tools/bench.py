@@ -34,11 +34,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from vision import cli, compute, frames, store  # noqa: E402
-from vision.checkpoints import load_vae  # noqa: E402
-from vision.codes import encode_frames  # noqa: E402
-from vision.compute import pick_device, to_unit_float  # noqa: E402
-from vision.pictures import save_figure  # noqa: E402
+from worldvae import cli, compute, frames, store  # noqa: E402
+from worldvae.checkpoints import load_vae  # noqa: E402
+from worldvae.codes import encode_frames  # noqa: E402
+from worldvae.compute import pick_device, to_unit_float  # noqa: E402
+from worldvae.pictures import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 ENV_ID = "CartPole-v1"  # the env every measurement uses

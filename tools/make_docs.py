@@ -33,7 +33,7 @@ import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from tools import bench  # noqa: E402
-from vision import cli, compute  # noqa: E402
+from worldvae import cli, compute  # noqa: E402
 
 # -----------------------------------------------------------------------------
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)

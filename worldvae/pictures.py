@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from vision.cli import atomic_write
+from worldvae.cli import atomic_write
 
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
 _MIN_TILE = 128  # px: small frames are upscaled to at least this, so a 64x64 frame can be seen

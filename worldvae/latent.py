@@ -2,7 +2,7 @@
 (an MDN-RNN) and the controller of a world model read.
 
     import gymnasium as gym
-    from vision.latent import LatentObservation
+    from worldvae.latent import LatentObservation
 
     env = LatentObservation(gym.make("CarRacing-v3"), "outputs/car/vae.pt")
     z, info = env.reset(seed=0)  # z: float32 (LATENT_DIM,), the mean of q(z|frame)
@@ -21,10 +21,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from vision import frames
-from vision.checkpoints import build_vae, load_checkpoint, run_config
-from vision.cli import UserError
-from vision.compute import pick_device, to_unit_float
+from worldvae import frames
+from worldvae.checkpoints import build_vae, load_checkpoint, run_config
+from worldvae.cli import UserError
+from worldvae.compute import pick_device, to_unit_float
 
 CODES = ("mu", "mu_log_var")  # what an observation holds: the code's mean, or its mean and log-variance
 

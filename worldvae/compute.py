@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vision.cli import UserError, reason
+from worldvae.cli import UserError, reason
 
 
 def pick_device(name: str = "auto", local_index: int | None = None) -> torch.device:

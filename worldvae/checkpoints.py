@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from MyVAE import MyVAE
-from vision.cli import UserError, atomic_write, reason
+from worldvae.cli import UserError, atomic_write, reason
 
 CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
 

@@ -33,8 +33,8 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from vision import cli, distributed, store
-from vision.cli import UserError
+from worldvae import cli, distributed, store
+from worldvae.cli import UserError
 
 _CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; a shard holds several
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vision import cli
-from vision.cli import UserError
+from worldvae import cli
+from worldvae.cli import UserError
 
 ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
 _MANIFEST = "manifest.json"

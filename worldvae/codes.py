@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE, kl_per_dim
-from vision import cli
-from vision.compute import to_unit_float
-from vision.road import road_iou
+from worldvae import cli
+from worldvae.compute import to_unit_float
+from worldvae.road import road_iou
 
 FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
 ACTIVE = 0.01  # nats of mean KL (an autoencoder: variance of the code across frames) that make a dimension active
@@ -28,7 +28,7 @@ INTERPOLATION_STEPS = 11  # decodings from A's code to B's, both included: t = 0
 class Codes:
     """Per frame: the code's mean and log-variance (zeros for an autoencoder), the per-pixel MSE
     of the frame's reconstruction from that mean, and (asked for) the road IoU of that
-    reconstruction (vision/road.py; NaN where the frame shows no road)."""
+    reconstruction (worldvae/road.py; NaN where the frame shows no road)."""
 
     mu: np.ndarray
     log_var: np.ndarray
