@@ -21,7 +21,7 @@ import torch
 
 import evaluate_vae
 import train_vae
-from worldvae import cli
+from worldvae import cli, constants, files
 from worldvae.checkpoints import load_vae
 from worldvae.pictures import plot_beta_sweep, save_grid
 
@@ -81,7 +81,7 @@ def markdown_table(results: list[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     weights = cfg.kl_weights
     cli.require(weights is None or (isinstance(weights, tuple) and all(w >= 0 for w in weights)),
                 f"KL_WEIGHTS must be a tuple of numbers >= 0, or None; got {weights!r}")
@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.seed is not None:
         cli.require(isinstance(cfg.seed, int), f"SEED must be an integer or None, got {cfg.seed!r}")
         cli.require_seed(cfg.seed)
-    out_dir = cli.prepare_out_dir(cfg.out_dir)
+    out_dir = files.prepare_out_dir(cfg.out_dir)
     results = [train_and_score(name, flags, cfg, out_dir) for name, flags in variants(cfg)]
 
     table = markdown_table(results)

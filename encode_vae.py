@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, frames, store
+from worldvae import cli, constants, files, frames, store
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import encode_frames
 from worldvae.compute import pick_device
@@ -53,7 +53,7 @@ def episode_starts(episodes: np.ndarray) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
     frame_store, problem = frames.complete_store(run)
@@ -61,14 +61,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "again, copy the checkpoint elsewhere (a training run replaces it), then run the train_vae.py "
                 "command that made it")
     out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
-    cli.prepare_out_dir(str(out.parent))
+    files.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)
     n_shards = len(store.shard_sizes(run.n_frames, run.shard_frames))
     pieces = [episode_codes(model, frame_store.read(index), device) for index in range(n_shards)]  # one shard in RAM
     codes = {key: np.concatenate([piece[key] for piece in pieces]) for key in pieces[0] if key != "episode_start"}
     codes["episode_start"] = episode_starts(codes["episode"])
-    cli.atomic_write(out, lambda f: np.savez(f, **codes))
+    files.atomic_write(out, lambda f: np.savez(f, **codes))
     n_episodes = len(codes["episode_start"]) - 1
     print(f"wrote {out}: {len(codes['mu'])} frames in {n_episodes} episodes, z of {codes['mu'].shape[1]} dims, "
           f"actions of {codes['action'].shape[1]}")

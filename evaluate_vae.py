@@ -21,11 +21,12 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, frames, store
+from worldvae import cli, codes, constants, files, frames, store
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
 from worldvae.compute import pick_device, to_unit_float
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
+from worldvae.progress import ProgressBar
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
@@ -62,7 +63,7 @@ def nearest_frame_mse(samples: torch.Tensor, frames_u8: np.ndarray) -> np.ndarra
     """
     flat = samples.float().flatten(1)
     best = torch.full((len(flat),), math.inf, device=flat.device)
-    with cli.ProgressBar(len(frames_u8), "nearest frames", "frame") as bar:
+    with ProgressBar(len(frames_u8), "nearest frames", "frame") as bar:
         for batch in torch.from_numpy(frames_u8).split(codes.FRAMES_PER_BATCH):
             real = to_unit_float(batch.to(flat.device)).flatten(1)
             squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
@@ -120,7 +121,7 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     }
     colour, label = scatter_colour(config["env_id"], held.test)
     write_pictures(model, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
-    cli.atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    files.atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     return metrics
 
 
@@ -177,7 +178,7 @@ def summary(metrics: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     cli.require(cfg.fresh == 0 or cfg.fresh >= 50, f"FRESH must be 0 or at least 50 frames, got {cfg.fresh}")
     cli.require_at_most(cfg.fresh, frames.HELDOUT_LIMIT, "FRESH", "scores settle long before (and the frames are "
                         "held in memory)")
@@ -186,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
     cli.require_at_most(cfg.quality_samples, 100_000, "QUALITY_SAMPLES", "each is compared with every real frame")
     cli.require_seed(cfg.seed)
-    out_dir = cli.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
+    out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
                        cfg.quality_samples)
     print(summary(metrics))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, frames, store
+from worldvae import cli, codes, compute, constants, files, frames, store
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.cli import UserError
 from worldvae.compute import pick_device, to_unit_float
@@ -95,7 +95,7 @@ def show_interactive(model: MyVAE, seed: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
     cli.require_at_most(cfg.n_samples, _MAX_SAMPLES, "N_SAMPLES", "each is a PNG file and a tile of one grid")
     cli.require_seed(cfg.seed)
@@ -103,12 +103,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)
     side = model.model_args["img_size"]
-    cli.require_memory(cfg.n_samples * 3 * side**2 * 4 * 4, f"N_SAMPLES={cfg.n_samples} frames of {side} px, "
+    compute.require_memory(cfg.n_samples * 3 * side**2 * 4 * 4, f"N_SAMPLES={cfg.n_samples} frames of {side} px, "
                        "decoded and drawn at once,", "lower N_SAMPLES")
     if cfg.interactive:
         show_interactive(model, cfg.seed)
         return
-    out_dir = cli.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent))
+    out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent))
     written = []
     if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:
         heldout = heldout_batches(checkpoint, cfg.checkpoint, cfg.n_samples, device)

@@ -25,11 +25,12 @@ from types import SimpleNamespace
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, distributed, frames, store
+from worldvae import cli, compute, constants, distributed, files, frames, store
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 from worldvae.cli import UserError, require
 from worldvae.compute import Compute, auto_batch_size, pick_device, set_threads
 from worldvae.pictures import plot_curves, save_comparison
+from worldvae.progress import ProgressBar
 
 # -----------------------------------------------------------------------------
 # data
@@ -87,7 +88,7 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
             f"IN_RAM_MB must be None or a size in MiB of zero or more, got {cfg.in_ram_mb!r}")
     if cfg.in_ram_mb is not None:  # frames up to this budget are held whole
         held = min(cfg.in_ram_mb * 2**20, cfg.n_frames / ranks.world * 3 * cfg.img_size**2)
-        cli.require_memory(held, f"holding IN_RAM_MB={cfg.in_ram_mb} of frames", "lower IN_RAM_MB (or set it to 0 "
+        compute.require_memory(held, f"holding IN_RAM_MB={cfg.in_ram_mb} of frames", "lower IN_RAM_MB (or set it to 0 "
                            "to stream from disk)")
     require(isinstance(cfg.latent_dim, int) and cfg.latent_dim >= 1,
             f"LATENT_DIM must be an integer of at least 1, got {cfg.latent_dim!r}")
@@ -207,7 +208,7 @@ def train(
         sums += torch.tensor([position.totals[key] for key in _LOSS_PARTS], dtype=sums.dtype, device=sums.device)
         with (
             contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
-            cli.ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
+            ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
                             images_per_unit=cfg.batch_size * ranks.world) as bar,
         ):
             for frames_u8 in itertools.islice(stream, position.batch, steps_per_epoch):
@@ -334,7 +335,7 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
             writer = csv.DictWriter(text, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-            cli.atomic_write(out_dir / name, lambda f, text=text: f.write(text.getvalue().encode()))
+            files.atomic_write(out_dir / name, lambda f, text=text: f.write(text.getvalue().encode()))
 
     def curves(part: str) -> dict[str, tuple[list[float], list[float]]]:
         epochs = [row["epoch"] for row in history]
@@ -435,7 +436,7 @@ def load_resumable(cfg: SimpleNamespace, out_dir: Path) -> dict:
 def main(argv: Sequence[str] | None = None) -> None:
     ranks = distributed.Ranks.from_env()
     distributed.print_only_on_main(ranks)
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     set_threads(cfg.threads)  # before torch's first op starts its thread pool
     device = pick_device(cfg.device, ranks.local_rank if ranks.launched else None)  # this process's own GPU
     frames.resolve_env_defaults(cfg)
@@ -443,14 +444,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)
     cfg.world_size = ranks.world  # recorded with the run: it resumes only with as many processes
-    out_dir = cli.prepare_out_dir(cfg.out_dir)
+    out_dir = files.prepare_out_dir(cfg.out_dir)
     if not cfg.resume and (out_dir / "vae.pt").exists():
         print(f"note: {out_dir} holds an earlier run; this one replaces its checkpoints, metrics and pictures "
               f"(to keep both, stop now and pass --out_dir {out_dir}_2)")
     start = time.perf_counter()
     with (
         distributed.process_group(ranks, device),
-        distributed.held_by_main(lambda: cli.lock_out_dir(out_dir), ranks),  # all refused before any touches OUT_DIR
+        distributed.held_by_main(lambda: files.lock_out_dir(out_dir), ranks),  # all refused before any touches OUT_DIR
         cli.StopRequests() as stop,
     ):
         resume = distributed.from_main(lambda: load_resumable(cfg, out_dir)) if cfg.resume else None
@@ -462,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                  ranks.world)
         plan = distributed.on_every_rank(lambda: frames.plan_collection(cfg, out_dir, ranks.rank, ranks.world))
         if ranks.main:  # every check that can refuse the run has passed: now it writes
-            cli.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
+            files.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
         shards = frames.collect_planned(cfg, plan, stop, ranks.rank, ranks.world)
         source = store.open_frames(plan.store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
                                    hold_on=lambda n_bytes: holding_device(n_bytes, compute),

@@ -66,13 +66,10 @@ def train_config(**overrides) -> SimpleNamespace:
     import torch
 
     import train_vae
-    from worldvae import (
-        cli,  # here, not at the top: the repo must be on sys.path first
-        frames,
-    )
+    from worldvae import constants, frames  # here, not at the top: the repo must be on sys.path first
     from worldvae.compute import auto_batch_size
 
-    cfg = cli.defaults(train_vae, **overrides)
+    cfg = constants.defaults(train_vae, **overrides)
     if cfg.batch_size is None:
         cfg.batch_size = auto_batch_size(torch.device("cpu"))
     frames.resolve_env_defaults(cfg)

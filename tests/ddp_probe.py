@@ -18,10 +18,10 @@ import torch.distributed as dist  # noqa: E402
 
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from worldvae import checkpoints, cli, pictures  # noqa: E402
+from worldvae import cli, files  # noqa: E402
 
 record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": [], "noise_differs": None}
-_step, _write, _reparameterize = torch.optim.Adam.step, cli.atomic_write, MyVAE.reparameterize
+_step, _write, _reparameterize = torch.optim.Adam.step, files.atomic_write, MyVAE.reparameterize
 
 
 def reparameterize_and_compare(mu, log_var):
@@ -59,8 +59,7 @@ def failing_load(*_args):
 
 torch.optim.Adam.step = step_then_compare
 MyVAE.reparameterize = staticmethod(reparameterize_and_compare)
-for module in (cli, checkpoints, pictures):
-    module.atomic_write = logged_write
+files.atomic_write = logged_write  # every writer calls it through its module
 if os.environ.get("PROBE_FAIL_RESUME_ON_RANK_0") and record["rank"] == 0:
     train_vae.load_resumable = failing_load
 try:

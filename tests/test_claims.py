@@ -8,7 +8,7 @@ import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
 import train_vae
-from worldvae import cli, codes, frames, store
+from worldvae import codes, files, frames, store
 from worldvae.checkpoints import load_checkpoint
 from worldvae.codes import dims_by_information
 from worldvae.compute import Compute
@@ -132,13 +132,11 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
     """So a kill at any write boundary, then --resume, redoes the epoch and rewrites them all."""
     cfg, source = _tiny(tmp_path, epochs=1)
     written = []
-    real = cli.atomic_write
-    monkeypatch.setattr(cli, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
-    from worldvae import checkpoints
-
-    monkeypatch.setattr(checkpoints, "atomic_write", cli.atomic_write)
+    real = files.atomic_write
+    monkeypatch.setattr(files, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
     train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999))
-    assert written[-1] == "last.pt" and {"vae.pt", "metrics.csv"} <= set(written[:-1])
+    assert written[-1] == "last.pt"
+    assert {"vae.pt", "metrics.csv", "loss_curves.png", "reconstructions.png"} <= set(written[:-1])
 
 
 @pytest.mark.slow
@@ -146,21 +144,17 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
     cfg, source = _tiny(tmp_path, epochs=2)
     train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), source, tmp_path, CPU, StopAfter(999))
-    from worldvae import checkpoints
-
-    real = cli.atomic_write
+    real = files.atomic_write
 
     def killed(path, write):
         if path.name == dies_at:
             raise KeyboardInterrupt  # the process dies before this file is written
         real(path, write)
 
-    monkeypatch.setattr(checkpoints, "atomic_write", killed)
-    monkeypatch.setattr(cli, "atomic_write", killed)
+    monkeypatch.setattr(files, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
         train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
-    monkeypatch.setattr(checkpoints, "atomic_write", real)
-    monkeypatch.setattr(cli, "atomic_write", real)
+    monkeypatch.setattr(files, "atomic_write", real)
     history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
     assert [row["epoch"] for row in history] == [1, 2]
     for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png"):

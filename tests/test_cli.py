@@ -7,18 +7,19 @@ import sys
 import pytest
 
 import train_vae
-from worldvae import cli, distributed
+from worldvae import cli, constants, distributed, progress
 from worldvae.cli import UserError
+from worldvae.progress import ProgressBar
 
 
 def test_defaults_come_from_the_constants_at_the_top() -> None:
-    cfg = cli.parse_config("train_vae", [])
+    cfg = constants.parse_config("train_vae", [])
     assert cfg.env_id == train_vae.ENV_ID and cfg.n_frames == train_vae.N_FRAMES
     assert cfg.angle_range == train_vae.ANGLE_RANGE and cfg.variational is train_vae.VARIATIONAL
 
 
 def test_overrides_are_parsed_as_literals_of_the_right_type(capsys) -> None:
-    cfg = cli.parse_config(
+    cfg = constants.parse_config(
         "train_vae",
         ["--env_id", "Pendulum-v1", "--n_frames", "500", "--lr", "3e-4", "--kl_weight", "1",
          "--angle_range", "[-0.1, 0.2]", "--crop", "(0, 1, 0, 1)", "--variational", "False"],
@@ -30,9 +31,9 @@ def test_overrides_are_parsed_as_literals_of_the_right_type(capsys) -> None:
 
 
 def test_a_bool_flag_alone_means_true_and_none_is_accepted_for_tuples() -> None:
-    cfg = cli.parse_config("sample_vae", ["--interactive"])
+    cfg = constants.parse_config("sample_vae", ["--interactive"])
     assert cfg.interactive is True
-    assert cli.parse_config("train_vae", ["--angle_range", "None"]).angle_range is None
+    assert constants.parse_config("train_vae", ["--angle_range", "None"]).angle_range is None
 
 
 @pytest.mark.parametrize(
@@ -48,17 +49,17 @@ def test_a_bool_flag_alone_means_true_and_none_is_accepted_for_tuples() -> None:
 )
 def test_bad_overrides_are_a_user_error(argv: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        cli.parse_config("train_vae", argv)
+        constants.parse_config("train_vae", argv)
 
 
 def test_a_tuple_constant_takes_only_numbers() -> None:
     with pytest.raises(UserError, match=r"--quality_budgets expects a tuple of numbers"):
-        cli.parse_config("tools.bench", ["--quality_budgets", "(a, b)"])
+        constants.parse_config("tools.bench", ["--quality_budgets", "(a, b)"])
 
 
 def test_help_lists_every_constant_with_its_default(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.parse_config("train_vae", ["--help"])
+        constants.parse_config("train_vae", ["--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # undo argparse line wrapping
     names = [name for name in vars(train_vae) if name.isupper() and not name.startswith("_")]
@@ -82,27 +83,27 @@ def test_private_constants_are_not_options_and_every_public_one_is(tmp_path, mon
     monkeypatch.syspath_prepend(str(tmp_path))
     import knobby
 
-    found = cli.knobs(knobby)
+    found = constants.knobs(knobby)
     assert list(found) == ["WITH_COMMENT", "NO_COMMENT", "MULTI_LINE"]
     assert found["WITH_COMMENT"].help == "documented" and found["WITH_COMMENT"].group == "data"
     assert found["NO_COMMENT"].help == "" and found["MULTI_LINE"].help == "spans lines"
-    assert cli.parse_config("knobby", ["--no_comment", "3"]).no_comment == 3.0
+    assert constants.parse_config("knobby", ["--no_comment", "3"]).no_comment == 3.0
     with pytest.raises(UserError, match="unrecognized arguments: --_private"):
-        cli.parse_config("knobby", ["--_private", "3"])
+        constants.parse_config("knobby", ["--_private", "3"])
 
 
 def test_abbreviated_flags_are_refused() -> None:
     with pytest.raises(UserError, match="unrecognized arguments: --n_frame"):
-        cli.parse_config("train_vae", ["--n_frame", "100"])
+        constants.parse_config("train_vae", ["--n_frame", "100"])
 
 
 def test_a_misspelled_flag_gets_the_close_names_suggested() -> None:
     with pytest.raises(UserError, match=r"unrecognized arguments: --n_frame 100; did you mean --n_frames\?"):
-        cli.parse_config("train_vae", ["--n_frame", "100"])
+        constants.parse_config("train_vae", ["--n_frame", "100"])
     with pytest.raises(UserError, match=r"--laten_dim 1; did you mean --latent_dim\?"):
-        cli.parse_config("train_vae", ["--laten_dim", "1"])
+        constants.parse_config("train_vae", ["--laten_dim", "1"])
     with pytest.raises(UserError, match=r"unrecognized arguments: --bogus 1 \(see --help\)"):
-        cli.parse_config("train_vae", ["--bogus", "1"])
+        constants.parse_config("train_vae", ["--bogus", "1"])
 
 
 def test_an_error_reason_is_one_line_or_the_type_name() -> None:
@@ -113,8 +114,8 @@ def test_an_error_reason_is_one_line_or_the_type_name() -> None:
 
 def test_progress_tells_the_time_left_the_speed_and_a_running_note(capsys, monkeypatch) -> None:
     now = [100.0]
-    monkeypatch.setattr(cli.time, "monotonic", lambda: now[0])
-    with cli.ProgressBar(40, "epoch 1/2", "batch", images_per_unit=8, every=0) as bar:
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    with ProgressBar(40, "epoch 1/2", "batch", images_per_unit=8, every=0) as bar:
         now[0] = 110.0
         bar.update(10, note="loss 0.00123")
         now[0] = 130.0
@@ -125,7 +126,7 @@ def test_progress_tells_the_time_left_the_speed_and_a_running_note(capsys, monke
 
 
 def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys) -> None:
-    with cli.ProgressBar(3, "work", "step", every=0) as bar:
+    with ProgressBar(3, "work", "step", every=0) as bar:
         bar.update()
         bar.update(2)
     out, err = capsys.readouterr()
@@ -134,7 +135,7 @@ def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys)
     try:
         distributed.print_only_on_main(distributed.Ranks(rank=1, world=2, local_world=2, launched=True))
         assert sys.stdout is not real and not sys.stdout.isatty()
-        with cli.ProgressBar(2, "hidden", "step", every=0) as bar:
+        with ProgressBar(2, "hidden", "step", every=0) as bar:
             bar.update(2)
     finally:
         silenced, sys.stdout = sys.stdout, real

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, TINY, fingerprint
 
-from worldvae import cli
+from worldvae import files
 from worldvae.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(t
                             "--out_dir", str(out)], capture_output=True, text=True, timeout=240)
     assert first.returncode == 0, first.stderr
     before = fingerprint(out)
-    with cli.lock_out_dir(out):  # the first job, still running
+    with files.lock_out_dir(out):  # the first job, still running
         second = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
              str(REPO / "train_vae.py"), *FOUR_SHARDS, "--seed", "9", "--img_size", "64", "--out_dir", str(out)],

@@ -18,7 +18,7 @@ import sample_vae
 import train_vae
 from MyVAE import MyVAE
 from tools import bench
-from worldvae import cli, frames
+from worldvae import cli, constants, files, frames
 from worldvae.checkpoints import save_checkpoint
 
 
@@ -64,7 +64,7 @@ def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys
 
 @pytest.mark.slow
 def test_a_second_run_in_the_same_out_dir_names_the_first(capsys, tmp_path) -> None:
-    with cli.lock_out_dir(tmp_path):
+    with files.lock_out_dir(tmp_path):
         _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)),
                   f"is in use by PID {os.getpid()}")
     assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
@@ -76,7 +76,7 @@ def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
 
 
 def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
-    cfg = cli.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
+    cfg = constants.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
     cfg.latent_dim = 4
     (frames.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
     _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")

@@ -21,7 +21,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench
-from worldvae import cli, distributed, frames, store
+from worldvae import cli, constants, distributed, files, frames, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
 
@@ -212,7 +212,7 @@ def test_a_live_writers_temporary_file_is_never_removed(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead = tmp_path / f".vae.pt.{int(done.stdout)}.xyz789.tmp"
     dead.write_bytes(b"left by a killed run")
-    assert cli.remove_litter(tmp_path) == [dead.name] and mine.exists() and not dead.exists()
+    assert files.remove_litter(tmp_path) == [dead.name] and mine.exists() and not dead.exists()
 
 
 # ---------------------------------------------------------------- damaged or unusual stores
@@ -224,7 +224,7 @@ def test_a_folder_where_the_lock_file_belongs_is_one_line(capsys, tmp_path) -> N
 
 
 def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp_path) -> None:
-    cfg = cli.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)])
+    cfg = constants.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)])
     cfg.latent_dim = 4
     blocker = frames.dataset_dir(tmp_path, cfg)
     blocker.write_text("a user's file")

@@ -14,7 +14,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench, make_docs
-from worldvae import cli
+from worldvae import cli, constants
 
 README = (REPO / "README.md").read_text()
 
@@ -37,8 +37,8 @@ def readme_table(script: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, make_docs])
 def test_readme_tables_list_every_constant_with_its_real_default(module) -> None:
-    table = readme_table(cli.script_path(module))
-    knobs = cli.knobs(module)
+    table = readme_table(constants.script_path(module))
+    knobs = constants.knobs(module)
     assert list(table) == list(knobs), f"{module.__name__}: the README's rows differ from the constants"
     for name, knob in knobs.items():
         assert ast.literal_eval(table[name]) == knob.value, f"README says {name} = {table[name]}"
@@ -58,8 +58,8 @@ def _our_imports(path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names |= {f"{node.module}.{alias.name}" if node.module in ("worldvae", "tools") else node.module
-                      for alias in node.names}
+            names |= {f"{node.module}.{alias.name}" if (REPO / str(node.module) / f"{alias.name}.py").exists()
+                      else node.module for alias in node.names}
     return {name for name in names if name.split(".")[0] in ours}
 
 

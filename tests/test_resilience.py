@@ -18,7 +18,7 @@ from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, t
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from worldvae import cli, frames
+from worldvae import files, frames
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 from worldvae.cli import Stopped, UserError
 from worldvae.compute import Compute
@@ -123,8 +123,8 @@ def test_a_failed_checkpoint_write_leaves_the_previous_file_intact(tmp_path, mon
 
 
 def test_written_files_are_as_readable_as_any_other_file(tmp_path) -> None:
-    cli.atomic_write(tmp_path / "metrics.csv", lambda f: f.write(b"epoch\n1\n"))
-    assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~cli._UMASK
+    files.atomic_write(tmp_path / "metrics.csv", lambda f: f.write(b"epoch\n1\n"))
+    assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~files._UMASK
 
 
 def _interrupt(args: list[str], ready, signum: int) -> str:

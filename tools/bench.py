@@ -34,7 +34,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from worldvae import cli, compute, frames, store  # noqa: E402
+from worldvae import cli, compute, constants, files, frames, store  # noqa: E402
 from worldvae.checkpoints import load_vae  # noqa: E402
 from worldvae.codes import encode_frames  # noqa: E402
 from worldvae.compute import pick_device, to_unit_float  # noqa: E402
@@ -193,7 +193,7 @@ def measure_training(bench: SimpleNamespace, out_dir: Path) -> dict:
 
 def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path) -> dict:
     """Held-out MSE against wall seconds: our default run at each budget, the homework's run along its way."""
-    default = cli.defaults(train_vae)
+    default = constants.defaults(train_vae)
     ours = []
     for share in bench.quality_budgets:
         n_frames = max(int(default.n_frames * share), 200)
@@ -202,7 +202,7 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
         mse = heldout_mse(load_vae(out_dir / f"quality_{n_frames}" / "vae.pt"), heldout_u8)
         ours.append({"seconds": seconds, "mse": mse, "n_frames": n_frames, "run": str(out_dir / f"quality_{n_frames}"),
                      "images_per_s": float(rows[-1]["images_per_s"])})
-    cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=_HOMEWORK.n_frames, seed=bench.seed)
+    cfg = constants.defaults(train_vae, env_id=ENV_ID, n_frames=_HOMEWORK.n_frames, seed=bench.seed)
     homework = train_homework(cfg, heldout_u8, _HOMEWORK.iterations, _HOMEWORK.eval_every)
     plot_quality(ours, homework, out_dir / "quality_vs_time.png")
     return {"ours": ours, "homework": homework}
@@ -211,8 +211,8 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
 def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
     """CarRacing-v3's own defaults at each budget, collection included: wall seconds, and held-out
     MSE and road IoU on fresh frames of another seed (the last budget is the run the docs quote)."""
-    car = frames.resolve_env_defaults(cli.defaults(train_vae, env_id="CarRacing-v3"))
-    heldout = frames.collect_frames(cli.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
+    car = frames.resolve_env_defaults(constants.defaults(train_vae, env_id="CarRacing-v3"))
+    heldout = frames.collect_frames(constants.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
                                                  latent_dim=car.latent_dim, seed=frames.fresh_seed(bench.seed)))[0]
     points = []
     for share in bench.quality_budgets:
@@ -434,40 +434,40 @@ def scaling_rows(results: dict) -> list[tuple[str, str, str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    bench = cli.parse_config(__name__, argv)
+    bench = constants.parse_config(__name__, argv)
     cli.require(isinstance(bench.memory_frames, tuple) and all(isinstance(n, int) and n >= 1000
                                                                for n in bench.memory_frames),
                 f"MEMORY_FRAMES must be a tuple of frame counts of at least 1000, got {bench.memory_frames!r}")
-    shard_frames = cli.defaults(train_vae).shard_frames
+    shard_frames = constants.defaults(train_vae).shard_frames
     cli.require(bench.scaling_frames == 0 or bench.scaling_frames >= 2 * shard_frames,
                 f"SCALING_FRAMES must be 0 or at least {2 * shard_frames} (a shard for each of the two processes)")
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
     for name in ("collect_frames", "heldout_frames", "train_frames", "scaling_frames", "threads_frames"):
         cli.require_at_most(getattr(bench, name), 1_000_000, name.upper(), "a benchmark needs far fewer")
-    frame_bytes = 3 * cli.defaults(train_vae).img_size ** 2
-    cli.require_memory((bench.collect_frames + 2 * bench.heldout_frames) * frame_bytes,
+    frame_bytes = 3 * constants.defaults(train_vae).img_size ** 2
+    compute.require_memory((bench.collect_frames + 2 * bench.heldout_frames) * frame_bytes,
                        f"COLLECT_FRAMES={bench.collect_frames} and HELDOUT_FRAMES={bench.heldout_frames} frames, "
                        "held in memory,", "lower them")
     cli.require_seed(bench.seed)
     cli.require(not bench.gpu or torch.cuda.is_available(), "--gpu is the GPU acceptance check and needs a CUDA GPU; "
                 "none is visible here")
-    out_dir = cli.prepare_out_dir(bench.out_dir)
+    out_dir = files.prepare_out_dir(bench.out_dir)
     results = {"machine": compute.machine()}
     print(f"{results['machine']}")
-    heldout_cfg = cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
+    heldout_cfg = constants.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
                                seed=frames.fresh_seed(bench.seed) + 1000)
     heldout = frames.collect_frames(heldout_cfg)[0]["frames"]
     if bench.gpu:
         rows = gpu_acceptance(bench, heldout, out_dir / "gpu")
         report_json = json.dumps(results | {"gpu": rows}, indent=2)
-        cli.atomic_write(out_dir / "gpu.json", lambda f: f.write(report_json.encode()))
+        files.atomic_write(out_dir / "gpu.json", lambda f: f.write(report_json.encode()))
         print(f"\nwrote {out_dir / 'gpu.json'} ({results['machine']['device']})")
         return
 
     print("1/6 collection ...")
     results["collection"] = measure_collection(
-        cli.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
+        constants.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
     print("2/6 training speed ...")
     results["training"] = measure_training(bench, out_dir)
     if bench.quality:
@@ -501,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{threads:>7}  {neighbours:>15}  {seconds:<16}  {images_per_s}")
     report_json = json.dumps(results | {"table": rows, "scaling_table": scaling_rows(results),
                                         "threads_table": threads_rows(results)}, indent=2)
-    cli.atomic_write(out_dir / "bench.json", lambda f: f.write(report_json.encode()))
+    files.atomic_write(out_dir / "bench.json", lambda f: f.write(report_json.encode()))
     print(f"\nwrote {out_dir / 'bench.json'}" + (f" and {out_dir / 'quality_vs_time.png'}" if bench.quality else ""))
 
 

@@ -33,7 +33,7 @@ import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from tools import bench  # noqa: E402
-from worldvae import cli, compute  # noqa: E402
+from worldvae import cli, compute, constants, files  # noqa: E402
 
 # -----------------------------------------------------------------------------
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
@@ -60,8 +60,9 @@ def constants_tables(modules: Sequence[ModuleType]) -> str:
     """One markdown table per script: each constant, its default, its comment."""
     blocks = []
     for module in modules:
-        rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |" for name, knob in cli.knobs(module).items()]
-        blocks.append(f"`{cli.script_path(module)}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
+        rows = [f"| `{name}` | `{_literal(knob.value)}` | {knob.help} |"
+                for name, knob in constants.knobs(module).items()]
+        blocks.append(f"`{constants.script_path(module)}`:\n\n| constant | default | meaning |\n| --- | --- | --- |\n"
                       + "\n".join(rows))
     return "\n\n".join(blocks)
 
@@ -92,7 +93,7 @@ class Pages:
 
     def save(self) -> None:
         for path, text in self.texts.items():
-            cli.atomic_write(path, lambda f, text=text: f.write(text.encode()))
+            files.atomic_write(path, lambda f, text=text: f.write(text.encode()))
 
 
 def score_run(run: Path, seconds: float, cfg, prefix: str = "") -> str:
@@ -174,13 +175,13 @@ def _where(machine: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = cli.parse_config(__name__, argv)
+    cfg = constants.parse_config(__name__, argv)
     pages = Pages()
     pages.write_block("constants", constants_tables(_README_SCRIPTS))
     pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
     out_dir = Path(cfg.out_dir)
     if not cfg.tables_only:
-        out_dir = cli.prepare_out_dir(cfg.out_dir)
+        out_dir = files.prepare_out_dir(cfg.out_dir)
         _DOCS.mkdir(exist_ok=True)
         where = _where(compute.machine())
         results = {}

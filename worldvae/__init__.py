@@ -5,3 +5,7 @@ pictures, devices, checkpoints and the command-line contract.
 Scripts import this package and MyVAE.py; this package imports MyVAE.py and nothing else
 of the repo's: imports point one way, from the scripts down to the model.
 """
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]  # the checkout: its scripts, docs/ and tests/

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from MyVAE import MyVAE
-from worldvae.cli import UserError, atomic_write, reason
+from worldvae import files
+from worldvae.cli import UserError, reason
 
 CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
 
@@ -29,7 +30,7 @@ def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
     payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
     buffer = io.BytesIO()  # serialized first, so a full disk is a plain OSError on write, not torch's zip error
     torch.save(payload, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    files.atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE, kl_per_dim
-from worldvae import cli
 from worldvae.compute import to_unit_float
+from worldvae.progress import ProgressBar
 from worldvae.road import road_iou
 
 FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
@@ -42,7 +42,7 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
     """Encode uint8 frames (N, 3, H, W) in batches of FRAMES_PER_BATCH, with a progress bar."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {"mu": [], "log_var": [], "mse": [], "road_iou": []}
-    with cli.ProgressBar(len(frames_u8), desc, "frame") as bar:
+    with ProgressBar(len(frames_u8), desc, "frame") as bar:
         for batch in torch.from_numpy(frames_u8).split(FRAMES_PER_BATCH):
             x = to_unit_float(batch.to(device))
             out = model(x)

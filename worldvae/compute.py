@@ -6,6 +6,7 @@ becomes a float in [0, 1] through `to_unit_float`, a batch at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from worldvae.cli import UserError, reason
+from worldvae.cli import UserError, reason, require
 
 
 def pick_device(name: str = "auto", local_index: int | None = None) -> torch.device:
@@ -160,3 +161,20 @@ def machine() -> dict:
         "device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,
         "torch": torch.__version__,
     }
+
+
+def available_memory() -> int:
+    """Bytes of RAM available to a new allocation (MemAvailable), or a generous 64 GiB where unknown."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 64 * 2**30
+
+
+def require_memory(n_bytes: float, what: str, fix: str) -> None:
+    """Refuse, before any work, `what` that would take more than half the available RAM."""
+    room = available_memory() / 2
+    require(n_bytes <= room, f"{what} would take {n_bytes / 2**30:,.1f} GiB of memory, more than half the "
+            f"{2 * room / 2**30:.1f} GiB available: {fix}")
+

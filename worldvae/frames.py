@@ -33,8 +33,9 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
-from worldvae import cli, distributed, store
+from worldvae import cli, compute, distributed, store
 from worldvae.cli import UserError
+from worldvae.progress import ProgressBar
 
 _CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; a shard holds several
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
@@ -173,7 +174,7 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     cli.require(isinstance(cfg.shard_frames, int) and cfg.shard_frames >= _CHUNK_FRAMES
                 and cfg.shard_frames % _CHUNK_FRAMES == 0,
                 f"SHARD_FRAMES must be a multiple of {_CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
-    cli.require_memory(2 * cfg.shard_frames * 3 * cfg.img_size**2, f"a shard of SHARD_FRAMES={cfg.shard_frames} "
+    compute.require_memory(2 * cfg.shard_frames * 3 * cfg.img_size**2, f"a shard of SHARD_FRAMES={cfg.shard_frames} "
                        f"frames of {cfg.img_size} px, assembled in memory (and read back whole),", "lower SHARD_FRAMES")
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
@@ -480,7 +481,7 @@ def collect_frames(cfg: SimpleNamespace) -> tuple[dict[str, np.ndarray], Collect
     chunks = [(index, min(_CHUNK_FRAMES, cfg.n_frames - start))
               for index, start in enumerate(range(0, cfg.n_frames, _CHUNK_FRAMES))]
     pieces, total = [], CollectionStats()
-    with cli.ProgressBar(cfg.n_frames, "collecting", "frame") as bar:
+    with ProgressBar(cfg.n_frames, "collecting", "frame") as bar:
         for _, chunk, stats in _collected(cfg, chunks):
             pieces.append(chunk)
             total += stats
@@ -500,7 +501,7 @@ def collect_shards(cfg: SimpleNamespace, frame_store: store.Store, sizes: dict[i
     chunks = [(shard * per_shard + j, min(_CHUNK_FRAMES, size - j * _CHUNK_FRAMES))
               for shard, size in sizes.items() for j in range(-(-size // _CHUNK_FRAMES))]
     total, pieces = CollectionStats(), []
-    with cli.ProgressBar(sum(sizes.values()), "collecting", "frame") as bar:
+    with ProgressBar(sum(sizes.values()), "collecting", "frame") as bar:
         for index, chunk, stats in _collected(cfg, chunks):
             total += stats
             pieces.append(chunk)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-from worldvae.cli import atomic_write
+from worldvae import files
 
 TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
 _MIN_TILE = 128  # px: small frames are upscaled to at least this, so a 64x64 frame can be seen
@@ -49,13 +49,13 @@ def make_grid(images: torch.Tensor | np.ndarray, ncols: int = 8, pad: int = 2) -
 
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write an (H, W, 3) uint8 array as PNG, atomically."""
-    atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+    files.atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
     return Path(path)
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write a matplotlib figure as PNG, atomically."""
-    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    files.atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return Path(path)
 
 
@@ -147,7 +147,7 @@ def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, pat
     pairs = np.concatenate([to_uint8_hwc(originals), to_uint8_hwc(reconstructions)], axis=2)
     tiles = [labelled_grid(pair.transpose(2, 0, 1)[None], 1, title="episode | reconstruction") for pair in pairs]
     images = [Image.fromarray(tile) for tile in tiles]
-    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+    files.atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
                                                 duration=ms_per_frame, loop=0))
     return Path(path)
 

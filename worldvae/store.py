@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldvae import cli
+from worldvae import cli, files
 from worldvae.cli import UserError
 
 ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
@@ -191,11 +191,11 @@ class Store:
         except (FileExistsError, NotADirectoryError):
             raise UserError(f"{self.folder} is in the way of the dataset's folder and is not a folder: move it "
                             "away, or choose another OUT_DIR") from None
-        cli.remove_litter(self.folder)
+        files.remove_litter(self.folder)
         settings = self.folder / "settings.json"
         if not settings.exists():
             text = json.dumps(self.settings, indent=1, sort_keys=True)
-            cli.atomic_write(settings, lambda f: f.write(text.encode()))
+            files.atomic_write(settings, lambda f: f.write(text.encode()))
         with self._locked():
             pass  # reading it under the lock mends a damaged manifest
 
@@ -204,7 +204,7 @@ class Store:
         """The manifest's shards (index -> entry), for reading and changing; written back atomically on
         leaving. Processes that share the folder (ranks of one torchrun job) take turns through a file
         lock. A damaged manifest is rebuilt first from the shards that prove themselves."""
-        with cli.open_lock_file(self.folder / ".manifest.lock") as lock:
+        with files.open_lock_file(self.folder / ".manifest.lock") as lock:
             with contextlib.suppress(ImportError):
                 import fcntl
                 fcntl.flock(lock, fcntl.LOCK_EX)
@@ -216,7 +216,7 @@ class Store:
             yield shards
             if json.dumps(shards, sort_keys=True) != before or not (self.folder / _MANIFEST).exists():
                 text = json.dumps({"settings": self.settings, "shards": shards}, indent=1, sort_keys=True)
-                cli.atomic_write(self.folder / _MANIFEST, lambda f: f.write(text.encode()))
+                files.atomic_write(self.folder / _MANIFEST, lambda f: f.write(text.encode()))
 
     def _rebuild(self, problem: str) -> dict:
         """Shard entries from the shard files themselves: a shard counts if it is a regular file that
@@ -277,7 +277,7 @@ class Store:
         carried = np.frombuffer(json.dumps(self.settings, sort_keys=True).encode(), dtype=np.uint8)
         np.savez_compressed(buffer, **data, settings=carried)
         payload = buffer.getvalue()
-        cli.atomic_write(self.path(index), lambda f: f.write(payload))
+        files.atomic_write(self.path(index), lambda f: f.write(payload))
         with self._locked() as entries:
             entries[str(index)] = {"frames": len(data["frames"]), "bytes": len(payload), "sha256": _sha256(payload)}
 
