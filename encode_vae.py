@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, constants, files, frames, store
+from worldvae import cli, constants, dataset, files, store
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import encode_frames
 from worldvae.compute import pick_device
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
-    frame_store, problem = frames.complete_store(run)
+    frame_store, problem = dataset.complete_store(run)
     cli.require(frame_store is not None, f"{problem}, so {cfg.checkpoint}'s frames cannot be encoded: to collect them "
                 "again, copy the checkpoint elsewhere (a training run replaces it), then run the train_vae.py "
                 "command that made it")

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, constants, files, frames, store
+from worldvae import cli, codes, constants, envs, files, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
 from worldvae.compute import pick_device, to_unit_float
+from worldvae.heldout import HELDOUT_LIMIT, heldout_frames
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
 from worldvae.progress import ProgressBar
 
@@ -87,8 +88,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     device = device or torch.device("cpu")
     model = build_vae(checkpoint, device)
     config = run_config(checkpoint, checkpoint_path)
-    held = frames.heldout_frames(config, fresh)
-    road = frames.env_family(config["env_id"]) == "CarRacing"  # what its controller needs: the road, kept
+    held = heldout_frames(config, fresh)
+    road = envs.env_family(config["env_id"]) == "CarRacing"  # what its controller needs: the road, kept
     fit, test = encode_frames(model, held.fit["frames"], device), encode_frames(model, held.test["frames"], device,
                                                                               road=road)
 
@@ -96,7 +97,7 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     kl = codes.information(True, test.mu, test.log_var) if model.variational else np.zeros(model.latent_dim)
     variance = codes.information(False, test.mu, test.log_var)
     order = codes.dims_by_information(model.variational, test.mu, test.log_var)
-    names = frames.state_names(config["env_id"], held.test["states"].shape[1])
+    names = envs.state_names(config["env_id"], held.test["states"].shape[1])
     r2 = linear_probe(fit.mu, held.fit["states"], test.mu, held.test["states"])
     quality = sample_quality(model, held.fit["frames"], quality_samples, seed)
     metrics = {
@@ -128,11 +129,11 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
 def scatter_colour(env_id: str, test: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
     """What colours each frame's dot in the latent scatter, and its name: the pole angle where the env
     has one, else its first state variable, else (an env that observes images) the step in the episode."""
-    angles = [frames.pole_angle(env_id, state) for state in test["states"]]
+    angles = [envs.pole_angle(env_id, state) for state in test["states"]]
     if angles and angles[0] is not None:
         return np.array(angles), "pole angle (rad)"
     if test["states"].shape[1]:
-        return test["states"][:, 0], frames.state_names(env_id, 1)[0]
+        return test["states"][:, 0], envs.state_names(env_id, 1)[0]
     return test["step"], "step in the episode"
 
 
@@ -140,7 +141,7 @@ def write_pictures(model: MyVAE, test: dict[str, np.ndarray], codes_: Codes, ord
                    scatter: tuple[np.ndarray, str], out_dir: Path, n_samples: int, seed: int,
                    device: torch.device) -> None:
     """reconstructions, traversal, interpolation, samples and latent_scatter .png in out_dir."""
-    spread = store.spread_frames(test["episode"], test["step"], store.SHOWN_FRAMES)
+    spread = readers.spread_frames(test["episode"], test["step"], readers.SHOWN_FRAMES)
     shown = to_unit_float(torch.from_numpy(test["frames"][spread]).to(device))
     save_comparison(shown, model.reconstruct(shown), out_dir / "reconstructions.png")
     save_traversal(*codes.traversal_rows(model, codes_.mu, codes_.log_var), out_dir / "traversal.png")
@@ -180,7 +181,7 @@ def summary(metrics: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     cli.require(cfg.fresh == 0 or cfg.fresh >= 50, f"FRESH must be 0 or at least 50 frames, got {cfg.fresh}")
-    cli.require_at_most(cfg.fresh, frames.HELDOUT_LIMIT, "FRESH", "scores settle long before (and the frames are "
+    cli.require_at_most(cfg.fresh, HELDOUT_LIMIT, "FRESH", "scores settle long before (and the frames are "
                         "held in memory)")
     cli.require(cfg.n_samples >= 1, f"N_SAMPLES must be at least 1, got {cfg.n_samples}")
     cli.require_at_most(cfg.n_samples, 10_000, "N_SAMPLES", "they are tiles of one picture")

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, compute, constants, files, frames, store
+from worldvae import cli, codes, compute, constants, files, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.cli import UserError
 from worldvae.compute import pick_device, to_unit_float
+from worldvae.heldout import heldout_frames
 from worldvae.pictures import (
     save_comparison,
     save_interpolation,
@@ -55,10 +56,10 @@ def heldout_batches(checkpoint: dict, path: str, n: int, device: torch.device) -
     """Frames the checkpoint's model never trained on, as floats on `device`: "pool", the first
     _POOL; "spread", n of different episodes and states; "rollout", the first _ROLLOUT_FRAMES in
     episode and step order (several episodes where they are short)."""
-    test = frames.heldout_frames(run_config(checkpoint, path)).test
+    test = heldout_frames(run_config(checkpoint, path)).test
     in_order = np.lexsort((test["step"], test["episode"]))[:_ROLLOUT_FRAMES]
     picks = {"pool": np.arange(min(_POOL, len(test["frames"]))), "rollout": in_order,
-             "spread": store.spread_frames(test["episode"], test["step"], n)}
+             "spread": readers.spread_frames(test["episode"], test["step"], n)}
     return {name: to_unit_float(torch.from_numpy(test["frames"][idx]).to(device)) for name, idx in picks.items()}
 
 

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, compute, constants, distributed, files, frames, store
+from worldvae import cli, compute, constants, dataset, distributed, envs, files, readers, store
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 from worldvae.cli import UserError, require
 from worldvae.compute import Compute, auto_batch_size, pick_device, set_threads
@@ -80,7 +80,7 @@ _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on
 
 def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed.ALONE) -> None:
     """Reject bad constants with one clear message, before any work starts."""
-    frames.validate_collection(cfg)
+    dataset.validate_collection(cfg)
     n_shards = len(store.shard_sizes(cfg.n_frames, cfg.shard_frames))
     require(n_shards >= ranks.world, f"N_FRAMES={cfg.n_frames} makes {n_shards} shards of SHARD_FRAMES="
             f"{cfg.shard_frames}, fewer than the {ranks.world} processes: each needs a shard of its own")
@@ -168,7 +168,7 @@ def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNa
 
 def train(
     cfg: SimpleNamespace,
-    source: store.InMemory | store.Streamed,
+    source: readers.InMemory | readers.Streamed,
     out_dir: Path,
     compute: Compute,
     stop: cli.StopRequests,
@@ -439,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     set_threads(cfg.threads)  # before torch's first op starts its thread pool
     device = pick_device(cfg.device, ranks.local_rank if ranks.launched else None)  # this process's own GPU
-    frames.resolve_env_defaults(cfg)
+    envs.resolve_env_defaults(cfg)
     if cfg.batch_size is None and not cfg.resume:  # a resume takes the run's own, once last.pt is read
         cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)
@@ -461,11 +461,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         steps = cfg.epochs * int(cfg.n_frames * (1 - cfg.val_fraction)) // (cfg.batch_size * ranks.world)
         compute = Compute.choose(device, cfg.precision, cfg.channels_last, cfg.compile, steps >= _COMPILE_PAYS_AFTER,
                                  ranks.world)
-        plan = distributed.on_every_rank(lambda: frames.plan_collection(cfg, out_dir, ranks.rank, ranks.world))
+        plan = distributed.on_every_rank(lambda: dataset.plan_collection(cfg, out_dir, ranks.rank, ranks.world))
         if ranks.main:  # every check that can refuse the run has passed: now it writes
             files.atomic_write(out_dir / "config.json", lambda f: f.write(json.dumps(vars(cfg), indent=2).encode()))
-        shards = frames.collect_planned(cfg, plan, stop, ranks.rank, ranks.world)
-        source = store.open_frames(plan.store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
+        shards = dataset.collect_planned(cfg, plan, stop, ranks.rank, ranks.world)
+        source = readers.open_frames(plan.store, shards, cfg.val_fraction, cfg.seed, in_memory_budget(cfg, compute),
                                    hold_on=lambda n_bytes: holding_device(n_bytes, compute),
                                    reader=resume["progress"].get("reader") if resume else None)
         history = train(cfg, source, out_dir, compute, stop, resume, ranks)

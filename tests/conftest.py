@@ -66,22 +66,22 @@ def train_config(**overrides) -> SimpleNamespace:
     import torch
 
     import train_vae
-    from worldvae import constants, frames  # here, not at the top: the repo must be on sys.path first
+    from worldvae import constants, envs  # here, not at the top: the repo must be on sys.path first
     from worldvae.compute import auto_batch_size
 
     cfg = constants.defaults(train_vae, **overrides)
     if cfg.batch_size is None:
         cfg.batch_size = auto_batch_size(torch.device("cpu"))
-    frames.resolve_env_defaults(cfg)
+    envs.resolve_env_defaults(cfg)
     return cfg
 
 
 def tiny_source(cfg: SimpleNamespace, out_dir: Path, in_ram_bytes: int = 2**30):
     """What train_vae.train reads: the run's frames, collected into a store in out_dir (or reused)."""
-    from worldvae import frames, store
+    from worldvae import dataset, readers
 
-    frame_store, shards = frames.load_or_collect(cfg, out_dir, StopAfter(10**9))
-    return store.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_ram_bytes)
+    frame_store, shards = dataset.load_or_collect(cfg, out_dir, StopAfter(10**9))
+    return readers.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_ram_bytes)
 
 
 def read_store(frame_store, n_shards: int) -> dict[str, np.ndarray]:

@@ -8,10 +8,11 @@ import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
 import train_vae
-from worldvae import codes, files, frames, store
+from worldvae import codes, collection, dataset, files, readers, rendering
 from worldvae.checkpoints import load_checkpoint
 from worldvae.codes import dims_by_information
 from worldvae.compute import Compute
+from worldvae.heldout import fresh_seed, heldout_frames
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
 
@@ -64,22 +65,22 @@ def test_the_traversal_shows_the_active_dimensions_and_counts_the_rest() -> None
 
 def test_every_shard_splits_its_episodes_with_its_own_seed() -> None:
     episodes = np.repeat(np.arange(40), 10)  # two shards laid out alike still split differently
-    assert not np.array_equal(store.split_shard(episodes, 0, 0.1, 0)[1], store.split_shard(episodes, 1, 0.1, 0)[1])
-    assert np.array_equal(store.split_shard(episodes, 1, 0.1, 0)[1], store.split_shard(episodes, 1, 0.1, 0)[1])
+    assert not np.array_equal(readers.split_shard(episodes, 0, 0.1, 0)[1], readers.split_shard(episodes, 1, 0.1, 0)[1])
+    assert np.array_equal(readers.split_shard(episodes, 1, 0.1, 0)[1], readers.split_shard(episodes, 1, 0.1, 0)[1])
 
 
 def test_pictures_of_held_out_frames_show_different_episodes_at_different_points() -> None:
     episodes, steps = np.repeat(np.arange(30), 20), np.tile(np.arange(20), 30)
-    picked = store.spread_frames(episodes, steps, 8)
+    picked = readers.spread_frames(episodes, steps, 8)
     assert len(set(episodes[picked])) == 8, "each frame from another episode"
     assert len(set(steps[picked])) >= 6 and steps[picked].min() == 0 and steps[picked].max() == 19
-    one_long = store.spread_frames(np.zeros(300, int), np.arange(300), 8)  # one episode: spread over its time
+    one_long = readers.spread_frames(np.zeros(300, int), np.arange(300), 8)  # one episode: spread over its time
     assert len(set(one_long)) == 8 and one_long.max() - one_long.min() >= 250
 
 
 def test_the_validation_split_holds_whole_episodes_only() -> None:
     episodes = np.repeat(np.arange(40), 10)
-    train_idx, val_idx = store.split_by_episode(episodes, 0.1, seed=0)
+    train_idx, val_idx = readers.split_by_episode(episodes, 0.1, seed=0)
     assert set(episodes[train_idx]).isdisjoint(episodes[val_idx])
     assert len(train_idx) + len(val_idx) == len(episodes)
     assert 0.05 <= len(val_idx) / len(episodes) <= 0.2
@@ -89,22 +90,22 @@ def test_the_validation_split_holds_whole_episodes_only() -> None:
 
 def test_fresh_frames_come_from_another_seed_and_none_was_trained_on(tmp_path) -> None:
     cfg, _ = _tiny(tmp_path)
-    data = read_store(frames.open_store(cfg, tmp_path), 1)
-    held = frames.heldout_frames(vars(cfg), fresh=60)
-    assert frames.fresh_seed(cfg.seed) != cfg.seed and f"seed {frames.fresh_seed(cfg.seed)}" in held.description
+    data = read_store(dataset.open_store(cfg, tmp_path), 1)
+    held = heldout_frames(vars(cfg), fresh=60)
+    assert fresh_seed(cfg.seed) != cfg.seed and f"seed {fresh_seed(cfg.seed)}" in held.description
     assert len(held.test["frames"]) == 60
     trained = {row.tobytes() for row in data["states"]}
     assert not any(row.tobytes() in trained for row in held.test["states"])
-    own = frames.heldout_frames(vars(cfg))  # without fresh: the run's own validation episodes
+    own = heldout_frames(vars(cfg))  # without fresh: the run's own validation episodes
     assert set(own.test["episode"]).isdisjoint(own.fit["episode"])
 
 
 def test_a_rejected_observation_is_never_rendered(monkeypatch) -> None:
     rendered = []
     cfg = train_config(n_frames=40, img_size=32, angle_range=(-0.02, 0.02), fast_render=False)
-    real = frames.preprocess_frame
-    monkeypatch.setattr(frames, "preprocess_frame", lambda *a: rendered.append(1) or real(*a))
-    data, stats = frames.collect_frames(cfg)
+    real = rendering.preprocess_frame
+    monkeypatch.setattr(rendering, "preprocess_frame", lambda *a: rendered.append(1) or real(*a))
+    data, stats = collection.collect_frames(cfg)
     assert stats.rejected_angle > 0 and len(rendered) == stats.kept == len(data["frames"]) == 40
 
 

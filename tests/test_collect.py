@@ -7,9 +7,11 @@ import pytest
 from conftest import same_dataset, train_config
 
 import train_vae
-from worldvae import frames
+from worldvae import collection, envs, rendering
 from worldvae.cli import UserError
-from worldvae.frames import collect_frames, make_env, preprocess_frame, resolve_crop
+from worldvae.collection import collect_frames
+from worldvae.envs import make_env, resolve_crop
+from worldvae.rendering import preprocess_frame
 
 CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
 
@@ -121,14 +123,14 @@ def test_bad_constants_are_rejected_before_any_work(overrides: dict, message: st
 
 
 def test_each_env_has_its_own_angle_filter_and_the_summary_says_what_it_rejected(capsys) -> None:
-    assert frames.resolve_angle_range("CartPole-v1", None) == (-0.3, 0.3)
-    assert frames.resolve_angle_range("CartPole-v1", "all") is None
-    assert frames.resolve_angle_range("Pendulum-v1", None) is None  # +-0.3 would keep ~4% of random swings
-    assert frames.resolve_angle_range("Acrobot-v1", None) is None  # +-0.3 would keep only hanging-down frames
+    assert envs.resolve_angle_range("CartPole-v1", None) == (-0.3, 0.3)
+    assert envs.resolve_angle_range("CartPole-v1", "all") is None
+    assert envs.resolve_angle_range("Pendulum-v1", None) is None  # +-0.3 would keep ~4% of random swings
+    assert envs.resolve_angle_range("Acrobot-v1", None) is None  # +-0.3 would keep only hanging-down frames
     data = collect("Pendulum-v1", n_frames=200, angle_range=None)
     angles = np.arctan2(data["states"][:, 1], data["states"][:, 0])
     assert np.abs(angles).max() > 1.0, "Pendulum's default keeps frames far from upright"
-    stats = frames.CollectionStats(observations=100, episodes=5, kept=40, rejected_angle=60)
+    stats = collection.CollectionStats(observations=100, episodes=5, kept=40, rejected_angle=60)
     narrow = train_config(angle_range=(-0.1, 0.1))
     assert "kept 40 (40%)" in stats.summary(narrow) and "reset after 20" in stats.summary(narrow)
     assert "rejected 60 whose pole angle lay outside ANGLE_RANGE=(-0.1, 0.1)" in stats.summary(narrow)
@@ -176,7 +178,7 @@ def test_fast_cartpole_render_matches_the_env_render(img_size: int, crop) -> Non
     diffs = []
     for x, theta in zip(rng.uniform(-2.4, 2.4, 40), rng.uniform(-0.3, 0.3, 40), strict=True):
         env.unwrapped.state = np.array([x, 0.0, theta, 0.0])
-        fast = frames.render_cartpole(env, crop, img_size)
+        fast = rendering.render_cartpole(env, crop, img_size)
         full = preprocess_frame(env.render(), crop, img_size)
         assert fast.shape == full.shape == (3, img_size, img_size) and fast.dtype == np.uint8
         diffs.append(np.abs(fast.astype(int) - full.astype(int)).mean())
@@ -192,11 +194,11 @@ def test_fast_and_plain_collection_keep_the_same_states() -> None:
 
 
 def test_under_torchrun_each_process_collects_with_its_share_of_the_cores(monkeypatch) -> None:
-    monkeypatch.setattr(frames.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(collection.os, "cpu_count", lambda: 8)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
-    assert frames._cores_per_process() == 8
+    assert collection._cores_per_process() == 8
     for name, value in {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
                         "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(name, value)  # as torchrun --nnodes=2 --nproc_per_node=2 sets them
-    assert frames._cores_per_process() == 4
+    assert collection._cores_per_process() == 4

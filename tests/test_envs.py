@@ -13,9 +13,10 @@ import encode_vae
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from worldvae import frames, road
+from worldvae import collection, dataset, envs, rendering, road
 from worldvae.checkpoints import load_checkpoint, load_vae
 from worldvae.cli import UserError
+from worldvae.heldout import heldout_frames
 from worldvae.latent import LatentObservation
 
 needs_box2d = pytest.mark.skipif(importlib.util.find_spec("Box2D") is None,
@@ -28,7 +29,7 @@ needs_ale = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
 @needs_box2d
 def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car_drives() -> None:
     cfg = train_config(env_id="CarRacing-v3", n_frames=40, n_envs=1, reset_after=70)
-    data, stats = frames.collect_frames(cfg)
+    data, stats = collection.collect_frames(cfg)
     assert data["frames"].shape == (40, 3, 64, 64) and data["states"].shape == (40, 0)
     assert data["step"].min() == 50 and stats.skipped_intro == 50 * stats.episodes  # the zoom-in is never kept
     assert data["action"].shape == (40, 3) and (np.abs(data["action"][~data["done"]]) <= 1).all()
@@ -42,7 +43,7 @@ def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car
 @needs_ale
 def test_atari_frames_record_discrete_actions() -> None:
     cfg = train_config(env_id="ALE/Pong-v5", n_frames=30, n_envs=1)
-    data, _ = frames.collect_frames(cfg)
+    data, _ = collection.collect_frames(cfg)
     assert data["frames"].shape == (30, 3, 64, 64) and data["states"].shape == (30, 0)
     taken = data["action"][~data["done"], 0]
     assert set(taken) <= set(range(6)) and data["frames"].std() > 0
@@ -62,7 +63,7 @@ def test_unknown_or_missing_atari_is_one_line(capsys, tmp_path, monkeypatch, env
 
 
 def test_actions_rewards_and_episode_ends_line_up_with_the_frames() -> None:
-    data, _ = frames.collect_frames(train_config(n_frames=400, n_envs=1, reset_after=7))  # two chunks
+    data, _ = collection.collect_frames(train_config(n_frames=400, n_envs=1, reset_after=7))  # two chunks
     for episode in np.unique(data["episode"]):
         rows = np.flatnonzero(data["episode"] == episode)
         assert data["done"][rows[-1]] and not data["done"][rows[:-1]].any(), "done marks the last frame only"
@@ -79,7 +80,7 @@ def test_codes_are_in_episode_order_and_decode_back_to_their_frames(capsys, tmp_
     assert result.returncode == 0, result.stderr
     codes = dict(np.load(out))
     cfg = train_config(n_frames=500, shard_frames=250, img_size=32)
-    data = read_store(frames.open_store(cfg, tmp_path), 2)
+    data = read_store(dataset.open_store(cfg, tmp_path), 2)
     order = np.lexsort((data["step"], data["episode"]))
     for key in ("episode", "step", "action", "reward", "done"):
         assert np.array_equal(codes[key], data[key][order], equal_nan=True), key
@@ -100,8 +101,7 @@ def test_the_rollout_gif_shows_a_heldout_episode_beside_its_reconstruction(capsy
     result = run_main(capsys, sample_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--rollout",
                       "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    n_heldout = len(__import__("worldvae.frames", fromlist=["frames"]).heldout_frames(
-        load_checkpoint(tiny_run / "vae.pt")["config"]).test["frames"])
+    n_heldout = len(heldout_frames(load_checkpoint(tiny_run / "vae.pt")["config"]).test["frames"])
     with Image.open(tmp_path / "rollout.gif") as gif:  # Pillow merges repeated frames, lengthening their time
         shown_ms = 0
         for index in range(gif.n_frames):
@@ -161,12 +161,12 @@ def test_the_wrappers_code_is_what_encode_vae_writes_for_the_same_frame(capsys, 
     assert run_main(capsys, encode_vae.main, "--checkpoint", str(tmp_path / "vae.pt")).returncode == 0
     codes = np.load(tmp_path / "codes.npz")
     env = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "vae.pt")
-    z, _ = env.reset(seed=frames.chunk_seed(0, 0))  # the first episode of the first collection chunk
+    z, _ = env.reset(seed=collection.chunk_seed(0, 0))  # the first episode of the first collection chunk
     first = np.flatnonzero((codes["episode"] == 0) & (codes["step"] == 0))[0]
     assert z.shape == (4,) and z.dtype == np.float32 and env.observation_space.contains(z)
     assert np.allclose(z, codes["mu"][first], atol=1e-5), "the same frame, the same code"
     both = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), tmp_path / "vae.pt", code="mu_log_var")
-    z2, _ = both.reset(seed=frames.chunk_seed(0, 0))
+    z2, _ = both.reset(seed=collection.chunk_seed(0, 0))
     assert z2.shape == (8,) and np.allclose(z2[4:], codes["log_var"][first], atol=1e-5)
 
 
@@ -201,7 +201,7 @@ def test_an_env_that_observes_images_is_encoded_from_its_observation_cropped_as_
     path = _checkpoint_for(tmp_path, "CarRacing-v3")
     env = LatentObservation(gym.make("CarRacing-v3"), path)
     observation, _ = env.env.reset(seed=3)
-    frame = frames.preprocess_frame(observation, frames.resolve_crop("CarRacing-v3", None), 32)
+    frame = rendering.preprocess_frame(observation, envs.resolve_crop("CarRacing-v3", None), 32)
     expected = env.model(to_unit_float(torch.from_numpy(frame.copy()[None]))).mu[0].detach().numpy()
     assert np.allclose(env.observation(observation), expected, atol=1e-6)
     check_env(env, skip_render_check=True)

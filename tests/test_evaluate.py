@@ -13,7 +13,7 @@ from PIL import Image
 import evaluate_vae
 import sample_vae
 from MyVAE import MyVAE
-from worldvae import codes
+from worldvae import codes, collection
 from worldvae.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
 
 METRIC_KEYS = {
@@ -48,9 +48,8 @@ def test_nearest_frame_mse_matches_a_brute_force_search_in_batches(monkeypatch) 
 def test_a_ghostly_sample_scores_clearly_worse_than_a_clean_one() -> None:
     from conftest import train_config
 
-    from worldvae import frames
 
-    real = frames.collect_frames(train_config(n_frames=200, img_size=32, n_envs=1))[0]["frames"]
+    real = collection.collect_frames(train_config(n_frames=200, img_size=32, n_envs=1))[0]["frames"]
     x = torch.from_numpy(real).float() / 255
     clean = (x[:20] + 0.003 * torch.randn_like(x[:20])).clamp(0, 1)  # real frames, barely perturbed
     ghost = 0.5 * (x[:20] + x[:20].roll(x.shape[-1] // 3, dims=-1))  # two faint carts a third of the frame apart

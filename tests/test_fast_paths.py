@@ -10,7 +10,7 @@ import torch
 from conftest import train_config
 
 from MyVAE import MyVAE
-from worldvae import frames
+from worldvae import collection
 from worldvae.compute import Compute, pick_autocast_dtype
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
@@ -114,7 +114,7 @@ def test_compiled_training_forward_matches_eager_and_shares_weights() -> None:
 
 def test_parallel_collection_obeys_both_filters_exactly() -> None:
     cfg = train_config(n_frames=600, img_size=32, n_envs=2, angle_range=(-0.05, 0.05), reset_after=7)
-    data, stats = frames.collect_frames(cfg)
+    data, stats = collection.collect_frames(cfg)
     assert len(data["frames"]) == 600 and stats.kept == 600 and stats.rejected_angle > 0
     assert np.abs(data["states"][:, 2]).max() <= 0.05
     _, per_episode = np.unique(data["episode"], return_counts=True)
@@ -125,12 +125,12 @@ _THREAD_PROBE = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
 import torch
-from worldvae import cli, frames
+from worldvae import cli, collection
 import train_vae
 from MyVAE import MyVAE
 
 seen = {{}}
-real_loss, real_chunk = MyVAE.loss, frames.collect_chunk
+real_loss, real_chunk = MyVAE.loss, collection.collect_chunk
 
 def loss(self, *args, **kwargs):
     seen.setdefault("torch_threads_in_training", torch.get_num_threads())
@@ -141,7 +141,7 @@ def chunk(cfg, index, n, render=None):  # runs in a forked collection worker
     data["reward"][:] = int(os.environ.get("OMP_NUM_THREADS", "0"))  # what the worker inherited, sent back
     return data, stats
 
-MyVAE.loss, frames.collect_chunk = loss, chunk
+MyVAE.loss, collection.collect_chunk = loss, chunk
 cli.run(train_vae.main, sys.argv[1:])
 print(json.dumps(seen))
 """

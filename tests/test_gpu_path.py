@@ -10,7 +10,7 @@ from conftest import TINY, StopAfter, run_main, tiny_source, train_config
 
 import train_vae
 from MyVAE import MyVAE
-from worldvae import cli, distributed, frames, store
+from worldvae import cli, dataset, distributed, readers
 from worldvae.compute import Compute, pick_autocast_dtype, pick_device
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
@@ -135,21 +135,21 @@ def test_a_run_started_on_one_device_resumes_with_its_batch_on_another(capsys, t
 
 def test_frames_held_on_a_device_are_moved_there_shard_by_shard(tmp_path, monkeypatch) -> None:
     cfg = train_config(n_frames=750, shard_frames=250, img_size=32, n_envs=1)
-    frame_store, shards = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    frame_store, shards = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     largest = {"bytes": 0}
     real = torch.from_numpy
     monkeypatch.setattr(torch, "from_numpy", lambda array: largest.update(bytes=max(largest["bytes"], array.nbytes))
                         or real(array))
-    held = store.open_frames(frame_store, shards, 0.1, 0, 2**30, hold_on=lambda n_bytes: torch.device("meta"))
+    held = readers.open_frames(frame_store, shards, 0.1, 0, 2**30, hold_on=lambda n_bytes: torch.device("meta"))
     assert held.frames_u8.device.type == "meta" and len(held.frames_u8) == 750
     assert largest["bytes"] <= 250 * 3 * 32 * 32, "never more than one shard of frames in host memory at once"
 
 
 def test_a_resume_reads_the_frames_as_the_run_started(tmp_path, capsys) -> None:
     cfg = train_config(n_frames=250, shard_frames=250, img_size=32, n_envs=1)
-    frame_store, shards = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
-    assert isinstance(store.open_frames(frame_store, shards, 0.1, 0, 2**30, reader="streamed"), store.Streamed)
-    assert isinstance(store.open_frames(frame_store, shards, 0.1, 0, 0, reader="in_memory"), store.InMemory)
+    frame_store, shards = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    assert isinstance(readers.open_frames(frame_store, shards, 0.1, 0, 2**30, reader="streamed"), readers.Streamed)
+    assert isinstance(readers.open_frames(frame_store, shards, 0.1, 0, 0, reader="in_memory"), readers.InMemory)
     assert "as when the run started" in capsys.readouterr().out
-    assert np.array_equal(store.open_frames(frame_store, shards, 0.1, 0, 0).shown, store.open_frames(
+    assert np.array_equal(readers.open_frames(frame_store, shards, 0.1, 0, 0).shown, readers.open_frames(
         frame_store, shards, 0.1, 0, 2**30).shown)

@@ -18,7 +18,7 @@ import sample_vae
 import train_vae
 from MyVAE import MyVAE
 from tools import bench
-from worldvae import cli, constants, files, frames
+from worldvae import cli, constants, dataset, files
 from worldvae.checkpoints import save_checkpoint
 
 
@@ -56,7 +56,7 @@ def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, arg
 
 
 def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
     _one_line(result, "96 frames to collect, written in shards of SHARD_FRAMES=4000, need about")
     assert "collecting" not in result.stdout
@@ -78,7 +78,7 @@ def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
 def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
     cfg = constants.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
     cfg.latent_dim = 4
-    (frames.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
+    (dataset.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
     _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")
 
 

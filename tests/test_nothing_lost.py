@@ -21,7 +21,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench
-from worldvae import cli, constants, distributed, files, frames, store
+from worldvae import cli, collection, constants, dataset, distributed, files, readers, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
 
@@ -59,7 +59,7 @@ def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(ca
                          ids=["empty", "truncated", "junk", "list", "null", "shards-as-list", "deleted"])
 def test_a_damaged_manifest_costs_no_shard_that_still_proves_itself(tmp_path, capsys, damage) -> None:
     cfg = _store_cfg()
-    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    frame_store, _ = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     before = _shards(tmp_path)
     manifest = frame_store.folder / "manifest.json"
     if damage is None:
@@ -67,7 +67,7 @@ def test_a_damaged_manifest_costs_no_shard_that_still_proves_itself(tmp_path, ca
     else:
         manifest.write_bytes(damage)
     capsys.readouterr()
-    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     out = capsys.readouterr().out
     assert "rebuilt it from the shards, 3 of which carry these settings" in out, out
     assert "reusing 750 frames in 3 shards" in out and _shards(tmp_path) == before
@@ -77,18 +77,19 @@ def test_a_damaged_manifest_costs_no_shard_that_still_proves_itself(tmp_path, ca
 
 def test_a_rebuilt_manifest_refuses_a_shard_of_other_settings_and_collects_it_again(tmp_path, capsys) -> None:
     cfg = _store_cfg()
-    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
-    foreign, _ = frames.load_or_collect(_store_cfg(seed=5), tmp_path, StopAfter(10**9))
+    frame_store, _ = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    foreign, _ = dataset.load_or_collect(_store_cfg(seed=5), tmp_path, StopAfter(10**9))
     (frame_store.folder / "manifest.json").write_text("garbage")
     frame_store.path(1).write_bytes(foreign.path(1).read_bytes())  # valid, but another seed's frames
     capsys.readouterr()
-    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     out = capsys.readouterr().out
     assert "2 of which carry these settings" in out and "shard_00001.npz" in out and "collecting 250 frames" in out
 
 
 def test_a_filter_that_drops_frames_leaves_only_real_transitions_and_marks_every_gap() -> None:
-    data, stats = frames.collect_frames(train_config(n_frames=300, img_size=32, angle_range=(-0.03, 0.03), n_envs=1))
+    narrow = train_config(n_frames=300, img_size=32, angle_range=(-0.03, 0.03), n_envs=1)
+    data, stats = collection.collect_frames(narrow)
     assert stats.rejected_angle > 0
     successor = (data["episode"][1:] == data["episode"][:-1]) & (data["step"][1:] == data["step"][:-1] + 1)
     recorded = ~np.isnan(data["action"][:-1, 0])
@@ -106,7 +107,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
 
     cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=1, out_dir=str(tmp_path),
                        hidden_dims=(8, 16, 16, 32, 32), n_envs=1)
-    data = store.open_frames(*frames.load_or_collect(cfg, tmp_path, StopAfter(10**9)), cfg.val_fraction, cfg.seed,
+    data = readers.open_frames(*dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9)), cfg.val_fraction, cfg.seed,
                              2**30)
     other = {"torch": torch.Generator().manual_seed(1).get_state(), "totals": [9.0, 8.0, 7.0]}
     monkeypatch.setattr(distributed, "gather_to_all", lambda mine: [mine, other])  # as rank 0 of two would gather
@@ -152,7 +153,7 @@ def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(ca
 def test_a_run_refused_for_disk_space_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
     assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
     before = fingerprint(tmp_path)
-    monkeypatch.setattr(frames.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--seed", "4", "--out_dir", str(tmp_path)),
               "GiB on disk")
     assert fingerprint(tmp_path) == before and len(list(tmp_path.glob("frames_*"))) == 1, "config.json kept too"
@@ -226,7 +227,7 @@ def test_a_folder_where_the_lock_file_belongs_is_one_line(capsys, tmp_path) -> N
 def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp_path) -> None:
     cfg = constants.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)])
     cfg.latent_dim = 4
-    blocker = frames.dataset_dir(tmp_path, cfg)
+    blocker = dataset.dataset_dir(tmp_path, cfg)
     blocker.write_text("a user's file")
     _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "is not a folder")
     assert blocker.read_text() == "a user's file"
@@ -235,21 +236,21 @@ def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a FIFO")
 def test_a_fifo_in_a_shards_place_is_named_and_never_read(tmp_path, capsys) -> None:
     cfg = _store_cfg()
-    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    frame_store, _ = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     frame_store.path(2).unlink()
     os.mkfifo(frame_store.path(2))  # reading it would wait forever
     with pytest.raises(cli.UserError, match="shard_00002.npz is not a regular file"):
-        frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+        dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     assert frame_store.path(2).exists(), "left where it is"
     cfg.out_dir = str(tmp_path)
-    assert frames.complete_store(cfg)[0] is None, "a reader names it incomplete, without reading the FIFO"
+    assert dataset.complete_store(cfg)[0] is None, "a reader names it incomplete, without reading the FIFO"
 
 
 def test_a_shard_swapped_for_another_image_size_during_training_is_one_line(tmp_path) -> None:
     cfg = _store_cfg()
-    frame_store, shards = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
-    streamed = store.Streamed(frame_store, shards, 0.1, 0)
-    other, _ = frames.load_or_collect(_store_cfg(img_size=64), tmp_path, StopAfter(10**9))
+    frame_store, shards = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    streamed = readers.Streamed(frame_store, shards, 0.1, 0)
+    other, _ = dataset.load_or_collect(_store_cfg(img_size=64), tmp_path, StopAfter(10**9))
     frame_store.path(1).write_bytes(other.path(1).read_bytes())
     with pytest.raises(cli.UserError, match=r"shard_00001.npz holds frames of shape \(3, 64, 64\)"):
         list(streamed.batches(8, torch.Generator()))
@@ -283,7 +284,7 @@ def test_shards_too_small_for_an_episode_name_shard_frames(tmp_path) -> None:
                                   "states": np.zeros((250, 0), np.float32), "episode": np.full(250, index, np.int32),
                                   "step": np.arange(250, dtype=np.int32), "action": np.zeros((250, 1), np.float32),
                                   "reward": np.zeros(250, np.float32), "done": np.arange(250) == 249})
-    source = store.open_frames(frame_store, [0, 1], 0.1, 0, 2**30)
+    source = readers.open_frames(frame_store, [0, 1], 0.1, 0, 2**30)
     from worldvae.compute import Compute
 
     with pytest.raises(cli.UserError, match="raise SHARD_FRAMES"):

@@ -18,7 +18,7 @@ from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, t
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from worldvae import files, frames
+from worldvae import dataset, files
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 from worldvae.cli import Stopped, UserError
 from worldvae.compute import Compute
@@ -163,7 +163,7 @@ def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> No
 def test_sigterm_during_collection_saves_the_frames_so_far_and_exits_143(tmp_path) -> None:
     args = [*SLOW, "--n_frames", "8000", "--shard_frames", "500", "--n_envs", "1", "--out_dir", str(tmp_path)]
     cfg = train_config(n_frames=8000, shard_frames=500, img_size=32, latent_dim=4, batch_size=16)
-    frame_store = frames.open_store(cfg, tmp_path)
+    frame_store = dataset.open_store(cfg, tmp_path)
 
     def a_shard_is_in(_line: str) -> bool:  # the state the test claims: a finished shard, in the manifest
         return frame_store.folder.is_dir() and len(frame_store.intact({i: 500 for i in range(16)})) > 0

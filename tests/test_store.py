@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import StopAfter, read_store, same_dataset, train_config
 
-from worldvae import frames, store
+from worldvae import collection, dataset, readers, store
 from worldvae.cli import Stopped, UserError
 
 
@@ -19,25 +19,25 @@ def _cfg(**overrides):
 
 def test_a_stopped_collection_resumes_to_identical_shards(tmp_path, capsys) -> None:
     cfg = _cfg()
-    whole, _ = frames.collect_frames(cfg)  # never stopped, in memory: the same chunks and seeds
+    whole, _ = collection.collect_frames(cfg)  # never stopped, in memory: the same chunks and seeds
     with pytest.raises(Stopped, match="keeps the 250 frames of every finished shard") as stopped:
-        frames.load_or_collect(cfg, tmp_path, StopAfter(0))  # stops after its first chunk, which ends shard 0
+        dataset.load_or_collect(cfg, tmp_path, StopAfter(0))  # stops after its first chunk, which ends shard 0
     assert stopped.value.exit_code == 128 + signal.SIGTERM
-    frame_store = frames.open_store(cfg, tmp_path)
+    frame_store = dataset.open_store(cfg, tmp_path)
     assert frame_store.missing({0: 250, 1: 250, 2: 250}, quiet=True) == [1, 2]
     capsys.readouterr()
-    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     assert "250 of 750 frames are already in" in capsys.readouterr().out
     assert same_dataset(read_store(frame_store, 3), whole)
 
 
 def test_shards_are_the_same_whatever_the_workers_or_processes(tmp_path) -> None:
-    alone = frames.open_store(_cfg(n_envs=1), tmp_path / "alone")
-    frames.load_or_collect(_cfg(n_envs=1), tmp_path / "alone", StopAfter(10**9))
-    mine = [frames.load_or_collect(_cfg(n_envs=2), tmp_path / "ranks", StopAfter(10**9), rank, 2)[1]
+    alone = dataset.open_store(_cfg(n_envs=1), tmp_path / "alone")
+    dataset.load_or_collect(_cfg(n_envs=1), tmp_path / "alone", StopAfter(10**9))
+    mine = [dataset.load_or_collect(_cfg(n_envs=2), tmp_path / "ranks", StopAfter(10**9), rank, 2)[1]
             for rank in (0, 1)]
     assert mine == [[0, 2], [1]], "each process collects and trains on its own shards"
-    ranks = frames.open_store(_cfg(), tmp_path / "ranks")
+    ranks = dataset.open_store(_cfg(), tmp_path / "ranks")
     assert ranks.missing({0: 250, 1: 250, 2: 250}) == [], "both processes entered their shards in one manifest"
     assert same_dataset(read_store(alone, 3), read_store(ranks, 3))
     episodes = read_store(alone, 3)["episode"]
@@ -47,14 +47,14 @@ def test_shards_are_the_same_whatever_the_workers_or_processes(tmp_path) -> None
 
 def test_a_corrupt_or_missing_shard_is_named_and_collected_again(tmp_path, capsys) -> None:
     cfg = _cfg()
-    frame_store, _ = frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    frame_store, _ = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     original = read_store(frame_store, 3)
     damaged = bytearray(frame_store.path(1).read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     frame_store.path(1).write_bytes(bytes(damaged))
     frame_store.path(2).unlink()
     capsys.readouterr()
-    frames.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
     out = capsys.readouterr().out
     assert f"{frame_store.path(1)} does not match its sha256 in the manifest; collecting it again" in out
     assert f"{frame_store.path(2)} is missing; collecting it again" in out
@@ -62,15 +62,15 @@ def test_a_corrupt_or_missing_shard_is_named_and_collected_again(tmp_path, capsy
 
 
 def test_a_store_is_reused_with_the_same_settings_and_grows_with_n_frames(tmp_path, capsys) -> None:
-    frame_store, _ = frames.load_or_collect(_cfg(), tmp_path, StopAfter(10**9))
+    frame_store, _ = dataset.load_or_collect(_cfg(), tmp_path, StopAfter(10**9))
     first = read_store(frame_store, 3)
-    frames.load_or_collect(_cfg(), tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(_cfg(), tmp_path, StopAfter(10**9))
     assert "reusing 750 frames in 3 shards" in capsys.readouterr().out
-    frames.load_or_collect(_cfg(n_frames=1000), tmp_path, StopAfter(10**9))
+    dataset.load_or_collect(_cfg(n_frames=1000), tmp_path, StopAfter(10**9))
     assert "750 of 1000 frames are already in" in capsys.readouterr().out
     assert same_dataset({k: v[:750] for k, v in read_store(frame_store, 4).items()}, first)
-    frames.load_or_collect(_cfg(seed=1), tmp_path, StopAfter(10**9))
-    other = frames.open_store(_cfg(seed=1), tmp_path)
+    dataset.load_or_collect(_cfg(seed=1), tmp_path, StopAfter(10**9))
+    other = dataset.open_store(_cfg(seed=1), tmp_path)
     assert other.folder != frame_store.folder, "another seed collects into a store of its own"
     assert not same_dataset(read_store(other, 3), first)
     assert same_dataset({k: v[:750] for k, v in read_store(frame_store, 4).items()}, first), "the first is untouched"
@@ -104,13 +104,13 @@ def _expected(numbered: store.Store, shards: list[int], side: int) -> list[int]:
     ids = []
     for index in shards:
         data = numbered.read(index)
-        ids += _ids(torch.from_numpy(data["frames"][store.split_shard(data["episode"], index, 0.2, 7)[side]]))
+        ids += _ids(torch.from_numpy(data["frames"][readers.split_shard(data["episode"], index, 0.2, 7)[side]]))
     return sorted(ids)
 
 
 def test_the_streamed_reader_yields_every_training_frame_once_per_epoch_mixed_across_shards(tmp_path) -> None:
     numbered = _numbered_store(tmp_path, [40, 40, 40, 17])
-    streamed = store.Streamed(numbered, [0, 1, 2, 3], 0.2, seed=7, buffer_frames=30)
+    streamed = readers.Streamed(numbered, [0, 1, 2, 3], 0.2, seed=7, buffer_frames=30)
     shuffle = torch.Generator().manual_seed(0)
     epochs = [[_ids(batch) for batch in streamed.batches(8, shuffle)] for _ in range(2)]
     for batches in epochs:
@@ -129,10 +129,10 @@ def test_the_streamed_reader_yields_every_training_frame_once_per_epoch_mixed_ac
 
 def test_in_ram_and_streamed_serve_the_same_frames_and_say_which(tmp_path, capsys) -> None:
     numbered = _numbered_store(tmp_path, [40, 40, 17])
-    in_ram = store.open_frames(numbered, [0, 2], 0.2, 7, in_ram_bytes=10**6)
-    assert "holding 57 frames" in capsys.readouterr().out and isinstance(in_ram, store.InMemory)
-    streamed = store.open_frames(numbered, [0, 2], 0.2, 7, in_ram_bytes=0)
-    assert "streaming 57 frames" in capsys.readouterr().out and isinstance(streamed, store.Streamed)
+    in_ram = readers.open_frames(numbered, [0, 2], 0.2, 7, in_ram_bytes=10**6)
+    assert "holding 57 frames" in capsys.readouterr().out and isinstance(in_ram, readers.InMemory)
+    streamed = readers.open_frames(numbered, [0, 2], 0.2, 7, in_ram_bytes=0)
+    assert "streaming 57 frames" in capsys.readouterr().out and isinstance(streamed, readers.Streamed)
     for source in (in_ram, streamed):
         trained = sorted(i for batch in source.batches(4, torch.Generator()) for i in _ids(batch))
         assert trained == _expected(numbered, [0, 2], 0), type(source).__name__
@@ -142,15 +142,16 @@ def test_in_ram_and_streamed_serve_the_same_frames_and_say_which(tmp_path, capsy
 
 def test_the_frames_shown_each_epoch_come_from_different_episodes(tmp_path) -> None:
     numbered = _numbered_store(tmp_path, [400, 400], episode_length=5)
-    for source in (store.open_frames(numbered, [0, 1], 0.2, 7, 10**6), store.open_frames(numbered, [0, 1], 0.2, 7, 0)):
+    for source in (readers.open_frames(numbered, [0, 1], 0.2, 7, 10**6),
+                   readers.open_frames(numbered, [0, 1], 0.2, 7, 0)):
         ids = _ids(source.shown)
-        assert len(ids) == store.SHOWN_FRAMES and len({i // 5 for i in ids}) == len(ids), "one frame per episode"
+        assert len(ids) == readers.SHOWN_FRAMES and len({i // 5 for i in ids}) == len(ids), "one frame per episode"
         assert set(ids) <= set(_expected(numbered, [0], 1)), "all of them held out"
 
 
 def test_a_shard_damaged_during_training_is_named_in_one_line(tmp_path) -> None:
     numbered = _numbered_store(tmp_path, [40, 40])
-    streamed = store.Streamed(numbered, [0, 1], 0.2, seed=7)
+    streamed = readers.Streamed(numbered, [0, 1], 0.2, seed=7)
     numbered.path(1).write_bytes(b"not a shard")
     with pytest.raises(UserError, match=r"shard_00001.npz cannot be read"):
         list(streamed.batches(8, torch.Generator()))

@@ -34,10 +34,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from worldvae import cli, compute, constants, files, frames, store  # noqa: E402
+from worldvae import cli, collection, compute, constants, envs, files, rendering, store  # noqa: E402
 from worldvae.checkpoints import load_vae  # noqa: E402
 from worldvae.codes import encode_frames  # noqa: E402
 from worldvae.compute import pick_device, to_unit_float  # noqa: E402
+from worldvae.heldout import fresh_seed  # noqa: E402
 from worldvae.pictures import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -64,7 +65,7 @@ _HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, e
 # ---------------------------------------------------------------- the homework's approach
 
 
-def bicubic_renderer(crop: Sequence[float], img_size: int) -> frames.Renderer:
+def bicubic_renderer(crop: Sequence[float], img_size: int) -> rendering.Renderer:
     """The homework's preprocessing: a full-size render, the crop sliced out, one bicubic resize."""
     def render(env: gym.Env, _obs: np.ndarray | None = None) -> np.ndarray:
         full = env.render()
@@ -79,8 +80,8 @@ def bicubic_renderer(crop: Sequence[float], img_size: int) -> frames.Renderer:
 
 def reference_collect(cfg: SimpleNamespace) -> dict[str, np.ndarray]:
     """Our filters and seeding, the homework's cost: one process, full render and bicubic resize per frame."""
-    render = bicubic_renderer(frames.resolve_crop(cfg.env_id, cfg.crop), cfg.img_size)
-    return frames.collect_chunk(cfg, 0, cfg.n_frames, render)[0]
+    render = bicubic_renderer(envs.resolve_crop(cfg.env_id, cfg.crop), cfg.img_size)
+    return collection.collect_chunk(cfg, 0, cfg.n_frames, render)[0]
 
 
 def reference_step(model: MyVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, kl_weight: float) -> None:
@@ -102,7 +103,7 @@ def heldout_mse(model: MyVAE, heldout_u8: np.ndarray) -> float:
 
 def measure_collection(cfg: SimpleNamespace) -> dict:
     start = time.perf_counter()
-    ours, _ = frames.collect_frames(cfg)
+    ours, _ = collection.collect_frames(cfg)
     ours_rate = cfg.n_frames / (time.perf_counter() - start)
     start = time.perf_counter()
     reference_collect(cfg)
@@ -118,14 +119,14 @@ def measure_collection(cfg: SimpleNamespace) -> dict:
 def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 300) -> dict:
     """Mean absolute difference (grey levels of 255) between our frames and, for the same
     states, a full-size render resized with antialiasing, and the reference's bicubic frame."""
-    env = frames.make_env(cfg.env_id, cfg.seed)
+    env = envs.make_env(cfg.env_id, cfg.seed)
     env.reset(seed=cfg.seed)
-    crop = frames.resolve_crop(cfg.env_id, cfg.crop)
+    crop = envs.resolve_crop(cfg.env_id, cfg.crop)
     bicubic = bicubic_renderer(crop, cfg.img_size)
     to_full, to_reference = [], []
     for frame, state in zip(ours["frames"][:n], ours["states"][:n], strict=True):
         env.unwrapped.state = state.astype(np.float64)
-        antialiased = frames.preprocess_frame(env.render(), crop, cfg.img_size)
+        antialiased = rendering.preprocess_frame(env.render(), crop, cfg.img_size)
         to_full.append(np.abs(frame.astype(int) - antialiased.astype(int)).mean())
         to_reference.append(np.abs(frame.astype(int) - bicubic(env).astype(int)).mean())
     env.close()
@@ -211,9 +212,9 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
 def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
     """CarRacing-v3's own defaults at each budget, collection included: wall seconds, and held-out
     MSE and road IoU on fresh frames of another seed (the last budget is the run the docs quote)."""
-    car = frames.resolve_env_defaults(constants.defaults(train_vae, env_id="CarRacing-v3"))
-    heldout = frames.collect_frames(constants.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
-                                                 latent_dim=car.latent_dim, seed=frames.fresh_seed(bench.seed)))[0]
+    car = envs.resolve_env_defaults(constants.defaults(train_vae, env_id="CarRacing-v3"))
+    heldout = collection.collect_frames(constants.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
+                                                 latent_dim=car.latent_dim, seed=fresh_seed(bench.seed)))[0]
     points = []
     for share in bench.quality_budgets:
         n_frames = max(int(car.n_frames * share), car.shard_frames)
@@ -456,8 +457,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = {"machine": compute.machine()}
     print(f"{results['machine']}")
     heldout_cfg = constants.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
-                               seed=frames.fresh_seed(bench.seed) + 1000)
-    heldout = frames.collect_frames(heldout_cfg)[0]["frames"]
+                               seed=fresh_seed(bench.seed) + 1000)
+    heldout = collection.collect_frames(heldout_cfg)[0]["frames"]
     if bench.gpu:
         rows = gpu_acceptance(bench, heldout, out_dir / "gpu")
         report_json = json.dumps(results | {"gpu": rows}, indent=2)

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldvae import frames
+from worldvae import envs, rendering
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.cli import UserError
 from worldvae.compute import pick_device, to_unit_float
@@ -49,14 +49,14 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if env_id != config["env_id"]:
             raise UserError(f"{checkpoint} was trained on {config['env_id']} frames, not {env_id}'s: use a checkpoint "
                             f"trained with --env_id {env_id}")
-        if not frames.observes_images(env) and env.render_mode != "rgb_array":
+        if not envs.observes_images(env) and env.render_mode != "rgb_array":
             raise UserError(f"{env_id} is drawn from its render: make it with gym.make({env_id!r}, "
                             "render_mode=\"rgb_array\")")
         self.device = pick_device(device or config["device"])
         self.model = build_vae(saved, self.device)
         self.code = code
-        crop = frames.resolve_crop(config["env_id"], config["crop"])
-        self._render = frames.frame_renderer(env, crop, config["img_size"], config["fast_render"])
+        crop = envs.resolve_crop(config["env_id"], config["crop"])
+        self._render = rendering.frame_renderer(env, crop, config["img_size"], config["fast_render"])
         size = self.model.latent_dim * (2 if code == "mu_log_var" else 1)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
 

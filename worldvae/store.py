@@ -1,7 +1,7 @@
-"""The dataset on disk, as shards and a manifest; which frames are validation; the frames training reads.
+"""The dataset on disk: shards and the manifest that vouches for them.
 
 A dataset is a folder per set of collection settings, OUT_DIR/frames_<env id>_<digest>/
-(frames.dataset_dir names it), of fixed-size shards and a manifest:
+(dataset.dataset_dir names it), of fixed-size shards and a manifest:
 
     settings.json        the collection settings that made every frame here, spelled out
     shard_00000.npz ...  SHARD_FRAMES frames each (the last may hold fewer): frames uint8
@@ -14,13 +14,7 @@ so a stopped collection keeps every finished shard. A shard belongs to the datas
 through the manifest: a shard missing, or whose bytes do not match the manifest's sha256,
 is named and collected again; a damaged manifest is rebuilt from the shards that carry
 these settings. Episodes never cross shards, so each shard splits into training and
-validation episodes by itself, whichever process reads it.
-
-Training reads the shards one of two ways (`open_frames` picks, and says which): a set
-within the in-memory budget (IN_RAM_MB) is held whole, in RAM or on a GPU, and reshuffled
-each epoch (`InMemory`); a larger one streams from disk (`Streamed`): shards in a seeded
-order, each batch drawn at random from a buffer of `_SHUFFLE_FRAMES` frames, so RAM stays
-bounded whatever N_FRAMES.
+validation episodes by itself (readers.py), whichever process reads it.
 """
 
 from __future__ import annotations
@@ -30,54 +24,16 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from worldvae import cli, files
 from worldvae.cli import UserError
 
 ARRAYS = ("frames", "states", "episode", "step", "action", "reward", "done")  # what every shard holds
 _MANIFEST = "manifest.json"
-SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
-_SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
-
-
-def split_by_episode(
-    episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices for training and validation; whole episodes go to one side only, so
-    near-duplicate neighbouring frames cannot leak into validation. At least one episode validates."""
-    ids, counts = np.unique(episodes, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
-    is_val = np.isin(episodes, ids[order[:n_val_episodes]])
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
-def spread_frames(episodes: np.ndarray, steps: np.ndarray, n: int) -> np.ndarray:
-    """Indices of up to n frames that differ, for a picture of what a model does across states:
-    each from another episode (evenly spaced among them), each at another point of its episode
-    (from its start towards its end). With fewer episodes than n, frames evenly spaced in time."""
-    ids = np.unique(episodes)
-    if len(ids) < n:
-        order = np.lexsort((steps, episodes))
-        return order[np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int)]
-    chosen = ids[np.linspace(0, len(ids) - 1, n).round().astype(int)]
-    picks = []
-    for k, episode in enumerate(chosen):
-        rows = np.flatnonzero(episodes == episode)
-        rows = rows[np.argsort(steps[rows], kind="stable")]
-        picks.append(rows[round(k / max(1, n - 1) * (len(rows) - 1))])
-    return np.array(picks)
-
-
-def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shard `index`'s own split (its frame indices): the same whichever process or how many read it."""
-    return split_by_episode(episodes, val_fraction, [seed, index])
 
 
 class Store:
@@ -166,20 +122,6 @@ class Store:
                             f"{(3, side, side)}: it was replaced; run train_vae.py with the same constants to "
                             "collect it again")
         return data
-
-    def read_parts(self, shards: Sequence[int], val_fraction: float, seed: int, part: str,
-                   limit: int | None = None) -> dict[str, np.ndarray]:
-        """The training ("train") or validation ("val") frames of `shards`, in shard order, with all
-        their arrays; only the first `limit` frames when given (read no further than needed)."""
-        pieces, n = [], 0
-        for index in shards:
-            data = self.read(index)
-            chosen = split_shard(data["episode"], index, val_fraction, seed)[part == "val"]
-            pieces.append({key: values[chosen] for key, values in data.items()})
-            n += len(chosen)
-            if limit is not None and n >= limit:
-                break
-        return {key: np.concatenate([p[key] for p in pieces])[:limit] for key in ARRAYS}
 
     # ------------------------------------------------------------ writing
 
@@ -311,142 +253,6 @@ def shards_of_rank(n_shards: int, rank: int, world: int) -> list[int]:
     """The shards process `rank` of `world` collects and trains on: every world-th, from its rank."""
     return list(range(rank, n_shards, world))
 
-
-# ---------------------------------------------------------------- what training reads
-
-
-class InMemory:
-    """The frames of some shards held in RAM (or on a GPU), a full shuffle each epoch."""
-
-    kind = "in_memory"
-
-    def __init__(self, frames_u8: torch.Tensor, train_idx: torch.Tensor, val_idx: torch.Tensor,
-                 shown: torch.Tensor) -> None:
-        self.frames_u8, self.train_idx, self.val_idx, self.shown = frames_u8, train_idx, val_idx, shown
-        self.n_train, self.n_val = len(train_idx), len(val_idx)
-
-    def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
-        """Every training frame once, in batches of `batch_size` (the last may be short)."""
-        order = self.train_idx[torch.randperm(self.n_train, generator=shuffle)]
-        for idx in order.split(batch_size):
-            yield self.frames_u8[idx]
-
-    def validation(self, batch_size: int) -> Iterator[torch.Tensor]:
-        for idx in self.val_idx.split(batch_size):
-            yield self.frames_u8[idx]
-
-
-
-class Streamed:
-    """The frames of some shards, read from disk a shard at a time (the next one read ahead)."""
-
-    kind = "streamed"
-
-    def __init__(self, store: Store, shards: Sequence[int], val_fraction: float, seed: int,
-                 buffer_frames: int = _SHUFFLE_FRAMES) -> None:
-        self.store, self.shards, self.buffer_frames = store, list(shards), buffer_frames
-        self.split = {}  # shard -> (training, validation) frame indices, from its episodes alone
-        for index in self.shards:
-            self.split[index] = split_shard(store.read(index, ["episode"])["episode"], index, val_fraction, seed)
-        self.n_train = sum(len(train) for train, _ in self.split.values())
-        self.n_val = sum(len(val) for _, val in self.split.values())
-        self.shown = shown_frames(store, self.shards[0], self.split[self.shards[0]][1])
-
-    def _part(self, index: int, side: int) -> np.ndarray:
-        return self.store.read(index, ["frames"])["frames"][self.split[index][side]]
-
-    def _read_ahead(self, shards: Sequence[int], side: int) -> Iterator[np.ndarray]:
-        """The training (side 0) or validation (1) frames of each shard in turn, the next one read meanwhile."""
-        with ThreadPoolExecutor(1) as reader:
-            ahead = reader.submit(self._part, shards[0], side) if shards else None
-            for position in range(len(shards)):
-                frames_u8 = ahead.result()
-                if position + 1 < len(shards):
-                    ahead = reader.submit(self._part, shards[position + 1], side)
-                yield frames_u8
-
-    def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
-        """Every training frame once, in batches of `batch_size` (the last may be short).
-
-        Shards come in a seeded order and fill a buffer; each batch is drawn from the whole
-        buffer at random, and the frames that remain when the shards run out leave shuffled.
-        """
-        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=shuffle)))
-        order = [self.shards[i] for i in rng.permutation(len(self.shards))]
-        buffer, n = None, 0
-        for frames_u8 in self._read_ahead(order, 0):
-            if buffer is None:
-                buffer = np.empty((min(self.buffer_frames, self.n_train), *frames_u8.shape[1:]), dtype=np.uint8)
-            start = 0
-            while start < len(frames_u8):
-                take = min(len(buffer) - n, len(frames_u8) - start)
-                buffer[n : n + take] = frames_u8[start : start + take]
-                n, start = n + take, start + take
-                if n == len(buffer) and n > batch_size:
-                    yield torch.from_numpy(_draw(buffer, n, batch_size, rng))
-                    n -= batch_size
-        rest = rng.permutation(n)
-        for first in range(0, n, batch_size):
-            yield torch.from_numpy(buffer[rest[first : first + batch_size]])
-
-    def validation(self, batch_size: int) -> Iterator[torch.Tensor]:
-        for frames_u8 in self._read_ahead(self.shards, 1):
-            yield from torch.from_numpy(frames_u8).split(batch_size)
-
-
-
-def shown_frames(store: Store, index: int, val_idx: np.ndarray) -> torch.Tensor:
-    """The validation frames that reconstructions.png shows every epoch: SHOWN_FRAMES of shard
-    `index`'s, from different episodes and different points in them, so they show different states."""
-    data = store.read(index, ["frames", "episode", "step"])
-    return torch.from_numpy(data["frames"][val_idx[spread_frames(data["episode"][val_idx], data["step"][val_idx],
-                                                                   SHOWN_FRAMES)]])
-
-
-def _draw(buffer: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` frames from buffer[:n] at random, as a copy; the last `size` slots' other frames
-    move into the holes, so buffer[:n - size] holds the rest."""
-    picked = rng.choice(n, size, replace=False)
-    drawn = buffer[picked]
-    holes = picked[picked < n - size]
-    movers = np.setdiff1d(np.arange(n - size, n), picked, assume_unique=True)
-    buffer[holes] = buffer[movers]
-    return drawn
-
-
-def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: int, in_ram_bytes: int,
-                hold_on: Callable[[int], torch.device] = lambda _n: torch.device("cpu"),
-                reader: str | None = None) -> InMemory | Streamed:
-    """What training reads from `shards`: held in memory when their frames fit in `in_ram_bytes`, on
-    the device `hold_on(bytes)` names (a GPU: filled there shard by shard, never assembled in RAM
-    first), else streamed. A resumed run passes the `reader` it started with: the order of its
-    batches depends on it. Says which, and why."""
-    n_frames = store.frame_count(shards)
-    side = store.settings["img_size"]
-    total = n_frames * 3 * side**2  # bytes of uint8 frames
-    if reader == Streamed.kind or (reader is None and total > in_ram_bytes):
-        source = Streamed(store, shards, val_fraction, seed)
-        why = "as when the run started" if reader else (f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
-                                                        "memory: IN_RAM_MB")
-        print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
-              f"{store.folder}, through a shuffle buffer of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
-        return source
-    device = hold_on(total)
-    frames_u8 = torch.empty((n_frames, 3, side, side), dtype=torch.uint8, device=device)
-    train, val, offset = [], [], 0
-    for index in shards:  # one shard at a time in RAM, whatever holds the whole
-        data = store.read(index, ["frames", "episode"])
-        train_idx, val_idx = split_shard(data["episode"], index, val_fraction, seed)
-        frames_u8[offset : offset + len(data["frames"])] = torch.from_numpy(data["frames"]).to(device)
-        train.append(train_idx + offset)
-        val.append(val_idx + offset)
-        offset += len(data["frames"])
-    shown = shown_frames(store, shards[0], val[0])  # the first shard's offset is 0: its own indices
-    why = ("as when the run started" if reader
-           else f"within the {in_ram_bytes / 2**20:.0f} MiB held in memory: IN_RAM_MB")
-    print(f"holding {n_frames} frames ({total / 2**20:.0f} MiB, {why}) in "
-          f"{'RAM' if device.type == 'cpu' else device}")
-    return InMemory(frames_u8, *(torch.from_numpy(np.concatenate(i)).to(device) for i in (train, val)), shown)
 
 
 def folder_bytes(folder: str | Path) -> int:

@@ -1,0 +1,92 @@
+"""Rendering: an env's state to a training frame, cropped and area-averaged to IMG_SIZE.
+
+A frame is the env's image observation where it has one (CarRacing, Atari), else its
+rgb_array render (classic control); CartPole can be drawn straight to the kept rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from worldvae.envs import env_family, observes_images
+
+
+def _resize(image: Image.Image, box: tuple[float, float, float, float], img_size: int) -> np.ndarray:
+    """Area-average (antialias) the `box` region of `image` to (3, img_size, img_size) uint8."""
+    small = image.resize((img_size, img_size), Image.Resampling.BOX, box=box)
+    return np.asarray(small.convert("RGB")).transpose(2, 0, 1)
+
+
+def preprocess_frame(frame: np.ndarray, crop: Sequence[float], img_size: int) -> np.ndarray:
+    """(H, W, 3) render -> cropped, area-averaged (antialiased) (3, img_size, img_size) uint8."""
+    height, width = frame.shape[:2]
+    top, bottom, left, right = crop
+    return _resize(Image.fromarray(frame), (left * width, top * height, right * width, bottom * height), img_size)
+
+
+def render_cartpole(env: gym.Env, crop: Sequence[float], img_size: int) -> np.ndarray:
+    """CartPole's own drawing (gymnasium's CartPoleEnv.render), cut down to what we keep.
+
+    It draws only the rows the crop keeps, reads the surface without a copy and resizes
+    once; the picture matches env.render() followed by preprocess_frame to within a
+    fraction of a grey level (tests/test_collect.py checks it), about 3x faster.
+    """
+    import pygame
+    from pygame import gfxdraw
+
+    cart_pole = env.unwrapped
+    width, height = cart_pole.screen_width, cart_pole.screen_height
+    top, bottom, left, right = crop
+    # gymnasium draws with y up and flips the surface at the end; these are the unflipped rows we keep
+    row_lo, row_hi = round(height * (1 - bottom)), round(height * (1 - top))
+    surface = pygame.Surface((width, row_hi - row_lo))
+    surface.fill((255, 255, 255))
+
+    x, _, theta, _ = cart_pole.state
+    scale = width / (cart_pole.x_threshold * 2)
+    pole_width, pole_length, cart_width, cart_height = 10.0, scale * 2 * cart_pole.length, 50.0, 30.0
+    cart_x, cart_y, axle = x * scale + width / 2.0, 100 - row_lo, cart_height / 4.0
+    half_w, half_h = cart_width / 2, cart_height / 2
+    corners = [(-half_w, -half_h), (-half_w, half_h), (half_w, half_h), (half_w, -half_h)]
+    cart = [(cart_x + dx, cart_y + dy) for dx, dy in corners]
+    gfxdraw.aapolygon(surface, cart, (0, 0, 0))
+    gfxdraw.filled_polygon(surface, cart, (0, 0, 0))
+    half_w, tip = pole_width / 2, pole_length - pole_width / 2
+    pole = []
+    for corner in [(-half_w, -half_w), (-half_w, tip), (half_w, tip), (half_w, -half_w)]:
+        dx, dy = pygame.math.Vector2(corner).rotate_rad(-theta)
+        pole.append((cart_x + dx, cart_y + axle + dy))
+    gfxdraw.aapolygon(surface, pole, (202, 152, 101))
+    gfxdraw.filled_polygon(surface, pole, (202, 152, 101))
+    axle_at, radius = (int(cart_x), int(cart_y + axle)), int(pole_width / 2)
+    gfxdraw.aacircle(surface, *axle_at, radius, (129, 132, 203))
+    gfxdraw.filled_circle(surface, *axle_at, radius, (129, 132, 203))
+    gfxdraw.hline(surface, 0, width, int(cart_y), (0, 0, 0))
+
+    # a 32-bit surface is B, G, R, X in memory: Pillow reads it in place
+    image = Image.frombuffer("RGBX", surface.get_size(), surface.get_buffer(), "raw", "BGRX", surface.get_pitch(), 1)
+    frame = _resize(image, (left * width, 0, right * width, row_hi - row_lo), img_size)
+    return np.ascontiguousarray(frame[:, ::-1])  # the flip gymnasium does, on the small image
+
+
+Renderer = Callable[[gym.Env, np.ndarray], np.ndarray]  # (env, its observation) -> a training frame
+
+
+def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: bool) -> Renderer:
+    """The function that turns an env's current state into a training frame: its image observation
+    where it has one, else its rgb_array render (CartPole's drawn straight to the kept rows when fast)."""
+    if observes_images(env):
+        return lambda _env, obs: preprocess_frame(obs, crop, img_size)
+    if fast and env_family(env.spec.id) == "CartPole":
+        return lambda env, _obs: render_cartpole(env, crop, img_size)
+    return lambda env, _obs: preprocess_frame(env.render(), crop, img_size)
+
+
+def frame_size(env: gym.Env) -> tuple[int, int]:
+    """(height, width) of the picture a frame is cut from, for an env after reset()."""
+    return env.observation_space.shape[:2] if observes_images(env) else env.render().shape[:2]
+
