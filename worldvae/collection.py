@@ -53,8 +53,11 @@ class CollectionStats:
     rejected_angle: int = 0
     skipped_intro: int = 0
 
-    def __add__(self, other: CollectionStats) -> CollectionStats:
-        return CollectionStats(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+    def __iadd__(self, other: CollectionStats) -> CollectionStats:
+        """Add `other`'s counts to these, in place (a total that the caller holds)."""
+        for name, value in zip(self.__dataclass_fields__, astuple(other), strict=True):
+            setattr(self, name, getattr(self, name) + value)
+        return self
 
     def summary(self, cfg: SimpleNamespace) -> str:
         """What the filters did, in words, for the constants `cfg`."""
@@ -158,13 +161,8 @@ def collect_frames(cfg: SimpleNamespace) -> tuple[dict[str, np.ndarray], Collect
     store's shards are: the same seeded chunks, N_ENVS at a time."""
     chunks = [(index, min(CHUNK_FRAMES, cfg.n_frames - start))
               for index, start in enumerate(range(0, cfg.n_frames, CHUNK_FRAMES))]
-    pieces, total = [], CollectionStats()
-    with ProgressBar(cfg.n_frames, "collecting", "frame") as bar:
-        for _, chunk, stats in _collected(cfg, chunks):
-            pieces.append(chunk)
-            total += stats
-            bar.update(len(chunk["frames"]))
-    return {key: np.concatenate([piece[key] for piece in pieces]) for key in store.ARRAYS}, total
+    total = CollectionStats()
+    return _joined([chunk for _, chunk in _collected(cfg, chunks, total)]), total
 
 
 def collect_shards(cfg: SimpleNamespace, frame_store: store.Store, sizes: dict[int, int],
@@ -179,24 +177,26 @@ def collect_shards(cfg: SimpleNamespace, frame_store: store.Store, sizes: dict[i
     chunks = [(shard * per_shard + j, min(CHUNK_FRAMES, size - j * CHUNK_FRAMES))
               for shard, size in sizes.items() for j in range(-(-size // CHUNK_FRAMES))]
     total, pieces = CollectionStats(), []
-    with ProgressBar(sum(sizes.values()), "collecting", "frame") as bar:
-        for index, chunk, stats in _collected(cfg, chunks):
-            total += stats
-            pieces.append(chunk)
-            bar.update(len(chunk["frames"]))
-            shard = index // per_shard
-            if sum(len(piece["frames"]) for piece in pieces) == sizes[shard]:
-                frame_store.write(shard, {key: np.concatenate([p[key] for p in pieces]) for key in store.ARRAYS})
-                pieces = []
-            if stop is not None and stop.signum:
-                break
+    for index, chunk in _collected(cfg, chunks, total):
+        pieces.append(chunk)
+        shard = index // per_shard
+        if sum(len(piece["frames"]) for piece in pieces) == sizes[shard]:
+            frame_store.write(shard, _joined(pieces))
+            pieces = []
+        if stop is not None and stop.signum:
+            break
     return total
 
 
-def _collected(cfg: SimpleNamespace, chunks: list[tuple[int, int]]) -> Iterator[tuple[int, dict, CollectionStats]]:
-    """Each chunk (index, frames) collected, in order, as (index, arrays, stats); episode ids made
-    unique across chunks."""
-    with _chunk_runner(cfg, len(chunks)) as run:
+def _joined(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([piece[key] for piece in pieces]) for key in store.ARRAYS}
+
+
+def _collected(cfg: SimpleNamespace, chunks: list[tuple[int, int]],
+               total: CollectionStats) -> Iterator[tuple[int, dict]]:
+    """Each chunk (index, frames) collected, in order, as (index, arrays), with a progress bar; what
+    the filters did is added to `total`; episode ids are made unique across chunks."""
+    with _chunk_runner(cfg, len(chunks)) as run, ProgressBar(sum(n for _, n in chunks), "collecting", "frame") as bar:
         for (chunk, stats), (index, size) in zip(run(chunks), chunks, strict=False):
             if stats.kept < size:
                 raise UserError(
@@ -205,10 +205,12 @@ def _collected(cfg: SimpleNamespace, chunks: list[tuple[int, int]]) -> Iterator[
                     "widen ANGLE_RANGE (or set it to \"all\"), "
                     "or raise MAX_STEPS_PER_FRAME"
                 )
+            total += stats
             # a chunk holds at most CHUNK_FRAMES frames, so fewer episodes: ids from index * that are its own
             chunk["episode"] = (index * CHUNK_FRAMES + np.unique(chunk["episode"], return_inverse=True)[1]).astype(
                 np.int32)
-            yield index, chunk, stats
+            bar.update(size)
+            yield index, chunk
 
 
 @contextlib.contextmanager
