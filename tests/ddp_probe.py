@@ -18,7 +18,7 @@ import torch.distributed as dist  # noqa: E402
 
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from worldvae import cli, files  # noqa: E402
+from worldvae import cli, files, resume  # noqa: E402
 
 record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": [], "noise_differs": None}
 _step, _write, _reparameterize = torch.optim.Adam.step, files.atomic_write, MyVAE.reparameterize
@@ -61,7 +61,7 @@ torch.optim.Adam.step = step_then_compare
 MyVAE.reparameterize = staticmethod(reparameterize_and_compare)
 files.atomic_write = logged_write  # every writer calls it through its module
 if os.environ.get("PROBE_FAIL_RESUME_ON_RANK_0") and record["rank"] == 0:
-    train_vae.load_resumable = failing_load
+    resume.load_resumable = failing_load
 try:
     cli.run(train_vae.main, sys.argv[1:])
 finally:

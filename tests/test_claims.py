@@ -8,7 +8,7 @@ import torch
 from conftest import StopAfter, read_store, tiny_source, train_config
 
 import train_vae
-from worldvae import codes, collection, dataset, files, readers, rendering
+from worldvae import codes, collection, dataset, files, metrics, readers, rendering
 from worldvae.checkpoints import load_checkpoint
 from worldvae.codes import dims_by_information
 from worldvae.compute import Compute
@@ -154,9 +154,10 @@ def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, m
 
     monkeypatch.setattr(files, "atomic_write", killed)
     with pytest.raises(KeyboardInterrupt):
-        train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+        train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), checkpoint=load_checkpoint(tmp_path / "last.pt"))
     monkeypatch.setattr(files, "atomic_write", real)
-    history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), resume=load_checkpoint(tmp_path / "last.pt"))
+    last = load_checkpoint(tmp_path / "last.pt")
+    history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(999), checkpoint=last)
     assert [row["epoch"] for row in history] == [1, 2]
     for name in ("vae.pt", "last.pt", "metrics.csv", "loss_curves.png", "reconstructions.png"):
         assert (tmp_path / name).is_file(), name
@@ -168,7 +169,7 @@ def test_the_training_loss_is_logged_every_50_steps_beside_the_epoch_rows(tmp_pa
     history = [{"epoch": e, "train_loss": 0.1, "train_recon": 0.1, "train_kl": 1.0, "val_loss": 0.1, "val_recon": 0.1,
                 "val_kl": 1.0} for e in (1, 2)]
     steps = [{"step": s, "epoch": s / 100, "train_loss": 1 / s, "train_recon": 1 / s} for s in range(50, 201, 50)]
-    train_vae.write_metrics(history, steps, tmp_path)
+    metrics.write_metrics(history, steps, tmp_path)
     lines = (tmp_path / "steps.csv").read_text().splitlines()
     assert lines[0] == "step,epoch,train_loss,train_recon" and len(lines) == 5 and lines[1].startswith("50,0.5,")
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000

@@ -10,7 +10,7 @@ from conftest import TINY, StopAfter, run_main, tiny_source, train_config
 
 import train_vae
 from MyVAE import MyVAE
-from worldvae import cli, dataset, distributed, readers
+from worldvae import cli, dataset, distributed, readers, resume
 from worldvae.compute import Compute, pick_autocast_dtype, pick_device
 
 CPU = Compute.choose("cpu", "fp32", False, "off")
@@ -117,10 +117,10 @@ def test_each_process_restores_its_own_random_state_and_a_mismatch_is_refused(tm
     checkpoint["rng"]["per_rank"] = [mine, theirs]
     model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
     optimizer = torch.optim.Adam(model.parameters())
-    train_vae.restore_training_state(checkpoint, model, optimizer, CPU, distributed.Ranks(1, 2, launched=True))
+    resume.restore_training_state(checkpoint, model, optimizer, CPU, distributed.Ranks(1, 2, launched=True))
     assert torch.equal(torch.get_rng_state(), theirs["torch"]), "rank 1 continues its own stream"
     with pytest.raises(cli.UserError, match="random states of 2 processes, not 3"):
-        train_vae.restore_training_state(checkpoint, model, optimizer, CPU, distributed.Ranks(1, 3, launched=True))
+        resume.restore_training_state(checkpoint, model, optimizer, CPU, distributed.Ranks(1, 3, launched=True))
 
 
 def test_a_run_started_on_one_device_resumes_with_its_batch_on_another(capsys, tmp_path, monkeypatch) -> None:
@@ -140,7 +140,8 @@ def test_frames_held_on_a_device_are_moved_there_shard_by_shard(tmp_path, monkey
     real = torch.from_numpy
     monkeypatch.setattr(torch, "from_numpy", lambda array: largest.update(bytes=max(largest["bytes"], array.nbytes))
                         or real(array))
-    held = readers.open_frames(frame_store, shards, 0.1, 0, 2**30, hold_on=lambda n_bytes: torch.device("meta"))
+    monkeypatch.setattr(readers, "gpu_room", lambda device: 2**30)  # a device with room for them all
+    held = readers.open_frames(frame_store, shards, 0.1, 0, 2**30, torch.device("meta"))
     assert held.frames_u8.device.type == "meta" and len(held.frames_u8) == 750
     assert largest["bytes"] <= 250 * 3 * 32 * 32, "never more than one shard of frames in host memory at once"
 

@@ -21,7 +21,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench
-from worldvae import cli, collection, constants, dataset, distributed, files, readers, store
+from worldvae import cli, collection, constants, dataset, distributed, files, readers, resume, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
 
@@ -109,20 +109,25 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
                        hidden_dims=(8, 16, 16, 32, 32), n_envs=1)
     data = readers.open_frames(*dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9)), cfg.val_fraction, cfg.seed,
                              2**30)
-    other = {"torch": torch.Generator().manual_seed(1).get_state(), "totals": [9.0, 8.0, 7.0]}
+    other = {"torch": torch.Generator().manual_seed(1).get_state(), "loss_sums": [9.0, 8.0, 7.0]}
     monkeypatch.setattr(distributed, "gather_to_all", lambda mine: [mine, other])  # as rank 0 of two would gather
     cpu = Compute.choose("cpu", "fp32", False, "off")
     with pytest.raises(cli.Stopped):
         train_vae.train(cfg, data, tmp_path, cpu, StopAfter(2))
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
-    mine = checkpoint["rng"]["per_rank"][0]["totals"]
+    mine = checkpoint["rng"]["per_rank"][0]["loss_sums"]
     assert checkpoint["progress"]["batch"] == 3 and mine[0] > 0
-    assert mine == list(checkpoint["progress"]["totals"].values()), "rank 0's own, as one process would have them"
+    assert mine == list(checkpoint["progress"]["loss_sums"].values()), "rank 0's own, as one process would have them"
     model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
     optimizer = torch.optim.Adam(model.parameters())
-    on_zero, on_one = (train_vae.restore_training_state(checkpoint, model, optimizer, cpu,
+    on_zero, on_one = (resume.restore_training_state(checkpoint, model, optimizer, cpu,
                                                         distributed.Ranks(rank, 2, launched=True)) for rank in (0, 1))
-    assert list(on_zero.totals.values()) == mine and list(on_one.totals.values()) == [9.0, 8.0, 7.0]
+    assert list(on_zero.loss_sums.values()) == mine and list(on_one.loss_sums.values()) == [9.0, 8.0, 7.0]
+    progress = {("totals" if key == "loss_sums" else key): v for key, v in checkpoint["progress"].items()}
+    per_rank = [{"torch": r["torch"], "totals": r["loss_sums"]} for r in checkpoint["rng"]["per_rank"]]
+    older = checkpoint | {"progress": progress, "rng": {"per_rank": per_rank}}  # as last.pt was written before
+    restored = resume.restore_training_state(older, model, optimizer, cpu, distributed.Ranks(1, 2, launched=True))
+    assert list(restored.loss_sums.values()) == [9.0, 8.0, 7.0], "an older last.pt still resumes"
 
 
 @pytest.mark.parametrize(

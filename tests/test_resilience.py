@@ -75,7 +75,7 @@ def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path, in_ram_bytes: in
     assert stop.value.exit_code == 128 + signal.SIGTERM
     checkpoint = load_checkpoint(stopped / "last.pt")
     assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 4
-    train_vae.train(cfg, data, stopped, compute, StopAfter(99), resume=checkpoint)
+    train_vae.train(cfg, data, stopped, compute, StopAfter(99), checkpoint=checkpoint)
     assert _same_weights(_weights(straight), _weights(stopped))
     assert _losses(straight) == _losses(stopped)
 

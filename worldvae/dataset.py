@@ -33,8 +33,9 @@ _MAX_FRAMES = 2**31 // 2 - 1  # episode ids (int32) count from chunk * 250: thei
 _SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
 
 
-def validate_collection(cfg: SimpleNamespace) -> None:
-    """Reject collection constants that cannot work, with one line each, before any work starts."""
+def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
+    """Reject collection constants that cannot work for `world` processes, with one line each, before
+    any work starts."""
     env = make_env(cfg.env_id, 0)  # an unknown id first: the other checks depend on the env
     env.reset(seed=0)
     height, width = frame_size(env)
@@ -52,6 +53,9 @@ def validate_collection(cfg: SimpleNamespace) -> None:
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     cli.require_at_most(cfg.n_frames, _MAX_FRAMES, "N_FRAMES", "episode ids are 32-bit numbers")
+    n_shards = len(store.shard_sizes(cfg.n_frames, cfg.shard_frames))
+    cli.require(n_shards >= world, f"N_FRAMES={cfg.n_frames} makes {n_shards} shards of SHARD_FRAMES="
+                f"{cfg.shard_frames}, fewer than the {world} processes: each needs a shard of its own")
     cli.require_at_most(cfg.max_steps_per_frame, 10**6, "MAX_STEPS_PER_FRAME", "a filter that keeps less than one "
                         "observation in a million cannot make a dataset")
     intro = knowledge(cfg.env_id).skip_first

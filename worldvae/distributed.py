@@ -23,8 +23,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from worldvae.cli import UserError
-from worldvae.cli import reason as cli_reason
+from worldvae.cli import UserError, reason as cli_reason
 
 PEER_TIMEOUT = datetime.timedelta(seconds=int(os.environ.get("VAE_PEER_TIMEOUT", 300)))  # to join, and per collective
 

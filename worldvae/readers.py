@@ -10,15 +10,18 @@ and validation episodes by itself, whichever process reads it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 
+from worldvae.cli import require
+from worldvae.compute import require_memory
 from worldvae.store import ARRAYS, Store
 
 SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
+CPU = torch.device("cpu")
 _SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
 
 
@@ -171,13 +174,39 @@ def _draw(buffer: np.ndarray, n: int, size: int, rng: np.random.Generator) -> np
     return drawn
 
 
+def gpu_room(device: torch.device) -> int:
+    """Bytes of uint8 frames that may live on `device`: a quarter of a GPU's free memory; 0 off CUDA."""
+    return torch.cuda.mem_get_info(device)[0] // 4 if device.type == "cuda" else 0
+
+
+def in_memory_budget(in_ram_mb: float | None, device: torch.device) -> int:
+    """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default what may live on
+    the training device (batches are then indexed there, with no copy per step), which off CUDA is
+    nothing: on a CPU, streaming keeps RAM flat whatever N_FRAMES."""
+    return int(in_ram_mb * 2**20) if in_ram_mb is not None else gpu_room(device)
+
+
+def require_batch_fits(n_train: int, batch_size: int) -> None:
+    """A training split (of one process) that holds at least one batch."""
+    require(n_train >= batch_size, f"the training split ({n_train} frames) is smaller than BATCH_SIZE={batch_size}: "
+            "raise N_FRAMES or lower BATCH_SIZE")
+
+
+def validate_in_ram_mb(in_ram_mb: float | None, frame_bytes: int) -> None:
+    """IN_RAM_MB is None or a size in MiB that this machine can hold (of the `frame_bytes` there are)."""
+    require(in_ram_mb is None or (isinstance(in_ram_mb, (int, float)) and in_ram_mb >= 0),
+            f"IN_RAM_MB must be None or a size in MiB of zero or more, got {in_ram_mb!r}")
+    if in_ram_mb is not None:  # frames up to this budget are held whole
+        require_memory(min(in_ram_mb * 2**20, frame_bytes), f"holding IN_RAM_MB={in_ram_mb} of frames",
+                       "lower IN_RAM_MB (or set it to 0 to stream from disk)")
+
+
 def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: int, in_ram_bytes: int,
-                hold_on: Callable[[int], torch.device] = lambda _n: torch.device("cpu"),
-                reader: str | None = None) -> InMemory | Streamed:
-    """What training reads from `shards`: held in memory when their frames fit in `in_ram_bytes`, on
-    the device `hold_on(bytes)` names (a GPU: filled there shard by shard, never assembled in RAM
-    first), else streamed. A resumed run passes the `reader` it started with: the order of its
-    batches depends on it. Says which, and why."""
+                device: torch.device = CPU, reader: str | None = None) -> InMemory | Streamed:
+    """What training on `device` reads from `shards`: held in memory when their frames fit in
+    `in_ram_bytes` (on the device itself when they fit in its room, filled there shard by shard,
+    never assembled in RAM first; else in RAM), else streamed. A resumed run passes the `reader` it
+    started with: the order of its batches depends on it. Says which, and why."""
     n_frames = store.frame_count(shards)
     side = store.settings["img_size"]
     total = n_frames * 3 * side**2  # bytes of uint8 frames
@@ -188,7 +217,7 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
         print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
               f"{store.folder}, through a shuffle buffer of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
         return source
-    device = hold_on(total)
+    device = device if device.type != "cpu" and total <= gpu_room(device) else CPU
     frames_u8 = torch.empty((n_frames, 3, side, side), dtype=torch.uint8, device=device)
     train, val, offset = [], [], 0
     for index in shards:  # one shard at a time in RAM, whatever holds the whole
