@@ -94,9 +94,9 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
                                                                               road=road)
 
     mse = float(test.mse.mean())
-    kl = codes.information(True, test.mu, test.log_var) if model.variational else np.zeros(model.latent_dim)
-    variance = codes.information(False, test.mu, test.log_var)
-    order = codes.dims_by_information(model.variational, test.mu, test.log_var)
+    kl = codes.mean_kl(test.mu, test.log_var) if model.variational else np.zeros(model.latent_dim)
+    variance = codes.code_variance(test.mu)
+    order = codes.ranked_dims(kl if model.variational else variance)
     names = envs.state_names(config["env_id"], held.test["states"].shape[1])
     r2 = linear_probe(fit.mu, held.fit["states"], test.mu, held.test["states"])
     quality = sample_quality(model, held.fit["frames"], quality_samples, seed)

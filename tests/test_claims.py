@@ -10,7 +10,7 @@ from conftest import StopAfter, read_store, tiny_source, train_config
 import train_vae
 from worldvae import codes, collection, dataset, files, metrics, readers, rendering
 from worldvae.checkpoints import load_checkpoint
-from worldvae.codes import dims_by_information
+from worldvae.codes import code_variance, mean_kl, ranked_dims
 from worldvae.compute import Compute
 from worldvae.heldout import fresh_seed, heldout_frames
 
@@ -48,8 +48,8 @@ def test_latent_dimensions_are_ordered_most_informative_first() -> None:
     mu[:, 3] = torch.linspace(-1, 1, 50)  # then dimension 3
     log_var = torch.zeros(50, 4)
     log_var[:, 1] = log_var[:, 3] = -4.0  # and is precise
-    assert dims_by_information(True, mu.numpy(), log_var.numpy())[:2] == [1, 3]
-    assert dims_by_information(False, mu.numpy(), log_var.numpy())[:2] == [1, 3]  # an autoencoder: by spread
+    assert ranked_dims(mean_kl(mu.numpy(), log_var.numpy()))[:2] == [1, 3]
+    assert ranked_dims(code_variance(mu.numpy()))[:2] == [1, 3]  # an autoencoder: by spread
 
 
 def test_the_traversal_shows_the_active_dimensions_and_counts_the_rest() -> None:

@@ -34,7 +34,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
-from worldvae import cli, collection, compute, constants, envs, files, rendering, store  # noqa: E402
+from worldvae import REPO, cli, collection, compute, constants, envs, files, rendering, store  # noqa: E402
 from worldvae.checkpoints import load_vae  # noqa: E402
 from worldvae.codes import encode_frames  # noqa: E402
 from worldvae.compute import pick_device, to_unit_float  # noqa: E402
@@ -58,7 +58,6 @@ SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
 
-_REPO = Path(__file__).resolve().parents[1]
 _HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, eval_every=50)
 
 
@@ -277,7 +276,7 @@ def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     cli.require(Path("/usr/bin/time").exists(), "the memory check needs GNU time (/usr/bin/time): install it, "
                 "or skip the check with --memory_frames \"()\"")
-    run = [sys.executable, str(_REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames", str(n_frames),
+    run = [sys.executable, str(REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames", str(n_frames),
            "--epochs", "1", "--img_size", str(img_size), "--out_dir", str(out_dir)]
     result = run_or_fail(["/usr/bin/time", "-v", *run], "the memory run")
     peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
@@ -290,7 +289,7 @@ def timed_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()) -> t
     """train_vae.py as a user starts it (under `launcher`, e.g. torchrun): wall seconds and metrics rows."""
     out_dir = Path(argv[argv.index("--out_dir") + 1])
     start = time.perf_counter()
-    run_or_fail([*(launcher or [sys.executable]), str(_REPO / "train_vae.py"), *argv], what)
+    run_or_fail([*(launcher or [sys.executable]), str(REPO / "train_vae.py"), *argv], what)
     seconds = time.perf_counter() - start
     with open(out_dir / "metrics.csv") as f:
         return seconds, list(csv.DictReader(f))

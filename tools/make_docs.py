@@ -33,7 +33,7 @@ import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from tools import bench  # noqa: E402
-from worldvae import cli, compute, constants, files  # noqa: E402
+from worldvae import REPO, cli, compute, constants, files  # noqa: E402
 
 # -----------------------------------------------------------------------------
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
@@ -44,8 +44,7 @@ FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
-_REPO = Path(__file__).resolve().parents[1]
-_README, _DOCS = _REPO / "README.md", _REPO / "docs"
+_README, _DOCS = REPO / "README.md", REPO / "docs"
 _PAGES = {  # each table, and the page that holds it
     "constants": _README, "results": _README, "constants_more": _DOCS / "constants.md",
     "car": _DOCS / "carracing-atari.md", "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",

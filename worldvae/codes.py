@@ -56,20 +56,19 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
     return Codes(**{key: torch.cat(values).numpy() for key, values in parts.items() if values})
 
 
-def information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
-    """How much each latent dimension carries: its mean KL in nats for a VAE; for an autoencoder,
-    which has no KL, the variance of its code across frames (Burda et al. 2015's activity)."""
-    if variational:
-        return kl_per_dim(torch.from_numpy(mu), torch.from_numpy(log_var)).mean(0).numpy()
+def mean_kl(mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
+    """How much each latent dimension of a VAE carries: its mean KL from the prior, in nats."""
+    return kl_per_dim(torch.from_numpy(mu), torch.from_numpy(log_var)).mean(0).numpy()
+
+
+def code_variance(mu: np.ndarray) -> np.ndarray:
+    """How much each dimension of an autoencoder's code carries, which has no KL: its variance across
+    frames (Burda et al. 2015's activity)."""
     return mu.var(0)
 
 
-def dims_by_information(variational: bool, mu: np.ndarray, log_var: np.ndarray) -> list[int]:
-    """Latent dimensions, most informative first."""
-    return _ranked(information(variational, mu, log_var))
-
-
-def _ranked(score: np.ndarray) -> list[int]:
+def ranked_dims(score: np.ndarray) -> list[int]:
+    """Latent dimensions by `score` (mean_kl or code_variance), the most informative first."""
     return np.argsort(-score, kind="stable").tolist()
 
 
@@ -106,8 +105,8 @@ def traversal_rows(model: MyVAE, mu: np.ndarray, log_var: np.ndarray
     """What a traversal picture shows, from the codes of some held-out frames: the decodings of the
     active dimensions (the most informative one if none is), a label for each row naming the
     dimension and what it carries, the values swept, and how many inactive dimensions were left out."""
-    score = information(model.variational, mu, log_var)
-    ranked = _ranked(score)
+    score = mean_kl(mu, log_var) if model.variational else code_variance(mu)
+    ranked = ranked_dims(score)
     dims = [dim for dim in ranked if score[dim] > ACTIVE] or ranked[:1]  # inactive ones decode alike
     unit = "KL" if model.variational else "var"
     labels = [f"z[{dim}], {unit} {score[dim]:.2f}" for dim in dims]

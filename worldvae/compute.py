@@ -140,18 +140,21 @@ class Compute:
         return f"{self.device}, {dtype}{layout}{', compiled' if self.compile else ''}"
 
 
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo, or nothing where there is none (macOS, Windows)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.read_text() if cpuinfo.exists() else ""
+
+
 def cpu_model() -> str:
     """The CPU's model name, as /proc/cpuinfo or the platform gives it."""
-    cpuinfo = Path("/proc/cpuinfo")
-    text = cpuinfo.read_text() if cpuinfo.exists() else ""
-    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
     return names[0] if names else platform.processor()
 
 
 def machine() -> dict:
     """The CPU (and whether it has AMX and AVX-512 BF16), the device and torch: printed beside every number."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    flags = _cpuinfo()
     device = pick_device("auto")
     return {
         "cpu": cpu_model(),

@@ -120,11 +120,15 @@ def _active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+def _collective_device() -> torch.device:
+    """Where the tensors of a collective live: this process's GPU under nccl, the CPU under gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
 def _reduce(values: list[float], op: dist.ReduceOp) -> list[float]:
     if not _active():
         return values
-    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.tensor(values, dtype=torch.float64, device=on)
+    tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device())
     dist.all_reduce(tensor, op=op)
     return tensor.tolist()
 
@@ -137,8 +141,7 @@ def any_over_ranks(flags: torch.Tensor) -> list[bool]:
     """Each of `flags` (a small bool tensor, on the training device) true on any process, read on the
     host: the training step's one collective, and its one wait for the device."""
     if _active():
-        on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-        flags = flags.to(on, dtype=torch.uint8)
+        flags = flags.to(_collective_device(), dtype=torch.uint8)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
     return [bool(flag) for flag in flags.tolist()]
 

@@ -19,10 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from worldvae import files
 
-TRAVERSAL_VALUES = np.linspace(-3.0, 3.0, 9)  # columns of a traversal
 _MIN_TILE = 128  # px: small frames are upscaled to at least this, so a 64x64 frame can be seen
 _FONT_SIZE = 14
-INTERPOLATION_STEPS = 10  # decoded frames between (and including) the two ends
 
 
 def to_uint8_hwc(images: torch.Tensor | np.ndarray) -> np.ndarray:

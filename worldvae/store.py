@@ -43,7 +43,7 @@ class Store:
     settings.json spells them out), so another run's settings use another folder and
     nothing here is ever emptied. Each shard also carries its settings inside it: a damaged
     manifest is rebuilt from the shards that still prove themselves. Reading needs no write
-    access; only `prepare`, `write` and `missing` (which may mend the manifest) write.
+    access; only `prepare` (which may mend the manifest) and `write` write.
     """
 
     def __init__(self, folder: str | Path, settings: dict) -> None:
@@ -198,9 +198,12 @@ class Store:
     def missing(self, sizes: dict[int, int], quiet: bool = False) -> list[int]:
         """Of the shards `sizes` names (index -> frames), those to collect: never collected, or
         missing, resized or changed on disk since (each of those named). A file in a shard's place
-        that is not a regular file is never read nor replaced: one line asks to move it."""
-        with self._locked() as entries:
-            entries = dict(entries)
+        that is not a regular file is never read nor replaced: one line asks to move it. Reads only:
+        `prepare` mends a damaged manifest first (unmended, it vouches for no shard)."""
+        try:
+            entries = self.read_manifest()
+        except ManifestProblem:
+            entries = {}
         todo = []
         for index, n_frames in sizes.items():
             problem = self._problem(index, n_frames, entries.get(str(index)))
