@@ -22,8 +22,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # under pytest -n: each worker it
     os.environ["OMP_NUM_THREADS"] = str(_share)  # for this worker's torch and the scripts it runs
 
 # Small enough to train in seconds, large enough for two batches and a validation split.
-TINY = ["--n_frames", "96", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16", "--epochs", "2",
-        "--hidden_dims", "(8, 16, 16, 32, 32)"]
+TINY_CONFIG = {"n_frames": 96, "img_size": 32, "latent_dim": 4, "batch_size": 16, "epochs": 2,
+               "hidden_dims": (8, 16, 16, 32, 32)}
+TINY = [arg for name, value in TINY_CONFIG.items() for arg in (f"--{name}", str(value))]  # the same, as flags
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -83,6 +84,19 @@ def tiny_source(cfg: SimpleNamespace, out_dir: Path, in_ram_bytes: int = 2**30):
 
     frame_store, shards = dataset.load_or_collect(cfg, out_dir, StopAfter(10**9))
     return readers.open_frames(frame_store, shards, cfg.val_fraction, cfg.seed, in_ram_bytes)
+
+
+def tiny(tmp_path: Path, in_ram_bytes: int = 2**30, **overrides) -> tuple:
+    """The tiny run's constants (collecting in this process) with `overrides`, and what training reads."""
+    cfg = train_config(**(TINY_CONFIG | {"out_dir": str(tmp_path), "n_envs": 1} | overrides))
+    return cfg, tiny_source(cfg, tmp_path, in_ram_bytes)
+
+
+def assert_one_line(result: SimpleNamespace | subprocess.CompletedProcess, message: str) -> None:
+    """A refusal as users should see it: a non-zero exit, no traceback, one line on standard error naming `message`."""
+    assert result.returncode not in (0, None), result.stdout
+    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def read_store(frame_store, n_shards: int) -> dict[str, np.ndarray]:

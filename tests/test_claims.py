@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import StopAfter, read_store, tiny_source, train_config
+from conftest import StopAfter, read_store, tiny, train_config
 
 import train_vae
 from worldvae import codes, collection, dataset, files, metrics, readers, rendering
@@ -17,16 +17,9 @@ from worldvae.heldout import fresh_seed, heldout_frames
 CPU = Compute.choose("cpu", "fp32", False, "off")
 
 
-def _tiny(tmp_path, **overrides):
-    tiny = dict(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, hidden_dims=(8, 16, 16, 32, 32),
-                out_dir=str(tmp_path), n_envs=1)
-    cfg = train_config(**(tiny | overrides))
-    return cfg, tiny_source(cfg, tmp_path)
-
-
 @pytest.mark.slow
 def test_vae_pt_is_written_only_when_validation_improves(tmp_path, monkeypatch) -> None:
-    cfg, source = _tiny(tmp_path, epochs=3)
+    cfg, source = tiny(tmp_path, epochs=3)
     val_losses = iter([0.5, 0.9, 0.7])  # best at epoch 1; epochs 2 and 3 are worse
     real_evaluate = train_vae.validation_loss
 
@@ -89,7 +82,7 @@ def test_the_validation_split_holds_whole_episodes_only() -> None:
 
 
 def test_fresh_frames_come_from_another_seed_and_none_was_trained_on(tmp_path) -> None:
-    cfg, _ = _tiny(tmp_path)
+    cfg, _ = tiny(tmp_path)
     data = read_store(dataset.open_store(cfg, tmp_path), 1)
     held = heldout_frames(vars(cfg), fresh=60)
     assert fresh_seed(cfg.seed) != cfg.seed and f"seed {fresh_seed(cfg.seed)}" in held.description
@@ -131,7 +124,7 @@ def test_learning_rate_warms_up_then_follows_a_cosine_to_a_tenth() -> None:
 @pytest.mark.slow
 def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeypatch) -> None:
     """So a kill at any write boundary, then --resume, redoes the epoch and rewrites them all."""
-    cfg, source = _tiny(tmp_path, epochs=1)
+    cfg, source = tiny(tmp_path, epochs=1)
     written = []
     real = files.atomic_write
     monkeypatch.setattr(files, "atomic_write", lambda path, write: written.append(path.name) or real(path, write))
@@ -143,7 +136,7 @@ def test_last_pt_is_written_after_every_other_file_of_an_epoch(tmp_path, monkeyp
 @pytest.mark.slow
 @pytest.mark.parametrize("dies_at", ["vae.pt", "metrics.csv", "last.pt"])
 def test_a_kill_at_a_write_boundary_then_resume_ends_with_every_file(tmp_path, monkeypatch, dies_at: str) -> None:
-    cfg, source = _tiny(tmp_path, epochs=2)
+    cfg, source = tiny(tmp_path, epochs=2)
     train_vae.train(train_config(**(vars(cfg) | {"epochs": 1})), source, tmp_path, CPU, StopAfter(999))
     real = files.atomic_write
 

@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, read_store, run_main, train_config
+from conftest import TINY, assert_one_line, read_store, run_main, train_config
 
 import encode_vae
 import sample_vae
@@ -59,7 +59,7 @@ def test_unknown_or_missing_atari_is_one_line(capsys, tmp_path, monkeypatch, env
     else:
         monkeypatch.setitem(__import__("sys").modules, "ale_py", None)  # as if it were not installed
     result = run_main(capsys, train_vae.main, "--env_id", env_id, "--out_dir", str(tmp_path))
-    assert result.returncode == 1 and message in result.stderr and len(result.stderr.splitlines()) == 1
+    assert_one_line(result, message)
 
 
 def test_actions_rewards_and_episode_ends_line_up_with_the_frames() -> None:

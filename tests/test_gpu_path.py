@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, StopAfter, run_main, tiny_source, train_config
+from conftest import TINY, StopAfter, run_main, tiny, train_config
 
 import train_vae
 from MyVAE import MyVAE
@@ -68,14 +68,8 @@ def _counting(monkeypatch) -> dict[str, int]:
     return counts
 
 
-def _tiny(tmp_path, **overrides):
-    cfg = train_config(**({"n_frames": 96, "img_size": 32, "latent_dim": 4, "batch_size": 16, "epochs": 2,
-                           "hidden_dims": (8, 16, 16, 32, 32), "out_dir": str(tmp_path), "n_envs": 1} | overrides))
-    return cfg, tiny_source(cfg, tmp_path)
-
-
 def test_a_training_step_waits_on_the_device_once_and_reads_no_loss(tmp_path, monkeypatch) -> None:
-    cfg, source = _tiny(tmp_path)
+    cfg, source = tiny(tmp_path)
     counts = _counting(monkeypatch)
     train_vae.train(cfg, source, tmp_path, CPU, StopAfter(10**9))
     steps = 2 * (source.n_train // 16)
@@ -85,7 +79,7 @@ def test_a_training_step_waits_on_the_device_once_and_reads_no_loss(tmp_path, mo
 
 
 def test_a_non_finite_loss_stops_before_the_optimizer_step(tmp_path, monkeypatch) -> None:
-    cfg, source = _tiny(tmp_path, epochs=1)
+    cfg, source = tiny(tmp_path, epochs=1)
     counts = _counting(monkeypatch)
     calls = {"n": 0}
     real_loss = MyVAE.loss
@@ -102,7 +96,7 @@ def test_a_non_finite_loss_stops_before_the_optimizer_step(tmp_path, monkeypatch
 
 
 def test_an_epoch_that_yields_fewer_batches_than_it_announced_says_so(tmp_path, monkeypatch) -> None:
-    cfg, source = _tiny(tmp_path)
+    cfg, source = tiny(tmp_path)
     real = source.batches
     monkeypatch.setattr(source, "batches", lambda size, shuffle: (batch for batch in list(real(size, shuffle))[:2]))
     with pytest.raises(RuntimeError, match="epoch 1 yielded 2 of its 5 batches"):
@@ -110,7 +104,7 @@ def test_an_epoch_that_yields_fewer_batches_than_it_announced_says_so(tmp_path, 
 
 
 def test_each_process_restores_its_own_random_state_and_a_mismatch_is_refused(tmp_path) -> None:
-    cfg, source = _tiny(tmp_path, epochs=1)
+    cfg, source = tiny(tmp_path, epochs=1)
     train_vae.train(cfg, source, tmp_path, CPU, StopAfter(10**9))
     checkpoint = torch.load(tmp_path / "last.pt", weights_only=True)
     mine, theirs = checkpoint["rng"]["per_rank"][0], {"torch": torch.Generator().manual_seed(5).get_state()}

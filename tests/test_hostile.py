@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TINY, run_main
+from conftest import REPO, TINY, assert_one_line, run_main
 
 import compare_vae
 import evaluate_vae
@@ -22,16 +22,10 @@ from worldvae import cli, constants, dataset, files
 from worldvae.checkpoints import save_checkpoint
 
 
-def _one_line(result, message: str) -> None:
-    assert result.returncode not in (0, None), result.stdout
-    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-
-
 @pytest.mark.parametrize("seed", ["-1", str(2**64 + 5)])
 @pytest.mark.parametrize("script", [train_vae, sample_vae, evaluate_vae, compare_vae, bench])
 def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_path, script, seed: str) -> None:
-    _one_line(run_main(capsys, script.main, "--seed", seed, "--out_dir", str(tmp_path)), "SEED must lie in")
+    assert_one_line(run_main(capsys, script.main, "--seed", seed, "--out_dir", str(tmp_path)), "SEED must lie in")
 
 
 @pytest.mark.parametrize(
@@ -52,26 +46,26 @@ def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, arg
             monkeypatch.setenv(name, value)
     if args[:2] == ["--device", "cuda:7"] and __import__("torch").cuda.device_count() > 7:
         pytest.skip("this machine has an eighth GPU")
-    _one_line(run_main(capsys, train_vae.main, *TINY, *args, "--out_dir", str(tmp_path)), message)
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, *args, "--out_dir", str(tmp_path)), message)
 
 
 def test_a_dataset_too_big_for_the_free_disk_is_refused_before_collecting(capsys, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
-    _one_line(result, "96 frames to collect, written in shards of SHARD_FRAMES=4000, need about")
+    assert_one_line(result, "96 frames to collect, written in shards of SHARD_FRAMES=4000, need about")
     assert "collecting" not in result.stdout
 
 
 @pytest.mark.slow
 def test_a_second_run_in_the_same_out_dir_names_the_first(capsys, tmp_path) -> None:
     with files.lock_out_dir(tmp_path):
-        _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)),
+        assert_one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)),
                   f"is in use by PID {os.getpid()}")
     assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
 
 
 def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
-    _one_line(run_main(capsys, evaluate_vae.main, "--fresh", "10", "--out_dir", str(tmp_path)),
+    assert_one_line(run_main(capsys, evaluate_vae.main, "--fresh", "10", "--out_dir", str(tmp_path)),
               "FRESH must be 0 or at least 50")
 
 
@@ -79,7 +73,7 @@ def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
     cfg = constants.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
     cfg.latent_dim = 4
     (dataset.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
-    _one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")
 
 
 @pytest.mark.slow
@@ -88,7 +82,7 @@ def test_resume_takes_speed_knobs_and_says_when_a_run_is_finished(capsys, tmp_pa
     result = run_main(capsys, train_vae.main, *TINY, "--resume", "--n_envs", "1", "--fast_render", "False",
                       "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    _one_line(run_main(capsys, train_vae.main, *TINY, "--resume", "--out_dir", str(tmp_path)),
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, "--resume", "--out_dir", str(tmp_path)),
               "has finished 2 of EPOCHS=2: nothing to resume")
 
 
@@ -115,7 +109,7 @@ def test_compare_never_suggests_a_flag_it_rejects(capsys, tmp_path, monkeypatch)
 
 def test_a_bare_checkpoint_cannot_be_evaluated_and_says_which_part_is_missing(capsys, tmp_path) -> None:
     save_checkpoint(tmp_path / "bare.pt", MyVAE(img_size=32, latent_dim=4))
-    _one_line(run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "bare.pt"), "--out_dir",
+    assert_one_line(run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "bare.pt"), "--out_dir",
                        str(tmp_path)), "has no `config`")
 
 
@@ -165,6 +159,6 @@ def test_a_file_size_limit_is_one_line_and_leaves_no_temporary_files(tmp_path) -
 
     result = subprocess.run([sys.executable, str(REPO / "train_vae.py"), *TINY, "--out_dir", str(tmp_path)],
                             capture_output=True, text=True, preexec_fn=limit, timeout=120)
-    _one_line(result, "cannot write")
+    assert_one_line(result, "cannot write")
     assert "File too large" in result.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, StopAfter, fingerprint, run_main, train_config
+from conftest import REPO, TINY, StopAfter, assert_one_line, fingerprint, run_main, tiny, train_config
 
 import encode_vae
 import evaluate_vae
@@ -24,12 +24,6 @@ from tools import bench
 from worldvae import cli, collection, constants, dataset, distributed, files, readers, resume, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
-
-
-def _one_line(result, message: str) -> None:
-    assert result.returncode not in (0, None), result.stdout
-    assert "Traceback" not in result.stderr and message in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def _shards(out_dir) -> dict[str, str]:
@@ -105,10 +99,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
     from MyVAE import MyVAE
     from worldvae.compute import Compute
 
-    cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=1, out_dir=str(tmp_path),
-                       hidden_dims=(8, 16, 16, 32, 32), n_envs=1)
-    data = readers.open_frames(*dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9)), cfg.val_fraction, cfg.seed,
-                             2**30)
+    cfg, data = tiny(tmp_path, epochs=1)
     other = {"torch": torch.Generator().manual_seed(1).get_state(), "loss_sums": [9.0, 8.0, 7.0]}
     monkeypatch.setattr(distributed, "gather_to_all", lambda mine: [mine, other])  # as rank 0 of two would gather
     cpu = Compute.choose("cpu", "fp32", False, "off")
@@ -151,7 +142,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
 def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(capsys, tmp_path, script, args,
                                                                               message) -> None:
     result = run_main(capsys, script.main, *args, "--out_dir", str(tmp_path))
-    _one_line(result, message)
+    assert_one_line(result, message)
     assert "collecting" not in result.stdout and not list(tmp_path.glob("frames_*"))
 
 
@@ -159,7 +150,7 @@ def test_a_run_refused_for_disk_space_writes_nothing(capsys, tmp_path, monkeypat
     assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
     before = fingerprint(tmp_path)
     monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
-    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--seed", "4", "--out_dir", str(tmp_path)),
+    assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--seed", "4", "--out_dir", str(tmp_path)),
               "GiB on disk")
     assert fingerprint(tmp_path) == before and len(list(tmp_path.glob("frames_*"))) == 1, "config.json kept too"
 
@@ -168,7 +159,7 @@ def test_a_run_whose_validation_loss_is_not_finite_does_not_end_done(capsys, tmp
     real = train_vae.validation_loss
     monkeypatch.setattr(train_vae, "validation_loss", lambda *a, **k: real(*a, **k) | {"loss": float("inf")})
     result = run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path))
-    _one_line(result, "training diverged: the validation loss is inf after epoch 1")
+    assert_one_line(result, "training diverged: the validation loss is inf after epoch 1")
     assert "done in" not in result.stdout and "next:" not in result.stdout and not (tmp_path / "vae.pt").exists()
 
 
@@ -226,7 +217,7 @@ def test_a_live_writers_temporary_file_is_never_removed(tmp_path) -> None:
 
 def test_a_folder_where_the_lock_file_belongs_is_one_line(capsys, tmp_path) -> None:
     (tmp_path / ".lock").mkdir()
-    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "lock file")
+    assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "lock file")
 
 
 def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp_path) -> None:
@@ -234,7 +225,7 @@ def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp
     cfg.latent_dim = 4
     blocker = dataset.dataset_dir(tmp_path, cfg)
     blocker.write_text("a user's file")
-    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "is not a folder")
+    assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "is not a folder")
     assert blocker.read_text() == "a user's file"
 
 
@@ -310,7 +301,7 @@ def test_rank_variables_set_by_hand_are_checked_in_one_line(capsys, tmp_path, mo
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    _one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), message)
+    assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), message)
 
 
 @pytest.mark.slow
@@ -326,4 +317,4 @@ def test_a_process_whose_peers_never_come_says_whom_it_waits_for_and_gives_up(tm
                              "--shard_frames", "250", "--out_dir", str(tmp_path)],
                             capture_output=True, text=True, env=env, timeout=120)
     assert f"waiting for the 2 processes of this job at 127.0.0.1:{port} (at most 3 s)" in result.stdout
-    _one_line(result, "process 0 of 2 could not join the others")
+    assert_one_line(result, "process 0 of 2 could not join the others")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny_source, train_config
+from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny, train_config
 
 import sample_vae
 import train_vae
@@ -59,8 +59,7 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
 
 
 def _tiny_training(tmp_path: Path, in_ram_bytes: int = 2**30) -> tuple:
-    cfg = train_config(n_frames=96, img_size=32, latent_dim=4, batch_size=16, epochs=2, out_dir=str(tmp_path))
-    return cfg, tiny_source(cfg, tmp_path, in_ram_bytes), Compute.choose("cpu", "auto", True, "off")
+    return *tiny(tmp_path, in_ram_bytes), Compute.choose("cpu", "auto", True, "off")
 
 
 @pytest.mark.slow
