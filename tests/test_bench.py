@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import train_config
 
 from tools import bench
@@ -34,7 +35,9 @@ def test_the_homework_run_reports_time_and_heldout_mse_along_its_way() -> None:
 @pytest.mark.slow
 def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
     bench_cfg = train_config(train_frames=120, seed=0)
+    torch.set_num_threads(2)
     training = bench.measure_training(bench_cfg, tmp_path)
+    assert torch.get_num_threads() == 2, "our run is a process of its own: its THREADS=1 stays there"
     assert training["ours_images_per_s"] > 0 and training["speedup"] == pytest.approx(
         training["ours_images_per_s"] / training["reference_images_per_s"])
     collection = {"ours_frames_per_s": 2.0, "reference_frames_per_s": 1.0, "speedup": 2.0,

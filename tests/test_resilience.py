@@ -19,7 +19,7 @@ import sample_vae
 import train_vae
 from MyVAE import MyVAE
 from worldvae import dataset, files
-from worldvae.checkpoints import load_checkpoint, save_checkpoint
+from worldvae.checkpoints import load_checkpoint, same_weights, save_checkpoint
 from worldvae.cli import Stopped, UserError
 from worldvae.compute import Compute
 
@@ -38,10 +38,6 @@ def _losses(out_dir: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(f)]
 
 
-def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
-
-
 @pytest.mark.slow
 def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path) -> None:
     """EPOCHS may grow on resume; at a constant learning rate the result is exactly a longer run."""
@@ -53,7 +49,7 @@ def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path
     assert result.returncode == 0, result.stderr
     assert "resuming at epoch 2, batch 0" in result.stdout
     assert "EPOCHS 1 -> 3: the learning-rate schedule is laid over 3 epochs from here on" in result.stdout
-    assert _same_weights(_weights(straight), _weights(resumed))
+    assert same_weights(_weights(straight), _weights(resumed))
     assert _losses(straight) == _losses(resumed)
     assert len(_losses(resumed)) == 3
 
@@ -64,7 +60,7 @@ def _tiny_training(tmp_path: Path, in_ram_bytes: int = 2**30) -> tuple:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("in_ram_bytes", [2**30, 0], ids=["in-RAM", "streamed"])
-def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path, in_ram_bytes: int) -> None:
+def test_a_stop_mid_epoch_resumes_to_thesame_weights(tmp_path, in_ram_bytes: int) -> None:
     cfg, data, compute = _tiny_training(tmp_path, in_ram_bytes)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     straight.mkdir(), stopped.mkdir()
@@ -75,7 +71,7 @@ def test_a_stop_mid_epoch_resumes_to_the_same_weights(tmp_path, in_ram_bytes: in
     checkpoint = load_checkpoint(stopped / "last.pt")
     assert checkpoint["progress"]["epoch"] == 1 and checkpoint["progress"]["batch"] == 4
     train_vae.train(cfg, data, stopped, compute, StopAfter(99), checkpoint=checkpoint)
-    assert _same_weights(_weights(straight), _weights(stopped))
+    assert same_weights(_weights(straight), _weights(stopped))
     assert _losses(straight) == _losses(stopped)
 
 

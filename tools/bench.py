@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: i
 import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
 from worldvae import REPO, cli, collection, compute, constants, envs, files, rendering, store  # noqa: E402
-from worldvae.checkpoints import load_vae  # noqa: E402
+from worldvae.checkpoints import load_checkpoint, load_vae, same_weights  # noqa: E402
 from worldvae.codes import encode_frames  # noqa: E402
 from worldvae.compute import pick_device, to_unit_float  # noqa: E402
 from worldvae.heldout import fresh_seed  # noqa: E402
@@ -133,14 +133,11 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
 
 
 def train_ours(out_dir: Path, argv: Sequence[str]) -> tuple[float, list[dict]]:
-    """A whole `python train_vae.py` run (collection included) in this process: wall seconds and metrics rows."""
+    """A whole `python train_vae.py` run, collection included: wall seconds and metrics rows."""
     for folder in out_dir.glob("frames_*"):  # collection is part of the run: this bench's own datasets go first
         shutil.rmtree(folder)
-    start = time.perf_counter()
-    train_vae.main([*argv, "--env_id", ENV_ID, "--out_dir", str(out_dir)])
-    seconds = time.perf_counter() - start
-    with open(out_dir / "metrics.csv") as f:
-        return seconds, list(csv.DictReader(f))
+    seconds, rows, _ = timed_run([*argv, "--env_id", ENV_ID, "--out_dir", str(out_dir)], "our run")
+    return seconds, rows
 
 
 def train_homework(cfg: SimpleNamespace, heldout_u8: np.ndarray, iterations: int, eval_every: int) -> list[dict]:
@@ -220,10 +217,8 @@ def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
         run_dir = out_dir / f"car_quality_{n_frames}"
         for folder in run_dir.glob("frames_*"):
             shutil.rmtree(folder)
-        start = time.perf_counter()
-        train_vae.main(["--env_id", car.env_id, "--n_frames", str(n_frames), "--seed", str(bench.seed),
-                        "--out_dir", str(run_dir)])
-        seconds = time.perf_counter() - start
+        seconds, _, _ = timed_run(["--env_id", car.env_id, "--n_frames", str(n_frames), "--seed", str(bench.seed),
+                                   "--out_dir", str(run_dir)], "the CarRacing run")
         model = load_vae(run_dir / "vae.pt")
         codes = encode_frames(model, heldout["frames"], next(model.parameters()).device, "scoring", road=True)
         points.append({"seconds": seconds, "mse": float(codes.mse.mean()), "n_frames": n_frames, "run": str(run_dir),
@@ -276,23 +271,26 @@ def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
     shutil.rmtree(out_dir, ignore_errors=True)
     cli.require(Path("/usr/bin/time").exists(), "the memory check needs GNU time (/usr/bin/time): install it, "
                 "or skip the check with --memory_frames \"()\"")
-    run = [sys.executable, str(REPO / "train_vae.py"), "--env_id", ENV_ID, "--n_frames", str(n_frames),
-           "--epochs", "1", "--img_size", str(img_size), "--out_dir", str(out_dir)]
-    result = run_or_fail(["/usr/bin/time", "-v", *run], "the memory run")
+    _, _, result = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1", "--img_size",
+                              str(img_size), "--out_dir", str(out_dir)], "the memory run",
+                             ["/usr/bin/time", "-v", sys.executable])
     peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
     return {"frames": n_frames, "img_size": img_size, "peak_mib": peak_kib / 1024,
             "store_mib": store.folder_bytes(next(out_dir.glob("frames_*"))) / 2**20,
             "frames_mib": n_frames * 3 * img_size**2 / 2**20, "streamed": "streaming" in result.stdout}
 
 
-def timed_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()) -> tuple[float, list[dict]]:
-    """train_vae.py as a user starts it (under `launcher`, e.g. torchrun): wall seconds and metrics rows."""
+def timed_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()
+              ) -> tuple[float, list[dict], subprocess.CompletedProcess]:
+    """train_vae.py as a user starts it, in a process of its own (under `launcher`: torchrun, GNU time),
+    so nothing of this process (its thread count, its imports) reaches it: wall seconds, the metrics
+    rows, and what it printed."""
     out_dir = Path(argv[argv.index("--out_dir") + 1])
     start = time.perf_counter()
-    run_or_fail([*(launcher or [sys.executable]), str(REPO / "train_vae.py"), *argv], what)
+    result = run_or_fail([*(launcher or [sys.executable]), str(REPO / "train_vae.py"), *argv], what)
     seconds = time.perf_counter() - start
     with open(out_dir / "metrics.csv") as f:
-        return seconds, list(csv.DictReader(f))
+        return seconds, list(csv.DictReader(f)), result
 
 
 def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: Path) -> list[dict]:
@@ -307,7 +305,7 @@ def measure_scaling(n_frames: int, seed: int, heldout_u8: np.ndarray, out_dir: P
         if processes > 1:  # the very frames the first run collected
             first = next((out_dir / "processes_1").glob("frames_*"))
             shutil.copytree(first, run_dir / first.name)
-        _, rows = timed_run([*args, "--out_dir", str(run_dir)], f"the {processes}-process run", launch)
+        _, rows, _ = timed_run([*args, "--out_dir", str(run_dir)], f"the {processes}-process run", launch)
         results.append({"processes": processes, "images_per_s": float(rows[-1]["images_per_s"]),
                         "seconds": sum(float(row["seconds"]) for row in rows),
                         "heldout_mse": heldout_mse(load_vae(run_dir / "vae.pt"), heldout_u8)})
@@ -324,7 +322,7 @@ def measure_threads(n_frames: int, seed: int, out_dir: Path) -> list[dict]:
             shutil.rmtree(run_dir, ignore_errors=True)
             busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(neighbours)]
             try:
-                seconds, rows = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1",
+                seconds, rows, _ = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1",
                                                   "--seed", str(seed), "--threads", str(threads),
                                                   "--out_dir", str(run_dir)], f"the THREADS={threads} run")
             finally:
@@ -339,11 +337,6 @@ def measure_threads(n_frames: int, seed: int, out_dir: Path) -> list[dict]:
 # ---------------------------------------------------------------- the GPU acceptance check
 
 
-def _same_weights(a: Path, b: Path) -> bool:
-    first, second = (torch.load(path, map_location="cpu", weights_only=True)["model"] for path in (a, b))
-    return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
-
-
 def gpu_acceptance(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path) -> list[dict]:
     """Each check of the GPU path: what ran, its wall seconds, and what it measured."""
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -353,34 +346,34 @@ def gpu_acceptance(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path
         rows.append({"check": check, "seconds": round(seconds, 1), "result": result})
         print(f"  {check}: {seconds:.0f} s, {result}")
 
-    seconds, metrics = timed_run(["--out_dir", str(out_dir / "default")], "the default run")
+    seconds, metrics, _ = timed_run(["--out_dir", str(out_dir / "default")], "the default run")
     mse = heldout_mse(load_vae(out_dir / "default" / "vae.pt"), heldout_u8)
     row("python train_vae.py (default, collection included)", seconds,
         f"{float(metrics[-1]['images_per_s']):.0f} images/s, held-out MSE {mse:.6f}")
     for compile_ in ("off", "on"):
         argv = ["--n_frames", "40000", "--epochs", "5", "--compile", compile_, "--out_dir", str(out_dir / compile_)]
-        seconds, metrics = timed_run(argv, f"the 40k x 5 run, COMPILE={compile_}")
+        seconds, metrics, _ = timed_run(argv, f"the 40k x 5 run, COMPILE={compile_}")
         row(f"--n_frames 40000 --epochs 5 --compile {compile_}", seconds,
             f"{float(metrics[-1]['images_per_s']):.0f} images/s, validation MSE {float(metrics[-1]['val_recon']):.6f}")
     exact = ["--n_frames", "8000", "--cosine", "False", "--warmup", "0.0"]  # one LR throughout: resume = longer run
     for gpus in range(1, torch.cuda.device_count() + 1):
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}"]
         straight, resumed = out_dir / f"torchrun_{gpus}_straight", out_dir / f"torchrun_{gpus}_resumed"
-        seconds, metrics = timed_run([*exact, "--epochs", "2", "--out_dir", str(straight)], "torchrun", torchrun)
+        seconds, metrics, _ = timed_run([*exact, "--epochs", "2", "--out_dir", str(straight)], "torchrun", torchrun)
         timed_run([*exact, "--epochs", "1", "--out_dir", str(resumed)], "torchrun, first epoch", torchrun)
         timed_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(resumed)], "torchrun --resume", torchrun)
-        same = _same_weights(straight / "last.pt", resumed / "last.pt")
+        same = same_weights(*(load_checkpoint(run / "last.pt")["model"] for run in (straight, resumed)))
         row(f"torchrun --nproc_per_node={gpus}, then --resume", seconds,
             f"{float(metrics[-1]['images_per_s']):.0f} images/s; resumed weights {'identical' if same else 'DIFFER'}")
     moved = out_dir / "cpu_to_gpu"
     timed_run([*exact, "--epochs", "1", "--device", "cpu", "--out_dir", str(moved)], "the CPU run")
-    seconds, metrics = timed_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(moved)], "its GPU resume")
+    seconds, metrics, _ = timed_run([*exact, "--epochs", "2", "--resume", "--out_dir", str(moved)], "its GPU resume")
     row("a run started on the CPU, resumed on the GPU", seconds, f"epoch 2 at {float(metrics[-1]['images_per_s']):.0f}"
         f" images/s, batch {json.loads((moved / 'config.json').read_text())['batch_size']} kept")
     speed = measure_training(bench, out_dir / "speed")
     row("bench training speed on CUDA", 0.0, f"{speed['ours_images_per_s']:.0f} vs the homework's "
         f"{speed['reference_images_per_s']:.0f} images/s")
-    seconds, metrics = timed_run(["--env_id", "CarRacing-v3", "--out_dir", str(out_dir / "car")], "CarRacing")
+    seconds, metrics, _ = timed_run(["--env_id", "CarRacing-v3", "--out_dir", str(out_dir / "car")], "CarRacing")
     row("python train_vae.py --env_id CarRacing-v3 (collection on every core)", seconds,
         f"validation MSE {float(metrics[-1]['val_recon']):.6f}")
     return rows

@@ -62,6 +62,12 @@ def load_vae(path: str | Path, device: str | torch.device = "cpu") -> MyVAE:
     return build_vae(load_checkpoint(path), device)
 
 
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    """Two state dicts hold the same tensors, bit for bit: every parameter and every buffer (BatchNorm's
+    running statistics among them), so two models compute the same in eval mode too."""
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
 def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     """The constants of the run that wrote the checkpoint; CheckpointError naming the part if absent."""
     config = checkpoint.get("config")
