@@ -71,11 +71,29 @@ def test_the_top_of_the_tree_holds_what_a_user_runs_and_the_library_one_package_
             "compute.py", "checkpoints.py"} <= {p.name for p in LIBRARY}
 
 
+def test_each_library_module_fits_its_one_job_and_the_training_script_reads_in_one_sitting() -> None:
+    assert max(len(path.read_text().splitlines()) for path in LIBRARY) <= 400
+    assert len((REPO / "train_vae.py").read_text().splitlines()) <= 330
+
+
+def library_layers() -> dict[str, int]:
+    """Each library module's layer, as docs/layout.md's table gives it."""
+    table = (REPO / "docs" / "layout.md").read_text().split("| layer | modules |")[1]
+    return {name: int(layer) for layer, names in re.findall(r"^\| (\d+) \| (.+) \|$", table, re.M)
+            for name in re.findall(r"`(\w+)`", names)}
+
+
 def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
     scripts = {p.stem for p in SCRIPT_FILES}
     assert _our_imports(REPO / "MyVAE.py") == set(), "the model file imports nothing of ours"
     for path in LIBRARY:  # the library: itself and the model, never a script or a tool
         assert _our_imports(path) <= {f"worldvae.{p.stem}" for p in LIBRARY} | {"worldvae", "MyVAE"}, path.name
+    layers = library_layers()
+    assert set(layers) == {p.stem for p in LIBRARY if p.stem != "__init__"}, "docs/layout.md places every module"
+    for path in LIBRARY:
+        for name in _our_imports(path) - {"worldvae", "MyVAE"}:
+            below = name.removeprefix("worldvae.")
+            assert layers[below] < layers[path.stem], f"{path.name} imports {below}, not of a lower layer"
     for path in SCRIPT_FILES + TOOLS:
         imports = _our_imports(path)
         assert not {name for name in imports if name.startswith("tools")} - {"tools.bench"} or path in TOOLS, path.name

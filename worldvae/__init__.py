@@ -1,9 +1,11 @@
-"""The library beneath the scripts: frames and envs, the store, training across processes,
-the codes a model makes (and an env observed through them), CarRacing's road measure,
-pictures, devices, checkpoints and the command-line contract.
+"""The library beneath the scripts, one job a module (docs/layout.md draws the rooms):
+the command line (cli, constants, progress, files), the machine (compute, distributed),
+envs and frames (envs, policies, rendering, collection), the data (dataset, store,
+readers, heldout) and the model's outputs (checkpoints, resume, metrics, codes, latent,
+road, pictures).
 
 Scripts import this package and MyVAE.py; this package imports MyVAE.py and nothing else
-of the repo's: imports point one way, from the scripts down to the model.
+of the repo's, each module only modules of a lower layer: imports point one way.
 """
 
 from pathlib import Path
