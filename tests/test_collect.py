@@ -202,3 +202,14 @@ def test_under_torchrun_each_process_collects_with_its_share_of_the_cores(monkey
                         "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(name, value)  # as torchrun --nnodes=2 --nproc_per_node=2 sets them
     assert collection._cores_per_process() == 4
+
+
+def test_the_balancer_takes_the_cart_along_the_track_and_sways_the_pole() -> None:
+    """Unlike the homework's random actions, whose 20-step episodes keep the cart within +-0.25."""
+    data, _ = collect_frames(train_config(n_frames=500, img_size=32, policy="balancer", n_envs=1))
+    cart, pole = data["states"][:, 0], data["states"][:, 2]
+    assert np.abs(cart).max() > 0.5 and (np.abs(cart) > 0.25).mean() > 0.1, "the cart travels"
+    assert np.abs(pole).max() > 0.1, "the pole sways"
+    assert data["step"].max() > 100, "its episodes run until the env (or the chunk) ends them"
+    random = collect_frames(train_config(n_frames=500, img_size=32, n_envs=1))[0]
+    assert np.abs(random["states"][:, 0]).max() < 0.25 and random["step"].max() < 20, "as the homework"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -13,7 +15,7 @@ import encode_vae
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
-from worldvae import collection, dataset, envs, rendering, road
+from worldvae import collection, dataset, envs, policies, rendering, road
 from worldvae.checkpoints import load_checkpoint, load_vae
 from worldvae.cli import UserError
 from worldvae.heldout import heldout_frames
@@ -27,16 +29,32 @@ needs_ale = pytest.mark.skipif(importlib.util.find_spec("ale_py") is None,
 
 @pytest.mark.slow
 @needs_box2d
-def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_car_drives() -> None:
-    cfg = train_config(env_id="CarRacing-v3", n_frames=40, n_envs=1, reset_after=70)
+def test_carracing_frames_are_the_cropped_observation_after_the_zoom_and_the_driver_keeps_the_road() -> None:
+    cfg = train_config(env_id="CarRacing-v3", n_frames=250, n_envs=1, policy="driver")  # a whole episode
     data, stats = collection.collect_frames(cfg)
-    assert data["frames"].shape == (40, 3, 64, 64) and data["states"].shape == (40, 0)
+    assert data["frames"].shape == (250, 3, 64, 64) and data["states"].shape == (250, 0)
     assert data["step"].min() == 50 and stats.skipped_intro == 50 * stats.episodes  # the zoom-in is never kept
-    assert data["action"].shape == (40, 3) and (np.abs(data["action"][~data["done"]]) <= 1).all()
-    assert (road.road_mask(data["frames"]).mean((1, 2)) >= road.SHOWS_ROAD).all(), "the policy drives on the road"
+    assert data["action"].shape == (250, 3) and (np.abs(data["action"][~data["done"]]) <= 1).all()
+    assert (road.road_mask(data["frames"]).mean((1, 2)) >= road.SHOWS_ROAD).all(), "the driver keeps to the road"
     assert np.abs(np.diff(data["frames"].astype(int), axis=0)).mean() > 0.5, "the car moves"
     green = data["frames"][:, 1].mean() > data["frames"][:, 0].mean()
     assert green, "grass, not the black status bar, fills the cropped frame"
+
+
+@pytest.mark.slow
+@needs_box2d
+def test_the_brownian_driver_leaves_the_road_and_mixed_episodes_take_each_policy() -> None:
+    cfg = train_config(env_id="CarRacing-v3", n_frames=250, n_envs=1, policy="brownian")
+    frames = collection.collect_frames(cfg)[0]["frames"]
+    assert (road.road_mask(frames).mean((1, 2)) < road.SHOWS_ROAD).sum() >= 10, "frames of grass alone"
+    env = SimpleNamespace(action_space=gym.spaces.Box(-1, 1, (3,), seed=0))
+    mixed = policies.make_policy("mixed")
+    chosen = set()
+    for _ in range(30):
+        mixed.start(env)
+        chosen.add(mixed.current.name)
+    assert chosen == {"driver", "brownian", "random"}
+    assert envs.resolve_policy("CarRacing-v3", None) == "mixed", "CarRacing's own"
 
 
 @pytest.mark.slow

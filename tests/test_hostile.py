@@ -79,7 +79,9 @@ def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
 @pytest.mark.slow
 def test_resume_takes_speed_knobs_and_says_when_a_run_is_finished(capsys, tmp_path) -> None:
     assert run_main(capsys, train_vae.main, *TINY, "--epochs", "1", "--out_dir", str(tmp_path)).returncode == 0
-    result = run_main(capsys, train_vae.main, *TINY, "--resume", "--n_envs", "1", "--fast_render", "False",
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, "--resume", "--fast_render", "False", "--out_dir",
+                             str(tmp_path)), "FAST_RENDER True -> False")  # it draws other frames: another store
+    result = run_main(capsys, train_vae.main, *TINY, "--resume", "--n_envs", "1", "--threads", "2",
                       "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert_one_line(run_main(capsys, train_vae.main, *TINY, "--resume", "--out_dir", str(tmp_path)),

@@ -21,7 +21,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench
-from worldvae import cli, collection, constants, dataset, distributed, files, readers, resume, store
+from worldvae import cli, collection, constants, dataset, distributed, files, policies, readers, resume, store
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
 
@@ -35,7 +35,9 @@ def _store_cfg(**overrides):
 
 
 @pytest.mark.parametrize("other", [["--img_size", "64"], ["--seed", "3"], ["--crop", "(0.3, 1.0, 0.0, 1.0)"],
-                                   ["--reset_after", "12"]], ids=["img_size", "seed", "crop", "reset_after"])
+                                   ["--reset_after", "12"],
+                                   ["--policy", "balancer", "--n_frames", "1000", "--shard_frames", "1000"]],
+                         ids=["img_size", "seed", "crop", "reset_after", "policy"])
 def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(capsys, tmp_path, other) -> None:
     assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
     before = _shards(tmp_path)
@@ -43,9 +45,27 @@ def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(ca
     assert result.returncode == 0, result.stderr
     after = _shards(tmp_path)
     assert {name: after[name] for name in before} == before, "the first run's shards are untouched"
-    assert len(after) == 2 * len(before), "the second run's frames went into a store of their own"
+    assert len(after) > len(before), "the second run's frames went into a store of their own"
     stores = sorted(tmp_path.glob("frames_CartPole-v1_*"))
     assert len(stores) == 2 and all(json.loads((s / "settings.json").read_text()) for s in stores)
+
+
+def test_the_store_is_named_for_the_code_that_drew_its_frames(monkeypatch) -> None:
+    """The policy, its parameters, the renderer and the collector's version are in the digest: a store
+    made by other code is kept, and never reused."""
+    base = dataset.dataset_dir("out", train_config())
+    for change in ({"policy": "balancer"}, {"fast_render": False}):
+        assert dataset.dataset_dir("out", train_config(**change)) != base, change
+    car = train_config(env_id="CarRacing-v3")
+    assert dataset.dataset_dir("out", car) == dataset.dataset_dir("out", train_config(env_id="CarRacing-v3",
+                                                                                      fast_render=False)), \
+        "FAST_RENDER draws nothing else where it does not apply"
+    monkeypatch.setattr(dataset, "COLLECTOR_VERSION", dataset.COLLECTOR_VERSION + 1)
+    assert dataset.dataset_dir("out", train_config()) != base
+    monkeypatch.undo()
+    balancer = dataset.dataset_dir("out", train_config(policy="balancer"))
+    monkeypatch.setattr(policies.Balancer, "TARGET_RANGE", 1.0)  # the same policy, driving otherwise
+    assert dataset.dataset_dir("out", train_config(policy="balancer")) != balancer
 
 
 @pytest.mark.parametrize("damage", [b"", b"{\"settings\": {", b"\x00junk\xff", b"[]", b"null",

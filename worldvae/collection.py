@@ -27,18 +27,23 @@ import numpy as np
 from worldvae import cli, distributed, store
 from worldvae.cli import UserError
 from worldvae.envs import (
+    CHUNK_FRAMES,
     knowledge,
     make_env,
     observes_images,
     passes_angle_filter,
     resolve_angle_range,
     resolve_crop,
+    resolve_policy,
     resolve_reset_after,
 )
+from worldvae.policies import make_policy
 from worldvae.progress import ProgressBar
 from worldvae.rendering import Renderer, frame_renderer
 
-CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; a shard holds several
+# the version of the code that decides what a frame looks like (policies, filters, renderers): bump it when that
+# code changes, so a store made by other code is kept and never reused (dataset.collection_settings)
+COLLECTOR_VERSION = 2
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
 
@@ -61,7 +66,7 @@ class CollectionStats:
 
     def summary(self, cfg: SimpleNamespace) -> str:
         """What the filters did, in words, for the constants `cfg`."""
-        reset_after = resolve_reset_after(cfg.env_id, cfg.reset_after)
+        reset_after = resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy)
         angle_range = resolve_angle_range(cfg.env_id, cfg.angle_range)
         kept = f"kept {self.kept} ({self.kept / max(1, self.observations):.0%})"
         why = (f"rejected {self.rejected_angle} whose pole angle lay outside ANGLE_RANGE={angle_range}"
@@ -80,7 +85,7 @@ def chunk_seed(seed: int, chunk: int) -> int:
 def collect_chunk(
     cfg: SimpleNamespace, index: int, n_frames: int, render: Renderer | None = None
 ) -> tuple[dict[str, np.ndarray], CollectionStats]:
-    """Run random actions until `n_frames` observations pass the filters; render only those.
+    """Drive the env with its POLICY until `n_frames` observations pass the filters; render only those.
 
     Filters: (1) each episode is reset after its first RESET_AFTER observations, so
     no episode contributes more than that (an env's intro, like CarRacing's zoom, is
@@ -94,11 +99,11 @@ def collect_chunk(
     n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
     """
     seed, known = chunk_seed(cfg.seed, index), knowledge(cfg.env_id)
-    reset_after, angle_range = resolve_reset_after(cfg.env_id, cfg.reset_after), resolve_angle_range(
+    reset_after, angle_range = resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy), resolve_angle_range(
         cfg.env_id, cfg.angle_range)
     env = make_env(cfg.env_id, seed)
     render = render or frame_renderer(env, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
-    policy = known.policy or (lambda env: env.action_space.sample())
+    policy = make_policy(resolve_policy(cfg.env_id, cfg.policy))
     data = empty_arrays(env, n_frames, cfg.img_size)
     stats = CollectionStats()
 
@@ -107,6 +112,7 @@ def collect_chunk(
     while stats.kept < n_frames and stats.observations < n_frames * cfg.max_steps_per_frame:
         if obs is None:
             obs, _ = env.reset(seed=seed if stats.episodes == 0 else None)
+            policy.start(env)
             step, done = 0, False
             stats.episodes += 1
         stats.observations += 1

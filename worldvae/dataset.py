@@ -17,16 +17,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from worldvae import cli, compute, store
-from worldvae.collection import CHUNK_FRAMES, collect_chunk, collect_shards
+from worldvae.collection import COLLECTOR_VERSION, collect_chunk, collect_shards
 from worldvae.envs import (
+    CHUNK_FRAMES,
     envs_with_an_angle,
     knowledge,
     make_env,
     resolve_angle_range,
     resolve_crop,
+    resolve_policy,
     resolve_reset_after,
 )
-from worldvae.rendering import frame_size
+from worldvae.policies import make_policy
+from worldvae.rendering import draws_fast, frame_size
 
 _MAX_IMG_SIZE = 1024  # px: beyond any env's render, and a frame of it is already 3 MiB
 _MAX_FRAMES = 2**31 // 2 - 1  # episode ids (int32) count from chunk * 250: their room
@@ -58,11 +61,14 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
                 f"{cfg.shard_frames}, fewer than the {world} processes: each needs a shard of its own")
     cli.require_at_most(cfg.max_steps_per_frame, 10**6, "MAX_STEPS_PER_FRAME", "a filter that keeps less than one "
                         "observation in a million cannot make a dataset")
+    allowed = knowledge(cfg.env_id).policies
+    cli.require(cfg.policy is None or cfg.policy in allowed, f"POLICY={cfg.policy!r} does not drive {cfg.env_id}: "
+                f"choose one of {', '.join(allowed)}, or None (the env's own, {knowledge(cfg.env_id).policy})")
     intro = knowledge(cfg.env_id).skip_first
     cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
                 f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
                 f"got {cfg.reset_after!r}")
-    cli.require(resolve_reset_after(cfg.env_id, cfg.reset_after) - intro <= CHUNK_FRAMES,
+    cli.require(resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy) - intro <= CHUNK_FRAMES,
                 f"RESET_AFTER={cfg.reset_after} would keep more than {CHUNK_FRAMES} frames of an episode, the most a "
                 f"collection chunk holds (episodes are cut there): at most {CHUNK_FRAMES + intro} for {cfg.env_id}")
     if cfg.angle_range not in (None, "all"):
@@ -114,12 +120,17 @@ def collection_settings(cfg: SimpleNamespace) -> dict:
     N_FRAMES is not among them: a larger N_FRAMES reuses the shards a smaller one collected."""
     return {
         "env_id": cfg.env_id,
-        "reset_after": resolve_reset_after(cfg.env_id, cfg.reset_after),
+        "reset_after": resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy),
         "angle_range": list(angle_range) if (angle_range := resolve_angle_range(cfg.env_id, cfg.angle_range)) else None,
         "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
         "img_size": cfg.img_size,
         "seed": cfg.seed,
         "shard_frames": cfg.shard_frames,
+        # what decides how a frame looks besides the filters: the policy that drove, and the code that drew it
+        "policy": (policy := resolve_policy(cfg.env_id, cfg.policy)),
+        "policy_params": make_policy(policy).params(),
+        "fast_render": draws_fast(cfg.env_id, cfg.fast_render),
+        "collector_version": COLLECTOR_VERSION,
     }
 
 

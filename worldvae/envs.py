@@ -20,6 +20,7 @@ import numpy as np
 from worldvae import cli, policies
 from worldvae.cli import UserError
 
+CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; episodes are cut there
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
 
 
@@ -36,13 +37,15 @@ class EnvKnowledge:
     latent_dim: int = 10  # LATENT_DIM's default
     epochs: int = 2  # EPOCHS' default
     hidden_dims: tuple[int, ...] = (8, 16, 32, 64, 128)  # HIDDEN_DIMS' default
-    policy: Callable[[gym.Env], np.ndarray | int] | None = None  # how actions are drawn; None: uniformly
+    policy: str = "random"  # POLICY's default: how actions are drawn (policies.py)
+    policies: tuple[str, ...] = ("random",)  # the POLICY values that make sense here
 
 
 _ENVS = {
     "CartPole": EnvKnowledge(
         angle=lambda obs: obs[2],  # pole angle from vertical
         angle_range=(-0.3, 0.3),  # the task's filter; CartPole ends an episode past 0.2095 anyway
+        policies=("random", "balancer"),
         crop=(0.4, 1.0, 0.0, 1.0),  # the cart runs in the lower part of the frame; the top is empty sky
         state_names=("cart position", "cart velocity", "pole angle", "pole angular velocity"),
     ),
@@ -67,10 +70,12 @@ _ENVS = {
         # at a lower MSE than 4 epochs of the narrow model, in less time, collection included
         epochs=3,
         hidden_dims=(16, 32, 64, 128, 256),
-        policy=policies.drive,
+        # a controller in training drives off the road, spins and crosses the track: its frames must be seen too
+        policy="mixed",
+        policies=("mixed", "driver", "brownian", "random"),
     ),
     # Atari: frameskip as the env defines it (v5: 4), no angle; episodes as long as a collection chunk holds
-    "ALE": EnvKnowledge(reset_after=250),
+    "ALE": EnvKnowledge(reset_after=CHUNK_FRAMES),
 }
 
 
@@ -101,8 +106,20 @@ def resolve_crop(env_id: str, crop: tuple[float, ...] | None) -> tuple[float, ..
     return crop if crop is not None else knowledge(env_id).crop
 
 
-def resolve_reset_after(env_id: str, reset_after: int | None) -> int:
-    return reset_after if reset_after is not None else knowledge(env_id).reset_after
+def resolve_policy(env_id: str, policy: str | None) -> str:
+    """POLICY as collection applies it: None takes the env's own."""
+    return policy if policy is not None else knowledge(env_id).policy
+
+
+def resolve_reset_after(env_id: str, reset_after: int | None, policy: str | None = None) -> int:
+    """RESET_AFTER as collection applies it: None takes the env's own, or, for a policy that runs whole
+    episodes (the balancer), as many observations as a collection chunk keeps: the env ends them."""
+    if reset_after is not None:
+        return reset_after
+    known = knowledge(env_id)
+    if policies.POLICIES[resolve_policy(env_id, policy)].runs_whole_episodes:
+        return CHUNK_FRAMES + known.skip_first
+    return known.reset_after
 
 
 def resolve_angle_range(env_id: str, angle_range: tuple[float, float] | str | None) -> tuple[float, float] | None:

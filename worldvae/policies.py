@@ -1,31 +1,152 @@
-"""How actions are drawn while frames are collected: each policy takes the env and returns an action.
+"""How actions are drawn while frames are collected: a policy per name, for the POLICY constant.
 
-The noise a policy draws comes from the env's own action-space generator, seeded per
-collection chunk, so a chunk's frames depend on its seed alone.
+A policy's frames are what the model learns to see, so it decides what a controller trained
+on the codes will meet: the homework's uniform random actions keep CartPole's cart near the
+centre; a controller drives it along the track. Every random draw comes from the env's own
+action-space generator, seeded per collection chunk, so a chunk's frames depend on its seed
+alone; what a policy keeps between steps lives on the policy, which a chunk makes anew.
+
+    random    uniform random actions (the homework's): any env
+    balancer  CartPole: a linear balancing controller steering the cart to a target that jumps
+              now and then, with random actions mixed in at a rate drawn per episode
+    driver    CarRacing: steers toward the track ahead, with slow random steering noise
+    brownian  CarRacing: brownian random steering with fast gas: off the road, spinning, on grass
+    mixed     CarRacing: each episode one of driver, brownian and random, drawn at random
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import gymnasium as gym
 import numpy as np
 
-_LOOK_AHEAD_TILES = 6  # CarRacing's policy steers toward the track this far ahead
+BALANCER_GAINS = (0.5, 1.0, 10.0, 2.0)  # push right when this . (x - target, x_dot, theta, theta_dot) > 0
+_LOOK_AHEAD_TILES = 6  # the driver steers toward the track this far ahead
 
 
-def drive(env: gym.Env) -> np.ndarray:
-    """CarRacing's collection policy: it steers toward the track a few tiles ahead, plus mean-reverting
-    random steering noise (the "brownian" policies World Models users drove with), slowly enough to
-    stay near the road. Frames then look like driving: in 1,000 of them all showed road, against
-    61% with uniform steering and gas, where the car leaves the track within seconds. The noise is
-    kept on the env, so a chunk's frames depend on its seed alone."""
-    car_racing, rng = env.unwrapped, env.action_space.np_random
-    x, y = car_racing.car.hull.position
-    heading = car_racing.car.hull.angle + np.pi / 2
-    track = np.array([(tile[2], tile[3]) for tile in car_racing.track])
-    nearest = int(np.argmin(((track - (x, y)) ** 2).sum(1)))
-    ahead_x, ahead_y = track[(nearest + _LOOK_AHEAD_TILES) % len(track)]
-    error = (np.arctan2(ahead_y - y, ahead_x - x) - heading + np.pi) % (2 * np.pi) - np.pi
-    noise = 0.9 * getattr(car_racing, "_steering_noise", 0.0) + rng.normal(0.0, 0.25)
-    car_racing._steering_noise = noise
-    speed = float(np.linalg.norm(car_racing.car.hull.linearVelocity))
-    return np.array([np.clip(-2.0 * error + noise, -1.0, 1.0), 0.3 if speed < 40 else 0.0, 0.0], dtype=np.float32)
+class Policy:
+    """Draws an action from the env's state; `start` is called when an episode starts."""
+
+    name: ClassVar[str] = "random"
+    runs_whole_episodes: ClassVar[bool] = False  # episodes run until the env (or a chunk) ends them
+
+    def start(self, env: gym.Env) -> None:
+        """A new episode begins (after env.reset)."""
+
+    def __call__(self, env: gym.Env) -> Any:
+        return env.action_space.sample()
+
+    def params(self) -> dict:
+        """What decides its actions besides the seed: recorded with the frames it made."""
+        return {}
+
+
+class Balancer(Policy):
+    """CartPole kept up by a linear controller, which drives the cart toward a target position that
+    jumps, now and then, anywhere on the track; random actions replace its own at a rate drawn
+    per episode from RANDOM_RATE. The cart travels the track and the pole sways, unlike under
+    random actions, where an episode ends within a few dozen steps near the centre."""
+
+    name = "balancer"
+    runs_whole_episodes = True
+    RANDOM_RATE = (0.0, 0.6)  # per episode: the share of steps whose action is uniform random
+    TARGET_JUMPS = 0.02  # per step: the chance that the target moves
+    TARGET_RANGE = 1.5  # the target lies in +-this (the track ends at +-2.4)
+
+    def start(self, env: gym.Env) -> None:
+        rng = env.action_space.np_random
+        self.random_rate, self.target = float(rng.uniform(*self.RANDOM_RATE)), 0.0
+
+    def __call__(self, env: gym.Env) -> int:
+        rng = env.action_space.np_random
+        if rng.random() < self.TARGET_JUMPS:
+            self.target = float(rng.uniform(-self.TARGET_RANGE, self.TARGET_RANGE))
+        if rng.random() < self.random_rate:
+            return int(rng.integers(2))
+        return balancing_action(np.asarray(env.unwrapped.state), self.target)
+
+    def params(self) -> dict:
+        return {"gains": list(BALANCER_GAINS), "random_rate": list(self.RANDOM_RATE),
+                "target_jumps": self.TARGET_JUMPS, "target_range": self.TARGET_RANGE}
+
+
+def balancing_action(state: np.ndarray, target: float = 0.0) -> int:
+    """CartPole's fixed linear controller: push right (1) when the gains' sum says so. From the true
+    state it balances CartPole-v1 for all its 500 steps."""
+    x, x_dot, theta, theta_dot = state
+    return int(np.dot(BALANCER_GAINS, (x - target, x_dot, theta, theta_dot)) > 0)
+
+
+class Driver(Policy):
+    """CarRacing's careful driver: it steers toward the track a few tiles ahead, plus mean-reverting
+    random steering noise (the "brownian" policies World Models users drove with), slowly enough
+    to stay near the road: every frame shows road under the car."""
+
+    name = "driver"
+
+    def start(self, env: gym.Env) -> None:
+        self.noise = 0.0
+
+    def __call__(self, env: gym.Env) -> np.ndarray:
+        car_racing, rng = env.unwrapped, env.action_space.np_random
+        x, y = car_racing.car.hull.position
+        heading = car_racing.car.hull.angle + np.pi / 2
+        track = np.array([(tile[2], tile[3]) for tile in car_racing.track])
+        nearest = int(np.argmin(((track - (x, y)) ** 2).sum(1)))
+        ahead_x, ahead_y = track[(nearest + _LOOK_AHEAD_TILES) % len(track)]
+        error = (np.arctan2(ahead_y - y, ahead_x - x) - heading + np.pi) % (2 * np.pi) - np.pi
+        self.noise = 0.9 * self.noise + rng.normal(0.0, 0.25)
+        speed = float(np.linalg.norm(car_racing.car.hull.linearVelocity))
+        steer = np.clip(-2.0 * error + self.noise, -1.0, 1.0)
+        return np.array([steer, 0.3 if speed < 40 else 0.0, 0.0], dtype=np.float32)
+
+    def params(self) -> dict:
+        return {"look_ahead_tiles": _LOOK_AHEAD_TILES, "steering_gain": 2.0, "noise": [0.9, 0.25], "gas": 0.3}
+
+
+class Brownian(Policy):
+    """CarRacing driven blind: steering that wanders (slowly mean-reverting random noise, so it turns
+    hard one way, then the other) with full gas and no brakes, so the car leaves the road, spins on the
+    grass and crosses the track: the frames a learning controller sees early on."""
+
+    name = "brownian"
+
+    def start(self, env: gym.Env) -> None:
+        self.steer = 0.0
+
+    def __call__(self, env: gym.Env) -> np.ndarray:
+        rng = env.action_space.np_random
+        self.steer = float(np.clip(0.95 * self.steer + rng.normal(0.0, 0.3), -1.0, 1.0))
+        return np.array([self.steer, 1.0, 0.0], dtype=np.float32)
+
+    def params(self) -> dict:
+        return {"steer": [0.95, 0.3], "gas": 1.0}
+
+
+class Mixed(Policy):
+    """Each episode, one of the driver, the brownian driver and uniform random actions, drawn at
+    random: road under the car, off the road and across it, in one dataset."""
+
+    name = "mixed"
+
+    def __init__(self) -> None:
+        self.choices = (Driver(), Brownian(), Policy())
+        self.current: Policy = self.choices[0]
+
+    def start(self, env: gym.Env) -> None:
+        self.current = self.choices[int(env.action_space.np_random.integers(len(self.choices)))]
+        self.current.start(env)
+
+    def __call__(self, env: gym.Env) -> Any:
+        return self.current(env)
+
+    def params(self) -> dict:
+        return {choice.name: choice.params() for choice in self.choices}
+
+
+POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (Policy, Balancer, Driver, Brownian, Mixed)}
+
+
+def make_policy(name: str) -> Policy:
+    return POLICIES[name]()

@@ -81,9 +81,14 @@ def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: boo
     where it has one, else its rgb_array render (CartPole's drawn straight to the kept rows when fast)."""
     if observes_images(env):
         return lambda _env, obs: preprocess_frame(obs, crop, img_size)
-    if fast and env_family(env.spec.id) == "CartPole":
+    if draws_fast(env.spec.id, fast):
         return lambda env, _obs: render_cartpole(env, crop, img_size)
     return lambda env, _obs: preprocess_frame(env.render(), crop, img_size)
+
+
+def draws_fast(env_id: str, fast: bool) -> bool:
+    """FAST_RENDER as it applies: only CartPole has a renderer of its own."""
+    return fast and env_family(env_id) == "CartPole"
 
 
 def frame_size(env: gym.Env) -> tuple[int, int]:

@@ -22,9 +22,9 @@ from worldvae.cli import require
 from worldvae.compute import Compute
 from worldvae.metrics import LOSS_PARTS
 
-# besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed
-MAY_CHANGE = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "fast_render",
-              "threads"}
+# besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed (not FAST_RENDER:
+# it changes the frames, so their store)
+MAY_CHANGE = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "threads"}
 
 
 @dataclass
