@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, assert_one_line, read_store, run_main, train_config
+from conftest import REPO, TINY, assert_one_line, read_store, run_main, train_config
 
 import encode_vae
 import sample_vae
@@ -223,3 +226,41 @@ def test_an_env_that_observes_images_is_encoded_from_its_observation_cropped_as_
     expected = env.model(to_unit_float(torch.from_numpy(frame.copy()[None]))).mu[0].detach().numpy()
     assert np.allclose(env.observation(observation), expected, atol=1e-6)
     check_env(env, skip_render_check=True)
+
+
+_VECTOR_PROBE = """
+import sys
+sys.path.insert(0, {repo!r})
+import gymnasium as gym, numpy as np, torch
+from worldvae.latent import LatentObservation
+
+def make():
+    return LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), {checkpoint!r})
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    torch.ones(512, 512) @ torch.ones(512, 512)  # the parent has started torch's thread pool before the workers fork
+    runs = {{"sync": gym.vector.SyncVectorEnv([make, make]),
+             "fork": gym.vector.AsyncVectorEnv([make, make], context="fork"),
+             "spawn": gym.vector.AsyncVectorEnv([make, make], context="spawn"),
+             "make_vec": gym.make_vec("CartPole-v1", 2, "async", render_mode="rgb_array",
+                                      wrappers=[lambda env: LatentObservation(env, {checkpoint!r})])}}
+    codes = {{}}
+    for name, envs in runs.items():
+        first, _ = envs.reset(seed=0)
+        after, *_ = envs.step(np.array([1, 0]))
+        codes[name] = np.concatenate([first, after])
+        envs.close()
+    assert all(np.allclose(codes["sync"], c, atol=1e-5) for c in codes.values()), codes
+    print("same codes from", ", ".join(codes), codes["sync"].shape)
+"""
+
+
+@pytest.mark.slow
+def test_the_wrapper_runs_in_real_vector_envs_forked_spawned_and_made_by_make_vec(tmp_path, tiny_run) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(_VECTOR_PROBE.format(repo=str(REPO), checkpoint=str(tiny_run / "vae.pt")))
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}  # a pool of two, as a laptop's default has (the suite sets 1)
+    result = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "same codes from sync, fork, spawn, make_vec (4, 4)" in result.stdout

@@ -14,6 +14,7 @@ control), then is encoded alone, in eval mode, on the checkpoint's DEVICE.
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,10 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if not envs.observes_images(env) and env.render_mode != "rgb_array":
             raise UserError(f"{env_id} is drawn from its render: make it with gym.make({env_id!r}, "
                             "render_mode=\"rgb_array\")")
+        if multiprocessing.parent_process() is not None:  # a vector env's worker (AsyncVectorEnv), forked or spawned
+            # one thread: a pool the parent started does not survive fork (its first parallel op would wait forever),
+            # and N workers of N threads each would only fight over the cores; one frame at a time needs no more
+            torch.set_num_threads(1)
         self.device = pick_device(device or config["device"])
         self.model = build_vae(saved, self.device)
         self.code = code
