@@ -264,3 +264,16 @@ def test_the_wrapper_runs_in_real_vector_envs_forked_spawned_and_made_by_make_ve
     result = subprocess.run([sys.executable, str(probe)], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "same codes from sync, fork, spawn, make_vec (4, 4)" in result.stdout
+
+
+def test_the_docs_agent_runs_from_a_folder_outside_the_checkout(tmp_path, tiny_run) -> None:
+    """After the README's install (`pip install -e .`), a controller's own project imports the library."""
+    page = (REPO / "docs" / "carracing-atari.md").read_text()
+    agent = page.split("A random agent on codes:\n\n```python\n")[1].split("```")[0]
+    agent = agent.replace('gym.make("CarRacing-v3")', 'gym.make("CartPole-v1", render_mode="rgb_array")').replace(
+        "outputs/car/vae.pt", str(tiny_run / "vae.pt"))  # the tiny run's checkpoint, a CartPole one
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", agent + "\nprint(z.shape)"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1500:]
+    assert result.stdout.strip() == "(4,)"

@@ -22,7 +22,7 @@ README = (REPO / "README.md").read_text()
 def test_ci_runs_exactly_the_readme_install_and_test_commands() -> None:
     ci = [line for line in (REPO / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     install, test = ci[-2], ci[-1]
-    assert install == "pip install -r requirements.txt -r requirements-envs.txt"
+    assert install == "pip install -r requirements.txt -r requirements-envs.txt -e ."
     assert test == "python -m pytest -q -n auto"
     assert f"\n{install}\n" in README and f"\n{test}\n" in README
 
@@ -136,7 +136,7 @@ def test_the_readme_starts_short_and_links_every_page() -> None:
     assert len(README) < 20_000, "the long sections live in docs/"
     first_screen = README[:README.index("## Run")]
     assert first_screen.index("--index-url https://download.pytorch.org/whl/cpu") < first_screen.index(
-        "pip install -r requirements.txt"), "the CPU build comes before the first pip command a newcomer copies"
+        "pip install -r requirements.txt -e ."), "the CPU build comes before the first pip command a newcomer copies"
     assert "--n_frames 2000 --epochs 1" in README[:README.index("## Test")], "a smoke run leads"
     for page in ("data", "carracing-atari", "evaluation", "nothing-lost", "performance", "scaling-out", "layout",
                  "constants", "glossary"):
