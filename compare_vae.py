@@ -57,7 +57,8 @@ def train_and_score(name: str, flags: list[str], cfg: SimpleNamespace, out_dir: 
         signum = stop.exit_code - 128
         raise cli.Stopped(f"stopped by {signal.Signals(signum).name} while training {name}; run the same "
                           "compare_vae.py command again to start the comparison over", signum) from None
-    evaluate_vae.main(["--checkpoint", str(run_dir / "vae.pt"), "--out_dir", str(run_dir / "eval")])
+    evaluate_vae.main(["--checkpoint", str(run_dir / "vae.pt"), "--out_dir", str(run_dir / "eval"),
+                       "--control_episodes", "0"])  # its table compares pictures and probes, not control
     return {"name": name} | json.loads((run_dir / "eval" / "metrics.json").read_text())
 
 

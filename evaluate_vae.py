@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, constants, envs, files, readers
+from worldvae import cli, codes, constants, control, envs, files, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
 from worldvae.compute import pick_device, to_unit_float
@@ -34,6 +34,8 @@ CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
 FRESH = 0  # 0: score on the checkpoint's own validation episodes; N: on N new frames from another seed
 N_SAMPLES = 16  # random samples drawn for samples.png
 QUALITY_SAMPLES = 256  # prior samples scored by the MSE to their nearest real frame
+CONTROL_EPISODES = 20  # CartPole: episodes of the closed-loop control check (docs/evaluation.md); 0 skips it
+CONTROL_FRAMES = 4000  # CartPole: labelled frames of the check's own driver that its readout is fitted and scored on
 SEED = 0  # seeds those samples
 OUT_DIR = None  # metrics.json and the pictures go here; None: eval/ beside the checkpoint
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
@@ -82,8 +84,10 @@ def sample_quality(model: MyVAE, real_u8: np.ndarray, n: int, seed: int) -> dict
 
 
 def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_samples: int = 16, seed: int = 0,
-             device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES) -> dict:
-    """Score one checkpoint, write its pictures and metrics.json to out_dir, return the metrics."""
+             device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES, control_episodes: int = 0,
+             control_frames: int = CONTROL_FRAMES) -> dict:
+    """Score one checkpoint, write its pictures and metrics.json to out_dir, return the metrics; on
+    CartPole, with `control_episodes`, the closed-loop control check too."""
     checkpoint = load_checkpoint(checkpoint_path)
     device = device or torch.device("cpu")
     model = build_vae(checkpoint, device)
@@ -120,6 +124,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "road_iou": float(np.nanmean(test.road_iou)) if road else None,
         "frames_showing_road": int((~np.isnan(test.road_iou)).sum()) if road else None,
     }
+    if control_episodes and envs.env_family(config["env_id"]) == "CartPole":
+        metrics["control"] = control.control_check(model, config, device, control_episodes, control_frames)
     colour, label = scatter_colour(config["env_id"], held.test)
     write_pictures(model, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
     files.atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
@@ -173,6 +179,13 @@ def summary(metrics: dict) -> str:
     if metrics["road_iou"] is not None:
         lines.append(f"  road kept: IoU of the road pixels, frame against reconstruction, {metrics['road_iou']:.3f} "
                      f"(mean over the {metrics['frames_showing_road']} frames that show road)")
+    if "control" in metrics:
+        c = metrics["control"]
+        r2 = ", ".join(f"{name} {value:.3f}" for name, value in c["readout_r2"].items())
+        lines.append(f"  control check, {c['episodes']} episodes of a fixed controller on the state read back from the "
+                     f"code: mean {c['mean_steps']:.0f} steps, worst {c['worst_steps']} (on the true state: mean "
+                     f"{c['true_state_mean_steps']:.0f}, worst {c['true_state_worst_steps']}; solved: mean >= "
+                     f"{control.SOLVED}); readout R^2 {r2}")
     lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
     lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
     return "\n".join(lines)
@@ -187,10 +200,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require_at_most(cfg.n_samples, 10_000, "N_SAMPLES", "they are tiles of one picture")
     cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
     cli.require_at_most(cfg.quality_samples, 100_000, "QUALITY_SAMPLES", "each is compared with every real frame")
+    cli.require(0 <= cfg.control_episodes <= 1000, f"CONTROL_EPISODES must lie in 0 .. 1000, got "
+                f"{cfg.control_episodes}")
+    cli.require(100 <= cfg.control_frames <= HELDOUT_LIMIT, f"CONTROL_FRAMES must lie in 100 .. {HELDOUT_LIMIT}, got "
+                f"{cfg.control_frames}")
     cli.require_seed(cfg.seed)
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
-                       cfg.quality_samples)
+                       cfg.quality_samples, cfg.control_episodes, cfg.control_frames)
     print(summary(metrics))
     print(f"wrote {out_dir}/: metrics.json, reconstructions.png, traversal.png, interpolation.png, samples.png, "
           "latent_scatter.png")

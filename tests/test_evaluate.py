@@ -13,7 +13,7 @@ from PIL import Image
 import evaluate_vae
 import sample_vae
 from MyVAE import MyVAE
-from worldvae import codes, collection
+from worldvae import codes, collection, control
 from worldvae.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
 
 METRIC_KEYS = {
@@ -93,8 +93,13 @@ def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> No
 
 
 def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_path) -> None:
-    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100)
+    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=300)
     assert "100 fresh frames" in metrics["data"] and metrics["frames_scored"] == 100
+    check = metrics["control"]  # CartPole's closed-loop check, beside the controller on the true state
+    assert check["episodes"] == 2 and check["true_state_mean_steps"] == 500 == check["true_state_worst_steps"]
+    assert 1 <= check["worst_steps"] <= check["mean_steps"] <= 500 and set(check["readout_r2"]) == {
+        "cart position", "pole angle"}
+    assert "control check, 2 episodes" in evaluate_vae.summary(metrics)
 
 
 @pytest.mark.parametrize(
@@ -131,3 +136,22 @@ def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(tmp_pa
     assert (tmp_path / "beta_sweep.png").is_file()
     for name in ("autoencoder", "vae_beta1e-05", "vae_beta0.001"):
         assert (tmp_path / name / "vae.pt").is_file() and (tmp_path / name / "eval" / "metrics.json").is_file()
+
+
+def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_one() -> None:
+    """A fixed case, no model: the 'code' is the true (position, angle) plus noise; a readout fitted to
+    the right labels balances the pole, one fitted to shuffled labels drops it."""
+    rng = np.random.default_rng(0)
+    states = rng.uniform((-2, -0.2), (2, 0.2), (2000, 2))
+    codes = states + rng.normal(0, 0.005, states.shape)
+    good = control.Readout.fit(control.features(codes), states)
+    shuffled = control.Readout.fit(control.features(codes), states[rng.permutation(len(states))])
+    assert good.r2(control.features(codes), states).min() > 0.99 > shuffled.r2(control.features(codes), states).max()
+
+    def reading(readout):
+        return lambda env: readout(control.features(control.true_state(env)[None]))[0]
+
+    on_good = control.closed_loop("CartPole-v1", reading(good), episodes=3, seed=0, max_steps=200)
+    on_shuffled = control.closed_loop("CartPole-v1", reading(shuffled), episodes=3, seed=0, max_steps=200)
+    assert min(on_good) == 200 and max(on_shuffled) < 100, (on_good, on_shuffled)
+    assert control.closed_loop("CartPole-v1", control.true_state, episodes=3, seed=0) == [500] * 3

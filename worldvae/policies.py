@@ -12,6 +12,7 @@ alone; what a policy keeps between steps lives on the policy, which a chunk make
     driver    CarRacing: steers toward the track ahead, with slow random steering noise
     brownian  CarRacing: brownian random steering with fast gas: off the road, spinning, on grass
     mixed     CarRacing: each episode one of driver, brownian and random, drawn at random
+    prober    CartPole: the control check's own driver (control.py), never the training frames'
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ def balancing_action(state: np.ndarray, target: float = 0.0) -> int:
     state it balances CartPole-v1 for all its 500 steps."""
     x, x_dot, theta, theta_dot = state
     return int(np.dot(BALANCER_GAINS, (x - target, x_dot, theta, theta_dot)) > 0)
+
+
+class Prober(Balancer):
+    """The control check's own driver (control.py), which no POLICY names, so no training frames come
+    from it: the fixed controller with half its actions random, its target sweeping the track back and
+    forth, so the cart visits all of it."""
+
+    name = "prober"
+    RANDOM_RATE = (0.5, 0.5)
+
+    def start(self, env: gym.Env) -> None:
+        super().start(env)
+        self.phase, self.step = float(env.action_space.np_random.uniform(0, 2 * np.pi)), 0
+
+    def __call__(self, env: gym.Env) -> int:
+        self.step += 1
+        self.target = 1.5 * float(np.sin(self.phase + self.step / 40))
+        rng = env.action_space.np_random
+        if rng.random() < self.random_rate:
+            return int(rng.integers(2))
+        return balancing_action(np.asarray(env.unwrapped.state), self.target)
 
 
 class Driver(Policy):
@@ -145,7 +167,7 @@ class Mixed(Policy):
         return {choice.name: choice.params() for choice in self.choices}
 
 
-POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (Policy, Balancer, Driver, Brownian, Mixed)}
+POLICIES: dict[str, type[Policy]] = {cls.name: cls for cls in (Policy, Balancer, Prober, Driver, Brownian, Mixed)}
 
 
 def make_policy(name: str) -> Policy:

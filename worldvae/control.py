@@ -1,0 +1,120 @@
+"""The closed-loop check: can a controller balance CartPole on what the code says of the state?
+
+A World Models controller acts on the vision stage's code, so the test of a code is a
+controller acting on it, on frames a learning controller meets. The check:
+
+1. collects labelled frames of its own, from a driver that collected no training frames
+   (policies.Prober: the fixed controller, half its actions random, its target sweeping the track),
+   so the readout is fitted where a controller goes, not where the training frames were;
+2. fits a least-squares readout from the code (the latent mean, and its pairwise products:
+   the pole's angle is no linear function of a code that places the cart and the pole's tip)
+   to the cart's position and the pole's angle;
+3. runs the fixed controller (policies.balancing_action) in closed loop on the state read back
+   from each frame's code, the velocities from consecutive estimates, and beside it the same
+   controller on the true state, over the same episodes.
+
+CartPole-v1 counts as solved at an average of 475 of its 500 steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from MyVAE import MyVAE
+from worldvae.codes import encode_frames
+from worldvae.collection import collect_frames
+from worldvae.compute import to_unit_float
+from worldvae.envs import make_env, resolve_crop
+from worldvae.policies import balancing_action
+from worldvae.rendering import frame_renderer
+
+READ_BACK = (0, 2)  # the state entries a readout fits: the cart's position and the pole's angle
+SOLVED = 475  # CartPole-v1's "solved": the mean episode length over 100 episodes, of at most 500
+
+
+def features(mu: np.ndarray) -> np.ndarray:
+    """(N, D) codes -> (N, D + D(D+1)/2 + 1): the code, its pairwise products, and a bias."""
+    rows, cols = np.triu_indices(mu.shape[1])
+    return np.column_stack([mu, mu[:, rows] * mu[:, cols], np.ones(len(mu))])
+
+
+@dataclass
+class Readout:
+    """A least-squares map from features of a code to the READ_BACK state entries."""
+
+    weights: np.ndarray
+
+    @classmethod
+    def fit(cls, design: np.ndarray, targets: np.ndarray, ridge: float = 1e-6) -> Readout:
+        gram = design.T @ design + ridge * len(design) * np.eye(design.shape[1])
+        return cls(np.linalg.solve(gram, design.T @ targets))
+
+    def __call__(self, design: np.ndarray) -> np.ndarray:
+        return design @ self.weights
+
+    def r2(self, design: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        residual = ((targets - self(design)) ** 2).sum(0)
+        return 1.0 - residual / np.maximum(((targets - targets.mean(0)) ** 2).sum(0), 1e-12)
+
+
+def closed_loop(env_id: str, estimate: Callable[[gym.Env], np.ndarray], episodes: int, seed: int,
+                max_steps: int = 500) -> list[int]:
+    """Episode lengths of the fixed controller acting on `estimate(env)`, the (position, angle) it
+    reads back each step; velocities are the change of consecutive estimates over the env's time step."""
+    env, lengths = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_steps), []
+    for episode in range(episodes):
+        env.reset(seed=seed + episode)
+        previous, steps, done = None, 0, False
+        while not done:
+            position, angle = estimate(env)
+            if previous is None:
+                previous = (position, angle)
+            tau = env.unwrapped.tau
+            state = (position, (position - previous[0]) / tau, angle, (angle - previous[1]) / tau)
+            previous = (position, angle)
+            _, _, terminated, truncated, _ = env.step(balancing_action(np.array(state)))
+            steps, done = steps + 1, terminated or truncated
+        lengths.append(steps)
+    env.close()
+    return lengths
+
+
+def true_state(env: gym.Env) -> np.ndarray:
+    return np.asarray(env.unwrapped.state)[list(READ_BACK)]
+
+
+def control_check(model: MyVAE, config: dict, device: torch.device, episodes: int = 20, fit_frames: int = 4000,
+                  seed: int = 10_000) -> dict:
+    """The check on CartPole for the model trained with `config`: readout R^2 on held-out probe frames,
+    and the mean and worst episode of the controller on the code and on the true state."""
+    probe_cfg = SimpleNamespace(**(config | {"n_frames": fit_frames, "seed": seed, "policy": "prober",
+                                             "reset_after": None}))
+    labelled = collect_frames(probe_cfg)[0]
+    half = labelled["episode"] < np.median(labelled["episode"])  # fit on the first episodes, score on the rest
+    design = features(encode_frames(model, labelled["frames"], device, "control: encoding").mu)
+    targets = labelled["states"][:, list(READ_BACK)]
+    readout = Readout.fit(design[half], targets[half])
+    made = make_env(config["env_id"], seed)
+    render = frame_renderer(made, resolve_crop(config["env_id"], config["crop"]), config["img_size"],
+                            config["fast_render"])
+    made.close()
+    model.eval()
+
+    @torch.no_grad()
+    def from_code(env: gym.Env) -> np.ndarray:  # the frame as training drew it, its code, the state read back
+        frame = to_unit_float(torch.tensor(render(env, None)[None], device=device))
+        return readout(features(model(frame).mu.float().cpu().numpy()))[0]
+
+    on_code = closed_loop(config["env_id"], from_code, episodes, seed)
+    on_truth = closed_loop(config["env_id"], true_state, episodes, seed)
+    return {"episodes": episodes, "readout_r2": dict(zip(("cart position", "pole angle"),
+                                                         readout.r2(design[~half], targets[~half]).tolist(),
+                                                         strict=True)),
+            "mean_steps": float(np.mean(on_code)), "worst_steps": int(min(on_code)),
+            "true_state_mean_steps": float(np.mean(on_truth)), "true_state_worst_steps": int(min(on_truth))}
