@@ -62,6 +62,7 @@ VAL_FRACTION = 0.1  # share of the episodes held out for validation
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
 OUT_DIR = "outputs"  # dataset, checkpoints, metrics and pictures go here
 RESUME = False  # continue from OUT_DIR/last.pt: weights, optimizer, epoch, random states, metrics
+REPLACE = False  # True: replace the model, metrics and pictures of an earlier run in OUT_DIR (else refused)
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 THREADS = 1  # CPU threads per process (torch, and the collection workers); None: torch's default, one per core
 PRECISION = "auto"  # auto (bf16 autocast where the hardware has it), bf16, fp32
@@ -295,10 +296,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)
     cfg.world_size = ranks.world  # recorded with the run: it resumes only with as many processes
+    files.refuse_to_replace(Path(cfg.out_dir), cfg.resume or cfg.replace)  # before anything is written
     out_dir = files.prepare_out_dir(cfg.out_dir)
-    if not cfg.resume and (out_dir / "vae.pt").exists():
-        print(f"note: {out_dir} holds an earlier run; this one replaces its checkpoints, metrics and pictures "
-              f"(to keep both, stop now and pass --out_dir {out_dir}_2)")
     start = time.perf_counter()
     with (
         distributed.process_group(ranks, device),

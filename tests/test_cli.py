@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 
 import pytest
 
@@ -141,3 +143,12 @@ def test_progress_is_part_of_standard_output_which_a_silenced_rank_drops(capsys)
         silenced, sys.stdout = sys.stdout, real
         silenced.close()
     assert "hidden" not in capsys.readouterr().out
+
+
+def test_a_stop_that_no_step_reaches_ends_the_run_after_its_grace() -> None:
+    """A step that hangs must not hold a Ctrl-C forever: after the grace the stop acts as a second signal."""
+    with pytest.raises(KeyboardInterrupt), cli.StopRequests(grace=0.2) as stop:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.signum == signal.SIGTERM
+        for _ in range(100_000):  # a loop that never checks stop.signum, as a hung step
+            time.sleep(0.01)

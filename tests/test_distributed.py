@@ -88,7 +88,8 @@ def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(t
     with files.lock_out_dir(out):  # the first job, still running
         second = subprocess.run(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-             str(REPO / "train_vae.py"), *FOUR_SHARDS, "--seed", "9", "--img_size", "64", "--out_dir", str(out)],
+             str(REPO / "train_vae.py"), *FOUR_SHARDS, "--seed", "9", "--img_size", "64", "--out_dir", str(out),
+             "--replace"],  # past the refusal to replace, to the lock
             capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert second.returncode != 0 and second.stderr.count(f"is in use by PID {os.getpid()}") == 2, second.stderr[-2000:]
     assert not _our_traceback(second.stderr), "each process one line; only torchrun's own report follows"

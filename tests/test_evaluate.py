@@ -74,11 +74,12 @@ def test_traversal_and_interpolation_have_the_documented_size() -> None:
 
 @pytest.mark.slow
 def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> None:
-    result = run_script("evaluate_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path))
+    result = run_script("evaluate_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
+                        "--control_episodes", "2", "--control_frames", "300")
     assert result.returncode == 0, result.stderr
     assert "linear probe" in result.stdout and "pole angle" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics) == METRIC_KEYS
+    assert set(metrics) == METRIC_KEYS | {"control"}, "CartPole's closed-loop check too"
     assert set(metrics["probe_r2"]) == {"cart position", "cart velocity", "pole angle", "pole angular velocity"}
     assert len(metrics["kl_per_dim"]) == 4 and metrics["kl_total"] == pytest.approx(sum(metrics["kl_per_dim"]))
     assert metrics["psnr_db"] == pytest.approx(10 * np.log10(1 / metrics["mse"]))

@@ -22,8 +22,9 @@ import sample_vae
 import train_vae
 from tools import bench
 from worldvae import cli, collection, constants, dataset, distributed, files, policies, readers, resume, store
+from worldvae.cli import UserError
 
-ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1"]
+ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1", "--replace"]  # models aside
 
 
 def _shards(out_dir) -> dict[str, str]:
@@ -96,9 +97,14 @@ def test_a_rebuilt_manifest_refuses_a_shard_of_other_settings_and_collects_it_ag
     (frame_store.folder / "manifest.json").write_text("garbage")
     frame_store.path(1).write_bytes(foreign.path(1).read_bytes())  # valid, but another seed's frames
     capsys.readouterr()
-    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    with pytest.raises(UserError, match="shard_00001.npz is in the way of shard 1 and is none of this store's"):
+        dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))  # a file none of ours vouches for: the user's
     out = capsys.readouterr().out
-    assert "2 of which carry these settings" in out and "shard_00001.npz" in out and "collecting 250 frames" in out
+    assert "2 of which carry these settings" in out and "prove nothing" in out and "shard_00001.npz" in out
+    assert frame_store.path(1).read_bytes() == foreign.path(1).read_bytes(), "the file in the way is untouched"
+    frame_store.path(1).unlink()  # moved away, as the line asks: then it is collected again
+    dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    assert "collecting 250 frames" in capsys.readouterr().out
 
 
 def test_a_filter_that_drops_frames_leaves_only_real_transitions_and_marks_every_gap() -> None:
@@ -216,7 +222,7 @@ def test_kill_9_mid_write_leaves_litter_that_the_next_run_removes(capsys, tmp_pa
     litter = [p for p in tmp_path.rglob(".*.tmp")]
     assert len(litter) == 1 and marker in litter[0].name, "the half-done write is where the kill left it"
     before = _shards(tmp_path)
-    result = run_main(capsys, train_vae.main, *args)
+    result = run_main(capsys, train_vae.main, *args, "--replace")  # the killed run's model is replaced, as asked
     assert result.returncode == 0, result.stderr
     assert "removed 1 half-written files that a killed run left" in result.stdout
     assert not list(tmp_path.rglob(".*.tmp"))
@@ -224,12 +230,15 @@ def test_kill_9_mid_write_leaves_litter_that_the_next_run_removes(capsys, tmp_pa
 
 
 def test_a_live_writers_temporary_file_is_never_removed(tmp_path) -> None:
-    mine = tmp_path / f".vae.pt.{os.getpid()}.abc123.tmp"
+    mine = tmp_path / f".vae.pt.{files._HOST}-{os.getpid()}.abc123.tmp"
     mine.write_bytes(b"being written")
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead = tmp_path / f".vae.pt.{int(done.stdout)}.xyz789.tmp"
+    dead = tmp_path / f".vae.pt.{files._HOST}-{int(done.stdout)}.xyz789.tmp"
     dead.write_bytes(b"left by a killed run")
+    elsewhere = tmp_path / f".vae.pt.another_machine-{int(done.stdout)}.def456.tmp"  # an OUT_DIR shared by machines
+    elsewhere.write_bytes(b"being written on another machine, whose PIDs mean nothing here")
     assert files.remove_litter(tmp_path) == [dead.name] and mine.exists() and not dead.exists()
+    assert elsewhere.exists(), "another machine's file is never judged by this machine's PIDs"
 
 
 # ---------------------------------------------------------------- damaged or unusual stores

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 import numpy as np
 import pytest
@@ -162,3 +163,23 @@ def test_each_process_gets_its_own_shards_and_together_all() -> None:
         parts = [store.shards_of_rank(n_shards, rank, world) for rank in range(world)]
         assert sorted(sum(parts, [])) == list(range(n_shards)) and all(parts)
     assert store.shard_sizes(9_000, 4000) == [4000, 4000, 1000]
+
+
+def test_a_streamed_epoch_ends_for_any_batch_size_and_its_last_frames_leave_shuffled(tmp_path) -> None:
+    """A batch as large as the shuffle buffer (or larger) once looped forever; and the frames left in
+    the buffer when the shards run out are drawn in random order too."""
+    numbered = _numbered_store(tmp_path, [40, 40, 17])
+    done: dict = {}
+
+    def epoch() -> None:
+        streamed = readers.Streamed(numbered, [0, 1, 2], 0.2, 7, buffer_frames=16)
+        done["ids"] = [_ids(batch) for batch in streamed.batches(32, torch.Generator().manual_seed(0))]
+
+    reader = threading.Thread(target=epoch, daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    assert not reader.is_alive(), "the epoch never ended"
+    assert sorted(i for batch in done["ids"] for i in batch) == _expected(numbered, [0, 1, 2], 0)
+    whole = readers.Streamed(numbered, [0], 0.2, 7, buffer_frames=10**6)  # one shard, all of it left in the buffer
+    order = [i for batch in whole.batches(4, torch.Generator().manual_seed(0)) for i in _ids(batch)]
+    assert order != sorted(order), "the buffer's last frames are shuffled, not left in shard order"

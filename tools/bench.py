@@ -287,8 +287,9 @@ def timed_run(argv: Sequence[str], what: str, launcher: Sequence[str] = ()
     so nothing of this process (its thread count, its imports) reaches it: wall seconds, the metrics
     rows, and what it printed."""
     out_dir = Path(argv[argv.index("--out_dir") + 1])
+    replace = [] if "--resume" in argv else ["--replace"]  # the bench's runs are its own: a rerun replaces them
     start = time.perf_counter()
-    result = run_or_fail([*(launcher or [sys.executable]), str(REPO / "train_vae.py"), *argv], what)
+    result = run_or_fail([*(launcher or [sys.executable]), str(REPO / "train_vae.py"), *argv, *replace], what)
     seconds = time.perf_counter() - start
     with open(out_dir / "metrics.csv") as f:
         return seconds, list(csv.DictReader(f)), result

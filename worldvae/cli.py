@@ -7,6 +7,7 @@ work that stopped says what it kept (`Stopped`, exit 128 + the signal number).
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -43,6 +44,9 @@ def require_at_most(value: float, limit: float, name: str, why: str) -> None:
 
 
 
+STOP_GRACE_SECONDS = float(os.environ.get("VAE_STOP_GRACE", 120))  # a stop not reached in this long ends the run
+
+
 class Stopped(Exception):
     """Work stopped by a signal after saving what it had; exits with 128 + the signal number."""
 
@@ -56,15 +60,24 @@ class StopRequests:
     steps, so a stop never lands halfway through an optimizer update or a file write.
     A second signal stops at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = STOP_GRACE_SECONDS) -> None:
         self.signum: int | None = None
+        self.grace = grace
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, _frame: object) -> None:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: stopping after this step", file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name} received: stopping after this step (at most {self.grace:.0f} s; "
+              "again to stop at once)", file=sys.stderr)
+        if hasattr(signal, "SIGALRM"):  # a step that never ends (a hang) must not hold the stop: past the grace,
+            self._previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._give_up))  # as a 2nd signal
+            signal.setitimer(signal.ITIMER_REAL, self.grace)
+
+    def _give_up(self, _signum: int, _frame: object) -> None:
+        print(f"no step ended within {self.grace:.0f} s of the stop: stopping now", file=sys.stderr)
+        raise KeyboardInterrupt
 
     @property
     def name(self) -> str:
@@ -76,6 +89,8 @@ class StopRequests:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        if getattr(signal, "SIGALRM", None) in self._previous:  # the grace's alarm, no longer needed
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
 

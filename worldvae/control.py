@@ -8,7 +8,8 @@ controller acting on it, on frames a learning controller meets. The check:
    so the readout is fitted where a controller goes, not where the training frames were;
 2. fits a least-squares readout from the code (the latent mean, and its pairwise products:
    the pole's angle is no linear function of a code that places the cart and the pole's tip)
-   to the cart's position and the pole's angle;
+   to the cart's position and the pole's angle, scored (R^2) on episodes it was not fitted on;
+   the closed loop's readout is fitted on every probe frame;
 3. runs the fixed controller (policies.balancing_action) in closed loop on the state read back
    from each frame's code, the velocities from consecutive estimates, and beside it the same
    controller on the true state, over the same episodes.
@@ -99,7 +100,8 @@ def control_check(model: MyVAE, config: dict, device: torch.device, episodes: in
     half = labelled["episode"] < np.median(labelled["episode"])  # fit on the first episodes, score on the rest
     design = features(encode_frames(model, labelled["frames"], device, "control: encoding").mu)
     targets = labelled["states"][:, list(READ_BACK)]
-    readout = Readout.fit(design[half], targets[half])
+    scored = Readout.fit(design[half], targets[half]).r2(design[~half], targets[~half])  # on episodes it never saw
+    readout = Readout.fit(design, targets)  # the closed loop's: every probe frame, to cover all the cart can reach
     made = make_env(config["env_id"], seed)
     render = frame_renderer(made, resolve_crop(config["env_id"], config["crop"]), config["img_size"],
                             config["fast_render"])
@@ -113,8 +115,7 @@ def control_check(model: MyVAE, config: dict, device: torch.device, episodes: in
 
     on_code = closed_loop(config["env_id"], from_code, episodes, seed)
     on_truth = closed_loop(config["env_id"], true_state, episodes, seed)
-    return {"episodes": episodes, "readout_r2": dict(zip(("cart position", "pole angle"),
-                                                         readout.r2(design[~half], targets[~half]).tolist(),
-                                                         strict=True)),
+    r2 = dict(zip(("cart position", "pole angle"), scored.tolist(), strict=True))
+    return {"episodes": episodes, "readout_r2": r2,
             "mean_steps": float(np.mean(on_code)), "worst_steps": int(min(on_code)),
             "true_state_mean_steps": float(np.mean(on_truth)), "true_state_worst_steps": int(min(on_truth))}

@@ -166,7 +166,7 @@ def plan_collection(cfg: SimpleNamespace, out_dir: Path, rank: int = 0, world: i
     frame_store = open_store(cfg, out_dir)
     all_sizes = store.shard_sizes(cfg.n_frames, cfg.shard_frames)
     sizes = {index: all_sizes[index] for index in store.shards_of_rank(len(all_sizes), rank, world)}
-    intact = set(frame_store.intact(sizes)) if frame_store.folder.is_dir() else set()  # reads only
+    intact = set(frame_store.recoverable(sizes)) if frame_store.folder.is_dir() else set()  # reads only
     if len(intact) < len(sizes):
         check_room(cfg, out_dir, sum(n for index, n in sizes.items() if index not in intact))
     frame_store.prepare()

@@ -8,7 +8,10 @@ run (`remove_litter`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,42 +21,62 @@ from worldvae.cli import UserError
 
 
 def open_lock_file(path: Path) -> IO[str]:
-    """A lock file, opened to read and append; one line if something else (a folder) is in its place."""
+    """A lock file, opened to read and write, created if need be and never through a symbolic link
+    (which could point at a user's file); one line if something else is in its place."""
     try:
-        return open(path, "a+")  # noqa: SIM115 - the caller closes it
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666 & ~_UMASK)
     except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link where a lock file belongs; it is never followed: move "
+                            "it away") from None
+        if error.errno in (errno.EROFS, errno.EACCES):
+            raise UserError(f"{path.parent} is read-only ({error.strerror}), and this needs to write there (a "
+                            "lock file): make it writable, or work on a copy") from None
         raise UserError(f"{path} cannot be opened as a lock file ({error.strerror or error}): move what is there "
                         "away") from None
+    return os.fdopen(fd, "r+")
 
 
 @contextlib.contextmanager
 def lock_out_dir(path: Path) -> Iterator[None]:
     """Hold OUT_DIR for this run: a second run in the same folder would overwrite its files, so it
-    stops at once, naming the PID of the first. The lock file goes when the run ends. (Without
-    fcntl, as on Windows, there is no lock.)"""
+    stops at once, naming the PID of the first. Then what killed runs left half-written goes. The
+    lock file stays (emptied) when the run ends: unlinking it while held would let two runs each
+    hold a lock of their own. (Without fcntl, as on Windows, there is no lock.)"""
     try:
         import fcntl
     except ImportError:
         yield
         return
-    lock_path = path / ".lock"
-    with open_lock_file(lock_path) as lock:
+    with open_lock_file(path / ".lock") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
             owner = lock.read().strip() or "unknown"
             raise UserError(f"OUT_DIR={str(path)!r} is in use by PID {owner}: wait for that run, or give another "
                             "--out_dir") from None
-        lock.seek(0)
-        lock.truncate()
-        lock.write(str(os.getpid()))
-        lock.flush()
+        _rewrite(lock, str(os.getpid()))
+        remove_litter(path)  # under the lock: no run of ours is writing here now
         try:
             yield
         finally:
-            lock_path.unlink(missing_ok=True)  # still held: a run starting now makes a new one
+            _rewrite(lock, "")
 
+
+def _rewrite(lock: IO[str], text: str) -> None:
+    lock.seek(0)
+    lock.truncate()
+    lock.write(text)
+    lock.flush()
+
+
+def refuse_to_replace(out_dir: Path, asked: bool) -> None:
+    """A trained model is a user's: a run into an OUT_DIR that holds one (vae.pt, or a stopped run's
+    last.pt) stops in one line, before it writes anything, unless it was asked to continue or replace it."""
+    held = [name for name in ("vae.pt", "last.pt") if (out_dir / name).exists()]
+    if held and not asked:
+        raise UserError(f"OUT_DIR={str(out_dir)!r} holds an earlier run ({' and '.join(held)}): give another "
+                        f"--out_dir to keep both, --resume to continue it, or --replace to replace it")
 
 
 def prepare_out_dir(out_dir: str) -> Path:
@@ -65,7 +88,6 @@ def prepare_out_dir(out_dir: str) -> Path:
             pass
     except OSError as error:
         raise UserError(f"OUT_DIR={out_dir!r} cannot be written ({error.strerror or error})") from None
-    remove_litter(path)
     return path
 
 
@@ -80,7 +102,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     raises UserError naming the file and the reason,
     with the temporary file removed and the previous `path` intact."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=_TEMPORARY)
+    existed = path.exists()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=_TEMPORARY)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes the file private; results are as readable as any file
         with os.fdopen(fd, "wb") as f:
@@ -91,22 +114,26 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     except OSError as error:
         Path(tmp).unlink(missing_ok=True)
         reason = error.strerror or str(error)
-        raise UserError(f"cannot write {path} ({reason}); the previous file is intact") from None
+        kept = "the previous file is intact" if existed else "nothing was written"
+        raise UserError(f"cannot write {path} ({reason}); {kept}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-_TEMPORARY = ".tmp"  # atomic_write's temporary files: .NAME.PID.RANDOM.tmp
+_TEMPORARY = ".tmp"  # atomic_write's temporary files: .NAME.HOST-PID.RANDOM.tmp
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())  # an OUT_DIR may be shared by machines
 
 
 def remove_litter(folder: Path) -> list[str]:
-    """Remove the temporary files that a process killed mid-write (kill -9, a power cut) left in
-    `folder`: those whose writer, named in the file name, no longer runs. A live writer's are kept."""
+    """Remove the temporary files that a process of this machine killed mid-write (kill -9, a power
+    cut) left in `folder`: those whose writer, named in the file name, no longer runs. A live
+    writer's are kept, and so is every other machine's (its PIDs mean nothing here)."""
     removed = []
     for path in folder.glob(f".*{_TEMPORARY}"):
-        pid = path.name.rsplit(".", 3)[-3] if path.name.count(".") >= 4 else ""
-        if pid.isdigit() and not _alive(int(pid)) and path.is_file():
+        writer = path.name.rsplit(".", 3)[-3] if path.name.count(".") >= 4 else ""
+        host, _, pid = writer.rpartition("-")
+        if host == _HOST and pid.isdigit() and not _alive(int(pid)) and path.is_file():
             path.unlink(missing_ok=True)
             removed.append(path.name)
     if removed:

@@ -22,7 +22,7 @@ from worldvae.store import ARRAYS, Store
 
 SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
 CPU = torch.device("cpu")
-_SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once: two shards and more, so batches mix episodes
+_SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once (two batches at least), so batches mix episodes
 
 
 def split_by_episode(
@@ -135,14 +135,15 @@ class Streamed:
         order = [self.shards[i] for i in rng.permutation(len(self.shards))]
         buffer, n = None, 0
         for frames_u8 in self._read_ahead(order, 0):
-            if buffer is None:
-                buffer = np.empty((min(self.buffer_frames, self.n_train), *frames_u8.shape[1:]), dtype=np.uint8)
+            if buffer is None:  # room for two batches at least, so a full buffer always has one to give
+                size = min(max(self.buffer_frames, 2 * batch_size), self.n_train)
+                buffer = np.empty((size, *frames_u8.shape[1:]), dtype=np.uint8)
             start = 0
             while start < len(frames_u8):
                 take = min(len(buffer) - n, len(frames_u8) - start)
                 buffer[n : n + take] = frames_u8[start : start + take]
                 n, start = n + take, start + take
-                if n == len(buffer) and n > batch_size:
+                if n == len(buffer) and n >= batch_size:
                     yield torch.from_numpy(_draw(buffer, n, batch_size, rng))
                     n -= batch_size
         rest = rng.permutation(n)
@@ -215,7 +216,7 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
         why = "as when the run started" if reader else (f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
                                                         "memory: IN_RAM_MB")
         print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
-              f"{store.folder}, through a shuffle buffer of {min(_SHUFFLE_FRAMES, source.n_train)} frames")
+              f"{store.folder}, through a shuffle buffer of at least {min(_SHUFFLE_FRAMES, source.n_train)} frames")
         return source
     device = device if device.type != "cpu" and total <= gpu_room(device) else CPU
     frames_u8 = torch.empty((n_frames, 3, side, side), dtype=torch.uint8, device=device)

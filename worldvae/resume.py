@@ -24,7 +24,7 @@ from worldvae.metrics import LOSS_PARTS
 
 # besides EPOCHS, what --resume lets change: where to write, and the knobs that change only speed (not FAST_RENDER:
 # it changes the frames, so their store)
-MAY_CHANGE = {"resume", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "threads"}
+MAY_CHANGE = {"resume", "replace", "out_dir", "device", "precision", "channels_last", "compile", "n_envs", "threads"}
 
 
 @dataclass

@@ -24,6 +24,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -138,8 +139,11 @@ class Store:
         if not settings.exists():
             text = json.dumps(self.settings, indent=1, sort_keys=True)
             files.atomic_write(settings, lambda f: f.write(text.encode()))
-        with self._locked():
-            pass  # reading it under the lock mends a damaged manifest
+        try:
+            self.read_manifest()  # a sound manifest needs no lock to be read: a complete read-only store works
+        except ManifestProblem:
+            with self._locked():
+                pass  # reading it under the lock mends it
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict]:
@@ -165,8 +169,7 @@ class Store:
         loads, holds every array, and carries these settings. The damaged manifest is kept beside,
         as manifest.json.damaged; nothing else is touched."""
         shards, refused = {}, []
-        for path in sorted(self.folder.glob("shard_*.npz")):
-            index = int(path.stem.removeprefix("shard_"))
+        for index, path in self._shard_files():
             entry = self._entry_from_shard(path)
             if entry is None:
                 refused.append(path.name)
@@ -179,6 +182,22 @@ class Store:
         print(f"{problem}: rebuilt it from the shards, {len(shards)} of which carry these settings and load whole "
               f"(the damaged file is kept as {_MANIFEST}.damaged){left}")
         return shards
+
+    def _shard_files(self) -> list[tuple[int, Path]]:
+        """(index, path) of the files named as shards are (shard_00012.npz); others are none of ours."""
+        found = (re.fullmatch(r"shard_(\d{5,})\.npz", path.name) for path in self.folder.glob("shard_*.npz"))
+        return sorted((int(match.group(1)), self.folder / match.group(0)) for match in found if match)
+
+    def recoverable(self, sizes: dict[int, int]) -> list[int]:
+        """Of the shards `sizes` names, those a sound manifest vouches for or, if it is damaged, those
+        its rebuild would keep (shards that carry these settings and load whole); reads only."""
+        try:
+            self.read_manifest()
+        except ManifestProblem:
+            files = dict(self._shard_files())
+            return [index for index, n in sizes.items()
+                    if index in files and (self._entry_from_shard(files[index]) or {}).get("frames") == n]
+        return self.intact(sizes)
 
     def _entry_from_shard(self, path: Path) -> dict | None:
         if not path.is_file():
@@ -209,6 +228,12 @@ class Store:
             problem = self._problem(index, n_frames, entries.get(str(index)))
             if problem == "is not a regular file":
                 raise UserError(f"{self.path(index)} is not a regular file, where shard {index} belongs: move it away")
+            # a shard of ours that a kill left without its manifest entry is collected again, alike; anything else
+            # at its name is a user's file
+            if problem == "not collected yet" and self.path(index).exists() and (
+                    self._entry_from_shard(self.path(index)) is None):
+                raise UserError(f"{self.path(index)} is in the way of shard {index} and is none of this store's "
+                                "shards (no manifest entry, not of these settings): move it away")
             if problem is None:
                 continue
             if not quiet and problem != "not collected yet":
