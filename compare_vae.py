@@ -88,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"KL_WEIGHTS must be a tuple of numbers >= 0, or None; got {weights!r}")
     cli.require(bool(weights) or weights is None or cfg.autoencoder,
                 "nothing to compare: give KL_WEIGHTS, or keep AUTOENCODER")
+    for name in ("n_frames", "epochs"):  # what it hands train_vae.py, checked before the first run starts
+        value = getattr(cfg, name)
+        cli.require(value is None or (isinstance(value, int) and value >= 1),
+                    f"{name.upper()} must be a whole number of at least 1, or None; got {value!r}")
     if cfg.seed is not None:
         cli.require(isinstance(cfg.seed, int), f"SEED must be an integer or None, got {cfg.seed!r}")
         cli.require_seed(cfg.seed)

@@ -56,10 +56,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
-    frame_store, problem = dataset.complete_store(run)
-    cli.require(frame_store is not None, f"{problem}, so {cfg.checkpoint}'s frames cannot be encoded: to collect them "
-                "again, copy the checkpoint elsewhere (a training run replaces it), then run the train_vae.py "
-                "command that made it")
+    frame_store, problem = dataset.complete_store(run, beside=Path(cfg.checkpoint).parent)
+    cli.require(frame_store is not None, f"{problem}, so {cfg.checkpoint}'s frames cannot be encoded: the "
+                "train_vae.py command that made it collects the same frames again (they depend on the settings and "
+                "the seed alone) into another --out_dir")
+    print(f"encoding the frames of {frame_store.folder}")
     out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
     files.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)

@@ -92,7 +92,7 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     device = device or torch.device("cpu")
     model = build_vae(checkpoint, device)
     config = run_config(checkpoint, checkpoint_path)
-    held = heldout_frames(config, fresh)
+    held = heldout_frames(config, fresh, beside=Path(checkpoint_path).parent)
     road = envs.env_family(config["env_id"]) == "CarRacing"  # what its controller needs: the road, kept
     fit, test = encode_frames(model, held.fit["frames"], device), encode_frames(model, held.test["frames"], device,
                                                                               road=road)
@@ -128,7 +128,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         metrics["control"] = control.control_check(model, config, device, control_episodes, control_frames)
     colour, label = scatter_colour(config["env_id"], held.test)
     write_pictures(model, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
-    files.atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
+    text = json.dumps(files.json_safe(metrics), indent=2, allow_nan=False)  # NaN (no road shown) is no JSON: null
+    files.atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     return metrics
 
 
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(100 <= cfg.control_frames <= HELDOUT_LIMIT, f"CONTROL_FRAMES must lie in 100 .. {HELDOUT_LIMIT}, got "
                 f"{cfg.control_frames}")
     cli.require_seed(cfg.seed)
+    checkpoint = load_checkpoint(cfg.checkpoint)  # a refused checkpoint leaves nothing behind: read it first
+    build_vae(checkpoint), run_config(checkpoint, cfg.checkpoint)
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
                        cfg.quality_samples, cfg.control_episodes, cfg.control_frames)

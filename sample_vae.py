@@ -56,7 +56,8 @@ def heldout_batches(checkpoint: dict, path: str, n: int, device: torch.device) -
     """Frames the checkpoint's model never trained on, as floats on `device`: "pool", the first
     _POOL; "spread", n of different episodes and states; "rollout", the first _ROLLOUT_FRAMES in
     episode and step order (several episodes where they are short)."""
-    test = heldout_frames(run_config(checkpoint, path)).test
+    limit = max(_POOL, _ROLLOUT_FRAMES, n)  # no more than the pictures draw
+    test = heldout_frames(run_config(checkpoint, path), beside=Path(path).parent, fit=False, limit=limit).test
     in_order = np.lexsort((test["step"], test["episode"]))[:_ROLLOUT_FRAMES]
     picks = {"pool": np.arange(min(_POOL, len(test["frames"]))), "rollout": in_order,
              "spread": readers.spread_frames(test["episode"], test["step"], n)}
@@ -109,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if cfg.interactive:
         show_interactive(model, cfg.seed)
         return
+    if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:  # they need the run's frames
+        run_config(checkpoint, cfg.checkpoint)  # refused here, before any picture is written
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent))
     written = []
     if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import same_dataset, train_config
@@ -194,7 +196,7 @@ def test_fast_and_plain_collection_keep_the_same_states() -> None:
 
 
 def test_under_torchrun_each_process_collects_with_its_share_of_the_cores(monkeypatch) -> None:
-    monkeypatch.setattr(collection.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(collection.compute, "usable_cpus", lambda: 8)
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)
     assert collection._cores_per_process() == 8
@@ -213,3 +215,15 @@ def test_the_balancer_takes_the_cart_along_the_track_and_sways_the_pole() -> Non
     assert data["step"].max() > 100, "its episodes run until the env (or the chunk) ends them"
     random = collect_frames(train_config(n_frames=500, img_size=32, n_envs=1))[0]
     assert np.abs(random["states"][:, 0]).max() < 0.25 and random["step"].max() < 20, "as the homework"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is a Linux call")
+def test_n_envs_0_counts_the_cpus_this_process_may_use_not_the_machines(monkeypatch) -> None:
+    allowed = os.sched_getaffinity(0)
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    os.sched_setaffinity(0, {min(allowed)})  # as taskset or a container's cpuset would
+    try:
+        assert collection._cores_per_process() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)

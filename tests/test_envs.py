@@ -167,8 +167,8 @@ def test_the_road_measure_tells_a_good_reconstruction_from_a_blurred_one() -> No
 def _checkpoint_for(tmp_path, env_id: str, **config) -> str:
     from worldvae.checkpoints import save_checkpoint
 
-    cfg = train_config(env_id=env_id, img_size=32, latent_dim=4, **config)
-    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
+    cfg = train_config(env_id=env_id, img_size=32, latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), **config)
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))  # as the config describes it
     path = tmp_path / "vae.pt"
     save_checkpoint(path, model, config=vars(cfg))
     return str(path)

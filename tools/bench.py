@@ -430,6 +430,8 @@ def scaling_rows(results: dict) -> list[tuple[str, str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     bench = constants.parse_config(__name__, argv)
+    cli.require(len(bench.quality_budgets) >= 1 and all(0 < share <= 4 for share in bench.quality_budgets),
+                f"QUALITY_BUDGETS must be shares of the default N_FRAMES, each in (0, 4]; got {bench.quality_budgets}")
     cli.require(isinstance(bench.memory_frames, tuple) and all(isinstance(n, int) and n >= 1000
                                                                for n in bench.memory_frames),
                 f"MEMORY_FRAMES must be a tuple of frame counts of at least 1000, got {bench.memory_frames!r}")

@@ -175,6 +175,8 @@ def _where(machine: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
+    cli.require(50 <= cfg.fresh <= 50_000, f"FRESH must lie in 50 .. 50000 frames (what evaluate_vae.py scores on), "
+                f"got {cfg.fresh}")  # before any work: the docs build runs for an hour
     pages = Pages()
     pages.write_block("constants", constants_tables(_README_SCRIPTS))
     pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))

@@ -76,4 +76,12 @@ def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
             f"{path} has no `config` (the constants of the run that made it), which this needs; "
             "use a checkpoint written by train_vae.py"
         )
+    args = checkpoint.get("model_args", {})
+    same = {name: (list(value) if isinstance(value, (list, tuple)) else value) for name, value in args.items()}
+    differ = [f"{name.upper()} {config[name]!r} against the model's {args[name]!r}" for name in same
+              if name in config and (list(config[name]) if isinstance(config[name], (list, tuple)) else config[name])
+              != same[name]]
+    if differ:
+        raise CheckpointError(f"{path}: its config does not describe its model ({'; '.join(differ)}): it was "
+                              "edited; use the checkpoint as train_vae.py wrote it")
     return config

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import gymnasium as gym
 import numpy as np
 
-from worldvae import cli, distributed, store
+from worldvae import cli, compute, distributed, store
 from worldvae.cli import UserError
 from worldvae.envs import (
     CHUNK_FRAMES,
@@ -253,8 +253,8 @@ def _chunk_runner(cfg: SimpleNamespace, n_chunks: int) -> Iterator[Callable]:
 
 
 def _cores_per_process() -> int:
-    """CPU cores for this process's workers: all of them, or under torchrun its share of the machine's."""
-    return max(1, (os.cpu_count() or 1) // distributed.Ranks.from_env().local_world)
+    """CPU cores for this process's workers: all it may use, or under torchrun its share of them."""
+    return max(1, compute.usable_cpus() // distributed.Ranks.from_env().local_world)
 
 
 def _start_worker(parent: int) -> None:

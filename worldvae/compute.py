@@ -140,6 +140,11 @@ class Compute:
         return f"{self.device}, {dtype}{layout}{', compiled' if self.compile else ''}"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (taskset, a container's cpuset), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _cpuinfo() -> str:
     """The text of /proc/cpuinfo, or nothing where there is none (macOS, Windows)."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -158,7 +163,7 @@ def machine() -> dict:
     device = pick_device("auto")
     return {
         "cpu": cpu_model(),
-        "cores": os.cpu_count(),
+        "cores": usable_cpus(),
         "amx": "amx_tile" in flags,
         "avx512_bf16": "avx512_bf16" in flags,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,

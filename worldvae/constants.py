@@ -18,6 +18,7 @@ import ast
 import difflib
 import importlib
 import io
+import math
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,13 +69,18 @@ def defaults(module: ModuleType, **overrides: Any) -> SimpleNamespace:
     return SimpleNamespace(**{name.lower(): knob.value for name, knob in knobs(module).items()} | overrides)
 
 
-def _convert(name: str, text: str, default: Any) -> Any:
-    """Read `text` as a value for constant `name`, or raise UserError naming what was expected."""
+def _convert(name: str, text: str, knob: Knob) -> Any:
+    """Read `text` as a value for constant `name`, or raise UserError naming what was expected. Numbers
+    must be finite (1e999 is no size); None is taken where the constant's comment documents it."""
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         value = text  # a bare word: only a string constant will accept it
-    flag = "--" + name.lower()
+    flag, default = "--" + name.lower(), knob.value
+    if value is None and "None" in knob.help:
+        return None
+    if not all(math.isfinite(v) for v in (value if isinstance(value, (tuple, list)) else [value]) if _is_number(v)):
+        raise UserError(f"{flag} expects finite numbers, got {text!r}")
     if isinstance(default, bool):
         ok = isinstance(value, bool)
         expected = "True or False"
@@ -86,8 +92,8 @@ def _convert(name: str, text: str, default: Any) -> Any:
         value = float(value) if ok else value
         expected = "a number"
     elif isinstance(default, str):
-        ok, expected = True, "a string"
-        value = value if isinstance(value, str) else text
+        value = value if isinstance(value, str) or value is None else text
+        ok, expected = isinstance(value, str) and value.strip() != "", "a non-empty string"
     elif isinstance(default, tuple):  # a tuple it must stay: code reads its items
         ok = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
         value = tuple(value) if isinstance(value, list) else value
@@ -151,7 +157,7 @@ def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleN
         if text is None:
             config[name.lower()] = knob.value
         else:
-            config[name.lower()] = _convert(name, text, knob.value)
+            config[name.lower()] = _convert(name, text, knob)
             print(f"override: {name} = {config[name.lower()]!r}")
     return SimpleNamespace(**config)
 

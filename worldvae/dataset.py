@@ -53,6 +53,8 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
                 f"SHARD_FRAMES must be a multiple of {CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
     compute.require_memory(2 * cfg.shard_frames * 3 * cfg.img_size**2, f"a shard of SHARD_FRAMES={cfg.shard_frames} "
                        f"frames of {cfg.img_size} px, assembled in memory (and read back whole),", "lower SHARD_FRAMES")
+    cli.require(isinstance(cfg.n_envs, int) and cfg.n_envs >= 0,
+                f"N_ENVS must be 0 (a worker per CPU this process may use), 1 (no workers) or more; got {cfg.n_envs!r}")
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     cli.require_at_most(cfg.n_frames, _MAX_FRAMES, "N_FRAMES", "episode ids are 32-bit numbers")
@@ -206,10 +208,17 @@ def load_or_collect(cfg: SimpleNamespace, out_dir: Path, stop: cli.StopRequests,
     return plan.store, collect_planned(cfg, plan, stop, rank, world)
 
 
-def complete_store(cfg: SimpleNamespace) -> tuple[store.Store | None, str]:
+def complete_store(cfg: SimpleNamespace, beside: Path | None = None) -> tuple[store.Store | None, str]:
     """The run's dataset if every shard of it is there and intact (read only: a read-only store is
-    fine); else None and what is wrong with it, in words."""
-    frame_store = open_store(cfg, cfg.out_dir)
+    fine); else None and what is wrong with it, in words. It is looked for `beside` a checkpoint
+    first (a copied or moved run reads its own), then in the OUT_DIR the run recorded."""
+    folders = list(dict.fromkeys(Path(folder) for folder in (beside, cfg.out_dir) if folder is not None))
+    found = [_complete(cfg, folder) for folder in folders]
+    return next((result for result in found if result[0] is not None), found[0])
+
+
+def _complete(cfg: SimpleNamespace, out_dir: Path) -> tuple[store.Store | None, str]:
+    frame_store = open_store(cfg, out_dir)
     if not frame_store.folder.is_dir():
         return None, f"the run's dataset is gone ({frame_store.folder})"
     sizes = dict(enumerate(store.shard_sizes(cfg.n_frames, cfg.shard_frames)))

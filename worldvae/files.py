@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import re
 import socket
@@ -89,6 +90,17 @@ def prepare_out_dir(out_dir: str) -> Path:
     except OSError as error:
         raise UserError(f"OUT_DIR={out_dir!r} cannot be written ({error.strerror or error})") from None
     return path
+
+
+def json_safe(value: object) -> object:
+    """`value` with every NaN or infinity (a mean over nothing, say) as None, so it is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 _UMASK = os.umask(0o022)

@@ -213,12 +213,15 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
     total = n_frames * 3 * side**2  # bytes of uint8 frames
     if reader == Streamed.kind or (reader is None and total > in_ram_bytes):
         source = Streamed(store, shards, val_fraction, seed)
-        why = "as when the run started" if reader else (f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
-                                                        "memory: IN_RAM_MB")
+        why = ("as when the run started" if reader else f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
+               "memory: IN_RAM_MB" if in_ram_bytes else "on a CPU IN_RAM_MB=None streams; set it to hold them in RAM")
         print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
               f"{store.folder}, through a shuffle buffer of at least {min(_SHUFFLE_FRAMES, source.n_train)} frames")
         return source
     device = device if device.type != "cpu" and total <= gpu_room(device) else CPU
+    if device == CPU:  # a resume that held them on a GPU may come here: RAM must hold them
+        require_memory(total, f"holding the {n_frames} frames in RAM", "lower IN_RAM_MB to stream them, or resume "
+                       "on the GPU the run started on")
     frames_u8 = torch.empty((n_frames, 3, side, side), dtype=torch.uint8, device=device)
     train, val, offset = [], [], 0
     for index in shards:  # one shard at a time in RAM, whatever holds the whole
