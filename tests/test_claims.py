@@ -166,3 +166,54 @@ def test_the_training_loss_is_logged_every_50_steps_beside_the_epoch_rows(tmp_pa
     lines = (tmp_path / "steps.csv").read_text().splitlines()
     assert lines[0] == "step,epoch,train_loss,train_recon" and len(lines) == 5 and lines[1].startswith("50,0.5,")
     assert (tmp_path / "loss_curves.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------- one-line changes that must fail a test
+
+
+def test_training_logs_the_loss_every_50_steps_of_a_real_run(tmp_path) -> None:
+    cfg, source = tiny(tmp_path, batch_size=2)  # ~40 steps an epoch, 2 epochs: the 50th step lies in the second
+    history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(10**9))
+    rows = (tmp_path / "steps.csv").read_text().splitlines()
+    steps_per_epoch = source.n_train // 2
+    assert rows[0] == "step,epoch,train_loss,train_recon" and [row.split(",")[0] for row in rows[1:]] == ["50"]
+    assert float(rows[1].split(",")[1]) == pytest.approx(50 / steps_per_epoch) and len(history) == 2
+
+
+def test_chunk_seeds_of_one_seed_never_meet_those_of_the_fresh_seed() -> None:
+    """Chunk 1 of seed 0 and chunk 0 of seed 1 (the fresh seed) must differ, or fresh frames were trained on."""
+    train = {collection.chunk_seed(0, chunk) for chunk in range(200)}
+    fresh = {collection.chunk_seed(fresh_seed(0), chunk) for chunk in range(200)}
+    assert len(train) == 200 and train.isdisjoint(fresh)
+
+
+def test_the_cosine_starts_at_the_peak_when_the_warm_up_ends() -> None:
+    cfg = train_config(lr=1e-3, warmup=0.1, cosine=True)
+    assert train_vae.learning_rate(10, 100, cfg) == cfg.lr, "the cosine is measured from the warm-up's end"
+    assert train_vae.learning_rate(9, 100, cfg) == cfg.lr, "the warm-up's last step reaches the peak"
+
+
+def test_every_constant_but_the_speed_knobs_is_refused_on_resume() -> None:
+    from worldvae.cli import UserError
+    from worldvae.resume import MAY_CHANGE, check_resumable
+
+    cfg = train_config()
+    saved = vars(cfg) | {"world_size": 1}
+    checkpoint = {"config": saved, "progress": {"epoch": 1}}
+
+    def other(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return value + 1
+        if isinstance(value, tuple):
+            return (*value, 1)
+        return 1 if value is None else f"{value}_other"
+
+    speed_knobs = {"resume", "replace", "out_dir", "device", "precision", "channels_last", "compile", "n_envs",
+                   "threads"}
+    assert speed_knobs == MAY_CHANGE, "only where it writes and how fast it runs may change on resume"
+    for name in sorted(set(saved) - speed_knobs - {"epochs"}):
+        changed = train_config(**(saved | {name: other(saved[name])}))
+        with pytest.raises(UserError, match=name.upper()):
+            check_resumable(checkpoint, changed, "last.pt")

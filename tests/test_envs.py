@@ -277,3 +277,16 @@ def test_the_docs_agent_runs_from_a_folder_outside_the_checkout(tmp_path, tiny_r
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-1500:]
     assert result.stdout.strip() == "(4,)"
+
+
+def test_the_wrapper_draws_the_frame_with_the_runs_own_crop(tmp_path) -> None:
+    crop = (0.2, 0.9, 0.1, 0.9)
+    env = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"),
+                            _checkpoint_for(tmp_path, "CartPole-v1", crop=crop))
+    cfg = train_config(img_size=32, crop=crop, n_envs=1)
+    data, _ = collection.collect_chunk(cfg, 0, 5)
+    obs, _ = env.reset(seed=0)
+    env.unwrapped.state = data["states"][0].astype(np.float64)
+    assert np.array_equal(env.frame(obs), data["frames"][0]), "as the training frame of that state was drawn"
+    default = collection.collect_chunk(train_config(img_size=32, n_envs=1), 0, 1)[0]["frames"][0]
+    assert not np.array_equal(env.frame(obs), default)

@@ -156,3 +156,12 @@ def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_
     on_shuffled = control.closed_loop("CartPole-v1", reading(shuffled), episodes=3, seed=0, max_steps=200)
     assert min(on_good) == 200 and max(on_shuffled) < 100, (on_good, on_shuffled)
     assert control.closed_loop("CartPole-v1", control.true_state, episodes=3, seed=0) == [500] * 3
+
+
+def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:
+    """Fitted on the test rows, a probe scores R^2 = 1 on any code; fitted on unrelated fit rows, it cannot."""
+    rng = np.random.default_rng(0)
+    z_test = rng.normal(size=(300, 4))
+    y_test = z_test @ rng.normal(size=(4, 2))  # exactly linear on the test rows
+    r2 = evaluate_vae.linear_probe(rng.normal(size=(300, 4)), rng.normal(size=(300, 2)), z_test, y_test)
+    assert r2.max() < 0.5

@@ -42,29 +42,51 @@ def test_compile_auto_never_compiles_ddp_with_syncbatchnorm() -> None:
     assert Compute.choose(cuda, "fp32", False, "off", long_run=True, processes=1).compile is False
 
 
-def _counting(monkeypatch) -> dict[str, int]:
-    counts = {"agreements": 0, "item": 0, "optimizer_steps": 0, "in_optimizer": False}
-    real_any, real_item, real_step = distributed.any_over_ranks, torch.Tensor.item, torch.optim.Adam.step
+_HOST_READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")  # a tensor read on the host
+
+
+def _counting(monkeypatch) -> dict:
+    """Counts optimizer steps, agreements across processes, and every host read of a tensor outside
+    the agreement and the optimizer (Adam reads its own step count, a CPU tensor: not ours); `between`
+    holds, for each step, the host reads since the previous step of the same epoch."""
+    counts = {"agreements": 0, "reads": 0, "optimizer_steps": 0, "quiet": 0, "between": [], "last": None}
+    real_any, real_step, real_validation = distributed.any_over_ranks, torch.optim.Adam.step, train_vae.validation_loss
+
+    def quietly(function):
+        def wrapped(*args, **kwargs):
+            counts["quiet"] += 1
+            try:
+                return function(*args, **kwargs)
+            finally:
+                counts["quiet"] -= 1
+        return wrapped
 
     def any_over_ranks(flags):
         counts["agreements"] += 1
-        return real_any(flags)
-
-    def item(self):
-        counts["item"] += not counts["in_optimizer"]  # Adam reads its own step count, a CPU tensor: not ours
-        return real_item(self)
+        return quietly(real_any)(flags)
 
     def step(self, *args, **kwargs):
+        result = quietly(real_step)(self, *args, **kwargs)
         counts["optimizer_steps"] += 1
-        counts["in_optimizer"] = True
-        try:
-            return real_step(self, *args, **kwargs)
-        finally:
-            counts["in_optimizer"] = False
+        if counts["last"] is not None:
+            counts["between"].append(counts["reads"] - counts["last"])
+        counts["last"] = counts["reads"]
+        return result
 
+    def validation(*args, **kwargs):
+        counts["last"] = None  # an epoch ends: its bookkeeping reads the sums, once
+        return real_validation(*args, **kwargs)
+
+    for name in _HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, real=real, **kwargs):
+            counts["reads"] += not counts["quiet"]
+            return real(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, read)
     monkeypatch.setattr(distributed, "any_over_ranks", any_over_ranks)
-    monkeypatch.setattr(torch.Tensor, "item", item)
     monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(train_vae, "validation_loss", validation)
     return counts
 
 
@@ -75,22 +97,24 @@ def test_a_training_step_waits_on_the_device_once_and_reads_no_loss(tmp_path, mo
     steps = 2 * (source.n_train // 16)
     assert counts["optimizer_steps"] == steps
     assert counts["agreements"] == steps, "one collective per step: stop and non-finite agreed together"
-    assert counts["item"] == 0, "the losses are summed on the device and read at epoch ends and log points"
+    assert len(counts["between"]) == steps - 2 and set(counts["between"]) == {0}, \
+        "no .item(), .tolist(), float(), bool() or .cpu() in a step: the losses are summed on the device"
 
 
-def test_a_non_finite_loss_stops_before_the_optimizer_step(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_non_finite_loss_stops_before_the_optimizer_step(tmp_path, monkeypatch, bad: str) -> None:
     cfg, source = tiny(tmp_path, epochs=1)
     counts = _counting(monkeypatch)
     calls = {"n": 0}
     real_loss = MyVAE.loss
 
-    def third_loss_is_nan(self, *args, **kwargs):
+    def third_loss_is_bad(self, *args, **kwargs):
         parts = real_loss(self, *args, **kwargs)
         calls["n"] += 1
-        return parts | {"loss": parts["loss"] * float("nan")} if calls["n"] == 3 else parts
+        return parts | {"loss": parts["loss"] * float(bad)} if calls["n"] == 3 else parts
 
-    monkeypatch.setattr(MyVAE, "loss", third_loss_is_nan)
-    with pytest.raises(cli.UserError, match="loss is nan at epoch 1, step 3"):
+    monkeypatch.setattr(MyVAE, "loss", third_loss_is_bad)
+    with pytest.raises(cli.UserError, match=f"loss is {bad} at epoch 1, step 3"):
         train_vae.train(cfg, source, tmp_path, CPU, StopAfter(10**9))
     assert counts["optimizer_steps"] == 2, "the NaN step never reached the weights"
 

@@ -133,7 +133,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, variational: bo
     assert torch.equal(model(x)[0], loaded(x)[0])
     assert loaded.model_args == model.model_args
     assert load_checkpoint(path)["config"] == {"LR": 1e-3}
-    assert not (tmp_path / "vae.pt.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["vae.pt"], "no temporary file (.vae.pt.HOST-PID.RANDOM.tmp) left"
 
 
 def test_missing_checkpoint_says_how_to_make_one(tmp_path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,13 +17,16 @@ import pytest
 import torch
 from conftest import REPO, TINY, StopAfter, assert_one_line, fingerprint, run_main, tiny, train_config
 
+import compare_vae
 import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
-from tools import bench
+from tools import bench, make_docs
 from worldvae import cli, collection, constants, dataset, distributed, files, policies, readers, resume, store
+from worldvae.checkpoints import load_checkpoint
 from worldvae.cli import UserError
+from worldvae.heldout import heldout_frames
 
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1", "--replace"]  # models aside
 
@@ -163,6 +167,12 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
         (evaluate_vae, ["--fresh", str(10**9)], "FRESH=1000000000 is above 50,000"),
         (evaluate_vae, ["--quality_samples", str(10**9)], "QUALITY_SAMPLES=1000000000 is above"),
         (bench, ["--heldout_frames", str(10**9)], "HELDOUT_FRAMES=1000000000 is above"),
+        (train_vae, ["--in_ram_mb", "1e999"], "--in_ram_mb expects finite numbers"),
+        (train_vae, ["--n_envs", "-1"], "N_ENVS must be 0"),
+        (compare_vae, ["--kl_weights", "(1e999,)"], "--kl_weights expects finite numbers"),
+        (compare_vae, ["--n_frames", "-5"], "N_FRAMES must be a whole number of at least 1"),
+        (bench, ["--quality_budgets", "(-1,)"], "QUALITY_BUDGETS must be shares"),
+        (make_docs, ["--fresh", "-1"], "FRESH must lie in 50 .. 50000"),
     ],
 )
 def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(capsys, tmp_path, script, args,
@@ -347,3 +357,69 @@ def test_a_process_whose_peers_never_come_says_whom_it_waits_for_and_gives_up(tm
                             capture_output=True, text=True, env=env, timeout=120)
     assert f"waiting for the 2 processes of this job at 127.0.0.1:{port} (at most 3 s)" in result.stdout
     assert_one_line(result, "process 0 of 2 could not join the others")
+
+
+
+# ---------------------------------------------------------------- part four: no model replaced, no refusal late
+
+
+def test_a_second_run_never_replaces_a_trained_model_unless_asked(capsys, tmp_path, tiny_run) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = fingerprint(run)
+    result = run_main(capsys, train_vae.main, *TINY, "--variational", "False", "--out_dir", str(run))
+    assert_one_line(result, "holds an earlier run (vae.pt and last.pt): give another --out_dir to keep both")
+    assert "--replace" in result.stderr and fingerprint(run) == before, "refused before it wrote anything"
+    assert run_main(capsys, train_vae.main, *TINY, "--variational", "False", "--replace",
+                    "--out_dir", str(run)).returncode == 0, "asked for, it replaces"
+    assert load_checkpoint(run / "vae.pt")["model_args"]["variational"] is False
+
+
+def test_a_symlink_where_the_lock_belongs_is_never_followed(capsys, tmp_path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("a user's file")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").symlink_to(precious)
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path / "run")),
+                    "is a symbolic link where a lock file belongs")
+    assert precious.read_text() == "a user's file"
+
+
+@pytest.mark.parametrize("option", [["--out_dir", ""], ["--out_dir", "None"]], ids=["empty", "None"])
+def test_an_out_dir_that_names_no_folder_is_refused(capsys, tmp_path, monkeypatch, option) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert_one_line(run_main(capsys, train_vae.main, *TINY, *option), "--out_dir expects a non-empty string")
+    assert not list(tmp_path.iterdir()), "nothing written to the current folder"
+
+
+def test_a_constant_whose_comment_documents_none_takes_it_from_the_command_line() -> None:
+    assert constants.parse_config("train_vae", ["--threads", "None"]).threads is None
+    with pytest.raises(UserError, match="--seed expects an integer"):
+        constants.parse_config("train_vae", ["--seed", "None"])
+
+
+def test_a_refused_reader_writes_nothing_and_an_edited_config_is_one_line(capsys, tmp_path, tiny_run) -> None:
+    (tmp_path / "vae.pt").write_bytes((tiny_run / "vae.pt").read_bytes()[:1000])  # truncated
+    assert_one_line(run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "vae.pt")),
+                    "is not a readable checkpoint")
+    assert not (tmp_path / "eval").exists(), "no empty eval/ beside it"
+    checkpoint = load_checkpoint(tiny_run / "vae.pt")
+    checkpoint["config"]["img_size"] = 64  # the model is 32 px
+    torch.save(checkpoint, tmp_path / "edited.pt")
+    assert_one_line(run_main(capsys, evaluate_vae.main, "--checkpoint", str(tmp_path / "edited.pt")),
+                    "its config does not describe its model (IMG_SIZE 64 against the model's 32)")
+
+
+def test_readers_look_for_the_store_beside_the_checkpoint_first(capsys, tmp_path, tiny_run) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(tiny_run, moved)  # its recorded OUT_DIR still names the original
+    config = load_checkpoint(moved / "vae.pt")["config"] | {"out_dir": str(tmp_path / "gone")}
+    held = heldout_frames(config, beside=moved)
+    assert str(moved) in held.description and "validation frames" in held.description, held.description
+    few = heldout_frames(config, beside=moved, fit=False, limit=10)
+    assert few.fit is None and len(few.test["frames"]) <= 10, "a reader that draws 10 frames reads no more"
+
+
+def test_metrics_json_is_valid_json_when_a_mean_is_over_nothing(tmp_path) -> None:
+    text = json.dumps(files.json_safe({"road_iou": float("nan"), "kl": [1.0, float("inf")]}), allow_nan=False)
+    assert json.loads(text) == {"road_iou": None, "kl": [1.0, None]}

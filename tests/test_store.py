@@ -180,6 +180,7 @@ def test_a_streamed_epoch_ends_for_any_batch_size_and_its_last_frames_leave_shuf
     reader.join(timeout=60)
     assert not reader.is_alive(), "the epoch never ended"
     assert sorted(i for batch in done["ids"] for i in batch) == _expected(numbered, [0, 1, 2], 0)
-    whole = readers.Streamed(numbered, [0], 0.2, 7, buffer_frames=10**6)  # one shard, all of it left in the buffer
-    order = [i for batch in whole.batches(4, torch.Generator().manual_seed(0)) for i in _ids(batch)]
-    assert order != sorted(order), "the buffer's last frames are shuffled, not left in shard order"
+    whole = readers.Streamed(numbered, [0], 0.2, 7)  # a batch larger than the split: all of it is what is left
+    order = [i for batch in whole.batches(10**6, torch.Generator().manual_seed(0)) for i in _ids(batch)]
+    assert sorted(order) == _expected(numbered, [0], 0) and order != sorted(order), \
+        "the buffer's last frames are shuffled, not left in shard order"
