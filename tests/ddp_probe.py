@@ -20,7 +20,8 @@ import train_vae  # noqa: E402
 from MyVAE import MyVAE  # noqa: E402
 from worldvae import cli, files, resume  # noqa: E402
 
-record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "writes": [], "noise_differs": None}
+record = {"rank": int(os.environ["RANK"]), "checked_steps": 0, "checked_buffers": 0, "writes": [],
+          "noise_differs": None}
 _step, _write, _reparameterize = torch.optim.Adam.step, files.atomic_write, MyVAE.reparameterize
 
 
@@ -57,6 +58,22 @@ def failing_load(*_args):
     raise RuntimeError("injected on rank 0")
 
 
+_forward = MyVAE.forward
+
+
+def forward_and_compare_buffers(self, *args, **kwargs):
+    """In training, DDP hands every process rank 0's BatchNorm statistics before each forward: there they agree."""
+    if self.training and torch.is_grad_enabled():
+        buffers = torch.cat([b.detach().float().flatten() for b in self.buffers()])
+        copies = [torch.empty_like(buffers) for _ in range(dist.get_world_size())]
+        dist.all_gather(copies, buffers)
+        if not all(torch.equal(copies[0], copy) for copy in copies):
+            raise AssertionError("the processes' BatchNorm statistics differ at a training forward")
+        record["checked_buffers"] += 1
+    return _forward(self, *args, **kwargs)
+
+
+MyVAE.forward = forward_and_compare_buffers
 torch.optim.Adam.step = step_then_compare
 MyVAE.reparameterize = staticmethod(reparameterize_and_compare)
 files.atomic_write = logged_write  # every writer calls it through its module

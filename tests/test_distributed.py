@@ -57,6 +57,8 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
 
     zero, one = _records(probe)
     assert zero["checked_steps"] == one["checked_steps"] > 0, "identical weights on both after every step"
+    assert zero["checked_buffers"] == one["checked_buffers"] >= zero["checked_steps"], \
+        "and identical BatchNorm statistics at every training forward (DDP hands out rank 0's)"
     assert zero["noise_differs"] is one["noise_differs"] is True, "each process draws its own noise"
     shards = [sorted(Path(p).name for p in record["writes"] if "shard_" in p) for record in (zero, one)]
     assert shards == [["shard_00000.npz", "shard_00002.npz"], ["shard_00001.npz", "shard_00003.npz"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
 import threading
 
@@ -184,3 +185,28 @@ def test_a_streamed_epoch_ends_for_any_batch_size_and_its_last_frames_leave_shuf
     order = [i for batch in whole.batches(10**6, torch.Generator().manual_seed(0)) for i in _ids(batch)]
     assert sorted(order) == _expected(numbered, [0], 0) and order != sorted(order), \
         "the buffer's last frames are shuffled, not left in shard order"
+
+
+def test_processes_that_write_shards_into_one_store_at_once_lose_no_manifest_entry(tmp_path) -> None:
+    """Ranks of one torchrun job enter their shards in one manifest, each under its file lock."""
+    shared = _numbered_store(tmp_path, [])
+    start = multiprocessing.get_context("fork").Barrier(2)
+
+    def write(rank: int) -> None:
+        frame_store = store.Store(shared.folder, shared.settings)  # each process its own, as each rank has
+        start.wait()
+        for index in range(rank, 12, 2):
+            frame_store.write(index, {key: np.zeros((3, *shape), dtype) for key, (shape, dtype) in _SHAPES.items()})
+
+    writers = [multiprocessing.get_context("fork").Process(target=write, args=(rank,)) for rank in (0, 1)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=120)
+    assert [process.exitcode for process in writers] == [0, 0]
+    assert sorted(int(i) for i in shared.read_manifest()) == list(range(12))
+    assert shared.intact({i: 3 for i in range(12)}) == list(range(12))
+
+
+_SHAPES = {"frames": ((3, 2, 2), np.uint8), "states": ((0,), np.float32), "episode": ((), np.int32),
+           "step": ((), np.int32), "action": ((1,), np.float32), "reward": ((), np.float32), "done": ((), bool)}
