@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(summary(metrics))
     print(f"wrote {out_dir}/: metrics.json, reconstructions.png, traversal.png, interpolation.png, samples.png, "
           "latent_scatter.png")
+    checkpoint_flag = "" if cfg.checkpoint == CHECKPOINT else f" --checkpoint {cfg.checkpoint}"
+    print(f"next: python encode_vae.py{checkpoint_flag}   # every frame's code, for the memory stage (docs/data.md)")
 
 
 if __name__ == "__main__":

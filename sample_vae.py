@@ -137,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"from {cfg.checkpoint}:")
     for path in written:
         print(f"  {path}")
+    checkpoint_flag = "" if cfg.checkpoint == CHECKPOINT else f" --checkpoint {cfg.checkpoint}"
+    print(f"next: python evaluate_vae.py{checkpoint_flag} --fresh 2000   # how good it is, on frames of another seed")
 
 
 if __name__ == "__main__":

@@ -175,13 +175,13 @@ def train(cfg: SimpleNamespace, source: readers.InMemory | readers.Streamed, out
         position = resume.restore_training_state(checkpoint, model, optimizer, compute, ranks)
         print(f"resuming at epoch {position.epoch}, batch {position.batch}")
     net = compute.for_training(distributed.for_ranks(model, compute.device))
+    window = position.on_device(position.window_sums, compute)  # the loss parts since the last logged step
 
     while position.epoch <= cfg.epochs:
         start, first_batch = time.perf_counter(), position.batch
         shuffle.set_state(position.shuffle_state)
         net.train()
-        sums = compute.sums(len(_LOSS_PARTS))
-        sums += torch.tensor([position.loss_sums[key] for key in _LOSS_PARTS], dtype=sums.dtype, device=sums.device)
+        sums = position.on_device(list(position.loss_sums.values()), compute)
         with (
             contextlib.closing(source.batches(cfg.batch_size, shuffle)) as stream,
             ProgressBar(steps_per_epoch, f"epoch {position.epoch}/{cfg.epochs}", "batch", position.batch,
@@ -193,17 +193,17 @@ def train(cfg: SimpleNamespace, source: readers.InMemory | readers.Streamed, out
                                                             learning_rate(step, total_steps, cfg), cfg, compute, stop)
                 if non_finite:
                     raise diverged(parts["loss"].item(), position, cfg, out_dir)
-                sums += torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS])
-                position.batch += 1
-                note = ""
-                if (step + 1) % _LOG_EVERY == 0:  # the loss is read from the device only here
-                    mean = (sums / position.batch).tolist()
+                latest = torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS])
+                sums, window, position.batch, note = sums + latest, window + latest, position.batch + 1, ""
+                if (step + 1) % _LOG_EVERY == 0:  # the loss is read from the device only here: the last 50 steps'
+                    mean, window = (window / _LOG_EVERY).tolist(), torch.zeros_like(window)
                     position.steps.append({"step": step + 1, "epoch": (step + 1) / steps_per_epoch,
                                            "train_loss": mean[0], "train_recon": mean[1]})
                     note = f"loss {mean[0]:.5f}"
                 bar.update(note=note)
                 if stopping:  # every process after the same whole step, so a resume continues exactly
                     position.loss_sums = dict(zip(_LOSS_PARTS, sums.tolist(), strict=True))  # this process's own
+                    position.window_sums = window.tolist()
                     resume.save_training_state(out_dir / "last.pt", model, optimizer, position, cfg, compute, ranks)
                     raise cli.Stopped(f"stopped by {stop.name} in epoch {position.epoch} after {position.batch}/"
                                       f"{steps_per_epoch} batches; saved {out_dir / 'last.pt'}; to continue, run the "
@@ -211,7 +211,7 @@ def train(cfg: SimpleNamespace, source: readers.InMemory | readers.Streamed, out
         if position.batch < steps_per_epoch:  # the reader ran dry: the epoch did not take the steps it announced
             raise RuntimeError(f"epoch {position.epoch} yielded {position.batch} of its {steps_per_epoch} batches")
         position.loss_sums = dict(zip(_LOSS_PARTS, sums.tolist(), strict=True))
-        position.shuffle_state = shuffle.get_state()  # where the next epoch's shuffling starts
+        position.window_sums, position.shuffle_state = window.tolist(), shuffle.get_state()  # where the next starts
         images_per_s = (steps_per_epoch - first_batch) * cfg.batch_size * ranks.world / (time.perf_counter() - start)
         position = end_epoch(model, optimizer, position, source, cfg, compute, out_dir, ranks,
                              steps_per_epoch, start, images_per_s)
@@ -243,7 +243,7 @@ def end_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Training
     )
     position = TrainingPosition(position.shuffle_state, position.epoch + 1, history=position.history,
                                 best_val_loss=min(position.best_val_loss, val_parts["loss"]), steps=position.steps,
-                                reader=position.reader)
+                                reader=position.reader, window_sums=position.window_sums)
     save_epoch(model, optimizer, position, cfg, improved, source.shown, compute, out_dir, ranks)
     return position
 

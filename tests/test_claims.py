@@ -171,13 +171,23 @@ def test_the_training_loss_is_logged_every_50_steps_beside_the_epoch_rows(tmp_pa
 # ---------------------------------------------------------------- one-line changes that must fail a test
 
 
-def test_training_logs_the_loss_every_50_steps_of_a_real_run(tmp_path) -> None:
+def test_training_logs_the_loss_every_50_steps_of_a_real_run(tmp_path, monkeypatch) -> None:
     cfg, source = tiny(tmp_path, batch_size=2)  # ~40 steps an epoch, 2 epochs: the 50th step lies in the second
+    losses, real_step = [], train_vae.training_step
+
+    def step(*args):
+        parts, *flags = real_step(*args)
+        losses.append(float(parts["loss"]))
+        return parts, *flags
+
+    monkeypatch.setattr(train_vae, "training_step", step)
     history = train_vae.train(cfg, source, tmp_path, CPU, StopAfter(10**9))
     rows = (tmp_path / "steps.csv").read_text().splitlines()
     steps_per_epoch = source.n_train // 2
     assert rows[0] == "step,epoch,train_loss,train_recon" and [row.split(",")[0] for row in rows[1:]] == ["50"]
     assert float(rows[1].split(",")[1]) == pytest.approx(50 / steps_per_epoch) and len(history) == 2
+    assert float(rows[1].split(",")[2]) == pytest.approx(np.mean(losses[:50]), rel=1e-5), \
+        "the mean of the last 50 steps, across the epoch boundary, not of the epoch so far"
 
 
 def test_chunk_seeds_of_one_seed_never_meet_those_of_the_fresh_seed() -> None:

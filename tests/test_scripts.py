@@ -10,6 +10,8 @@ import torch
 from conftest import TINY, assert_grid, assert_one_line, run_main, run_script
 from PIL import Image
 
+import encode_vae
+import evaluate_vae
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
@@ -147,8 +149,16 @@ def test_the_next_hint_run_as_printed_overwrites_nothing_and_no_lock_is_left(cap
     hint = next(line for line in second.stdout.splitlines() if line.startswith("next: "))
     command = shlex.split(hint.removeprefix("next: "))
     assert command[:2] == ["python", "sample_vae.py"]
-    assert run_main(capsys, sample_vae.main, *command[2:]).returncode == 0
+    sampled = run_main(capsys, sample_vae.main, *command[2:])
     after = fingerprint(tmp_path / "outputs")
+    for script, main in (("evaluate_vae.py", evaluate_vae.main), ("encode_vae.py", encode_vae.main)):  # and on
+        command = shlex.split(next(line for line in sampled.stdout.splitlines() if line.startswith("next: "))[6:],
+                              comments=True)  # as a shell reads it
+        assert command[:2] == ["python", script] and "outputs/pendulum/vae.pt" in command, command
+        assert script != "evaluate_vae.py" or command[command.index("--fresh") + 1] == "2000", "the README's table"
+        quick = ["--fresh", "100", "--control_episodes", "0"] if script == "evaluate_vae.py" else []  # CI's sizes
+        sampled = run_main(capsys, main, *command[2:], *quick)
+        assert sampled.returncode == 0, sampled.stderr
     assert {name: after[name] for name in before} == before, "the first run's files are untouched"
     assert "pendulum/samples.png" in after, "the hint's samples went beside its checkpoint"
     assert all(lock.read_text() == "" for lock in tmp_path.rglob(".lock")), "finished runs name no PID"

@@ -29,7 +29,7 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
         drawn = {"train (epoch mean)": (epochs, [row[f"train_{part}"] for row in history]),
                  "validation": (epochs, [row[f"val_{part}"] for row in history])}
         if steps and f"train_{part}" in steps[0]:
-            drawn[f"train, mean of the epoch so far, every {LOG_EVERY} steps"] = (
+            drawn[f"train, mean of the last {LOG_EVERY} steps"] = (
                 [row["epoch"] for row in steps], [row[f"train_{part}"] for row in steps])
         return drawn
 

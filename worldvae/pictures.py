@@ -118,7 +118,7 @@ def plot_curves(panels: dict[str, dict[str, tuple[Sequence[float], Sequence[floa
         ax.set(xlabel="epoch", title=title, yscale="log")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="upper right", fontsize=8)  # the curves fall from the top left: the legend keeps clear
     width = fig.get_figwidth()  # fixed margins in inches: tight_layout costs ~0.5 s, and this is drawn every epoch
     fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=0.14, top=0.9, wspace=0.35)
     return save_figure(fig, path)

@@ -34,7 +34,7 @@ class TrainingPosition:
     `shuffle_state` is the shuffling generator's state at the start of epoch `epoch`,
     of which `batch` batches are done, their loss parts summed in `loss_sums` (this
     process's own; last.pt keeps every process's). `steps` holds the training loss every LOG_EVERY
-    steps, for the loss curve.
+    steps (the mean of those steps, summed in `window_sums`), for the loss curve.
     """
 
     shuffle_state: torch.Tensor
@@ -45,6 +45,12 @@ class TrainingPosition:
     best_val_loss: float = math.inf
     steps: list[dict] = field(default_factory=list)
     reader: str = ""  # how training reads the frames ("in_memory", "streamed"): a resume reads them the same way
+    window_sums: list[float] = field(default_factory=lambda: [0.0] * len(LOSS_PARTS))  # since the last logged step
+
+    @staticmethod
+    def on_device(values: list[float], compute: Compute) -> torch.Tensor:
+        """Loss sums as the training step adds to them: on the device, in float64 (float32 on MPS)."""
+        return torch.tensor(values, dtype=compute.sums(0).dtype, device=compute.device)
 
 
 def process_state(compute: Compute, position: TrainingPosition) -> dict:
