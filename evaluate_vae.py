@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -24,8 +25,9 @@ from MyVAE import MyVAE
 from worldvae import cli, codes, constants, control, envs, files, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
+from worldvae.collection import collect_frames
 from worldvae.compute import pick_device, to_unit_float
-from worldvae.heldout import HELDOUT_LIMIT, heldout_frames
+from worldvae.heldout import HELDOUT_LIMIT, fresh_seed, heldout_frames
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
 from worldvae.progress import ProgressBar
 
@@ -35,6 +37,7 @@ FRESH = 0  # 0: score on the checkpoint's own validation episodes; N: on N new f
 N_SAMPLES = 16  # random samples drawn for samples.png
 QUALITY_SAMPLES = 256  # prior samples scored by the MSE to their nearest real frame
 CONTROL_EPISODES = 20  # CartPole: episodes of the closed-loop control check (docs/evaluation.md); 0 skips it
+COVERAGE_FRAMES = 600  # CarRacing: fresh frames of each policy scored (FRESH, when given, instead)
 CONTROL_FRAMES = 4000  # CartPole: labelled frames of the check's own driver that its readout is fitted and scored on
 SEED = 0  # seeds those samples
 OUT_DIR = None  # metrics.json and the pictures go here; None: eval/ beside the checkpoint
@@ -124,6 +127,8 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "road_iou": float(np.nanmean(test.road_iou)) if road else None,
         "frames_showing_road": int((~np.isnan(test.road_iou)).sum()) if road else None,
     }
+    if road:  # what a learning controller meets: frames of every driver, not only the training policy's
+        metrics["by_policy"] = road_by_policy(model, config, device, fresh or COVERAGE_FRAMES)
     if control_episodes and envs.env_family(config["env_id"]) == "CartPole":
         metrics["control"] = control.control_check(model, config, device, control_episodes, control_frames)
     colour, label = scatter_colour(config["env_id"], held.test)
@@ -131,6 +136,20 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     text = json.dumps(files.json_safe(metrics), indent=2, allow_nan=False)  # NaN (no road shown) is no JSON: null
     files.atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     return metrics
+
+
+def road_by_policy(model: MyVAE, config: dict, device: torch.device, n_frames: int) -> dict[str, dict]:
+    """CarRacing: MSE, road IoU and the phantom-road rate on `n_frames` fresh frames (another seed) of
+    each policy: the careful driver, the brownian driver (off the road, on grass) and uniform random."""
+    scores = {}
+    for policy in ("driver", "brownian", "random"):
+        new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "policy": policy,
+                                                          "seed": fresh_seed(config["seed"])})))[0]["frames"]
+        codes_ = encode_frames(model, new, device, f"scoring {policy} frames", road=True)
+        scores[policy] = {"frames": n_frames, "mse": float(codes_.mse.mean()),
+                          "road_iou": float(np.nanmean(codes_.road_iou)) if (~np.isnan(codes_.road_iou)).any()
+                          else None, "phantom_road_rate": codes_.phantom_road_rate}
+    return scores
 
 
 def scatter_colour(env_id: str, test: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
@@ -177,6 +196,12 @@ def summary(metrics: dict) -> str:
     else:  # an autoencoder has no KL: a dimension is active where its code varies across frames
         lines.append(f"  active dimensions (code variance across frames > {codes.ACTIVE}): "
                      f"{metrics['active_dims_by_variance']}")
+    for policy, score in metrics.get("by_policy", {}).items():
+        iou = "no frame shows road" if score["road_iou"] is None else f"road IoU {score['road_iou']:.3f}"
+        phantom = ("no road-free frame" if score["phantom_road_rate"] is None
+                   else f"phantom road in {score['phantom_road_rate']:.0%} of road-free frames")
+        lines.append(f"  {score['frames']} fresh frames of the {policy} policy: MSE {score['mse']:.5f}, {iou}, "
+                     f"{phantom}")
     if metrics["road_iou"] is not None:
         lines.append(f"  road kept: IoU of the road pixels, frame against reconstruction, {metrics['road_iou']:.3f} "
                      f"(mean over the {metrics['frames_showing_road']} frames that show road)")

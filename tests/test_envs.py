@@ -290,3 +290,21 @@ def test_the_wrapper_draws_the_frame_with_the_runs_own_crop(tmp_path) -> None:
     assert np.array_equal(env.frame(obs), data["frames"][0]), "as the training frame of that state was drawn"
     default = collection.collect_chunk(train_config(img_size=32, n_envs=1), 0, 1)[0]["frames"][0]
     assert not np.array_equal(env.frame(obs), default)
+
+
+@pytest.mark.slow
+@needs_box2d
+def test_a_carracing_model_is_scored_on_the_frames_of_every_policy(tmp_path) -> None:
+    """An untrained decoder paints every pixel mid-grey, which is road: a phantom road on every road-free frame."""
+    import evaluate_vae
+
+    checkpoint = load_checkpoint(_checkpoint_for(tmp_path, "CarRacing-v3", n_envs=1))
+    scores = evaluate_vae.road_by_policy(load_vae(tmp_path / "vae.pt"), checkpoint["config"], torch.device("cpu"), 40)
+    assert set(scores) == {"driver", "brownian", "random"}
+    for score in scores.values():
+        assert score["frames"] == 40 and score["mse"] > 0 and (score["road_iou"] is None or 0 <= score["road_iou"] <= 1)
+        assert score["phantom_road_rate"] in (None, 1.0)
+    assert "fresh frames of the brownian policy" in evaluate_vae.summary(
+        {"variational": True, "checkpoint": "c", "frames_scored": 1, "env_id": "CarRacing-v3", "data": "d",
+         "mse": 0.1, "psnr_db": 10.0, "sample_nearest_mse_median": 0.1, "sample_nearest_mse_p90": 0.1,
+         "kl_per_dim": [0.1], "active_dims": 1, "road_iou": None, "probe_r2": {}, "by_policy": scores})

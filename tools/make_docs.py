@@ -34,6 +34,7 @@ import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from tools import bench  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
+from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 
 # -----------------------------------------------------------------------------
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
@@ -44,9 +45,9 @@ FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
-_README, _DOCS = REPO / "README.md", REPO / "docs"
+_README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrained"
 _PAGES = {  # each table, and the page that holds it
-    "constants": _README, "results": _README, "constants_more": _DOCS / "constants.md",
+    "constants": _README, "results": _README, "control": _README, "constants_more": _DOCS / "constants.md",
     "car": _DOCS / "carracing-atari.md", "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
@@ -95,18 +96,19 @@ class Pages:
             files.atomic_write(path, lambda f, text=text: f.write(text.encode()))
 
 
-def score_run(run: Path, seconds: float, cfg, prefix: str = "") -> str:
-    """Score a finished default run on fresh frames, copy its pictures to docs/ (names starting
-    with `prefix`), and give its results table, with `seconds`, its wall time."""
+def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretrained: Path | None = None) -> str:
+    """Score a finished run on fresh frames, copy its pictures to docs/ (names starting with `prefix`;
+    None: none), ship a compact copy of it as `pretrained`, and give its results table, with
+    `seconds`, its wall time."""
     evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(cfg.fresh), "--out_dir", str(run / "eval")])
     sample_vae.main(["--checkpoint", str(run / "vae.pt"), "--rollout", "--out_dir", str(run / "eval")])
     metrics = json.loads((run / "eval" / "metrics.json").read_text())
     with open(run / "metrics.csv") as f:
         epochs = list(csv.DictReader(f))
     for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png",
-                 "rollout.gif"):
-        shutil.copyfile(run / "eval" / name, _DOCS / f"{prefix}{name}")
-    shutil.copyfile(run / "loss_curves.png", _DOCS / f"{prefix}loss_curves.png")
+                 "rollout.gif", "loss_curves.png"):
+        if prefix is not None:
+            shutil.copyfile(run / ("" if name == "loss_curves.png" else "eval") / name, _DOCS / f"{prefix}{name}")
     dataset = [*next(run.glob("frames_*")).iterdir()]
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
@@ -125,11 +127,26 @@ def score_run(run: Path, seconds: float, cfg, prefix: str = "") -> str:
     if metrics["road_iou"] is not None:
         rows.insert(3, (f"road kept: IoU of road pixels, frame against reconstruction ({metrics['frames_showing_road']}"
                         " frames that show road)", f"**{metrics['road_iou']:.3f}**"))
+    for policy, score in metrics.get("by_policy", {}).items():
+        iou = "-" if score["road_iou"] is None else f"{score['road_iou']:.3f}"
+        phantom = "-" if score["phantom_road_rate"] is None else f"{score['phantom_road_rate']:.1%}"
+        rows.append((f"{score['frames']} fresh frames of the {policy} policy: MSE, road IoU, phantom-road rate",
+                     f"{score['mse']:.6f}, {iou}, {phantom}"))
+    if "control" in metrics:
+        c = metrics["control"]
+        rows.append((f"control check: a fixed controller on the state read back from the code, {c['episodes']} "
+                     "episodes of at most 500 steps: mean / worst (on the true state)",
+                     f"**{c['mean_steps']:.0f} / {c['worst_steps']}** ({c['true_state_mean_steps']:.0f} / "
+                     f"{c['true_state_worst_steps']})"))
+    if pretrained is not None:
+        scores = {key: metrics[key] for key in ("mse", "road_iou", "control", "by_policy") if key in metrics}
+        save_compact(pretrained, load_checkpoint(run / "vae.pt"), scores)
+        rows.append(("shipped as", f"`{pretrained.relative_to(REPO)}` ({_mb(pretrained)})"))
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 
 def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
-    """A default run (of `env_argv`'s env) from a cold start: its wall seconds."""
+    """A default run (of `env_argv`'s env, with its other constants) from a cold start: its wall seconds."""
     shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
     start = time.perf_counter()
     train_vae.main([*env_argv, "--out_dir", str(run)])
@@ -184,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not cfg.tables_only:
         out_dir = files.prepare_out_dir(cfg.out_dir)
         _DOCS.mkdir(exist_ok=True)
+        _PRETRAINED.mkdir(exist_ok=True)
         where = _where(compute.machine())
         results = {}
         if cfg.bench:  # its default runs are the ones the results tables quote
@@ -197,12 +215,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         cartpole = results.get("quality", {}).get("ours", [{}])[-1]
         run = Path(cartpole["run"]) if cartpole else out_dir / "default_run"
         seconds = cartpole.get("seconds") or timed_default_run(run)
-        pages.write_block("results", score_run(run, seconds, cfg), f"{where}, by `python train_vae.py`")
+        pages.write_block("results", score_run(run, seconds, cfg, pretrained=_PRETRAINED / "cartpole.pt"),
+                          f"{where}, by `python train_vae.py`")
+        control = ["--policy", "balancer", "--reset_after", "None"]
+        seconds = timed_default_run(out_dir / "control_run", control)
+        pages.write_block("control", score_run(out_dir / "control_run", seconds, cfg, None,
+                                               _PRETRAINED / "cartpole_control.pt"),
+                          f"{where}, by `python train_vae.py {' '.join(control)} --out_dir outputs/control`")
         if cfg.car:
             car = results.get("car_quality", [{}])[-1]
             run = Path(car["run"]) if car else out_dir / "car_default_run"
             seconds = car.get("seconds") or timed_default_run(run, ["--env_id", "CarRacing-v3"])
-            pages.write_block("car", score_run(run, seconds, cfg, "car_"),
+            pages.write_block("car", score_run(run, seconds, cfg, "car_", _PRETRAINED / "carracing.pt"),
                               f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
         if cfg.compare:
             pages.write_block("compare", comparison(out_dir),

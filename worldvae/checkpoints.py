@@ -33,6 +33,17 @@ def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
     files.atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
+def save_compact(path: str | Path, checkpoint: dict[str, Any], scores: dict[str, Any]) -> None:
+    """A checkpoint to ship (pretrained/): the weights in float16 (half the bytes; they load into the
+    float32 model as they are), its model description, its run's config, and what it scored."""
+    weights = {key: value.half() if value.is_floating_point() else value for key, value in checkpoint["model"].items()}
+    compact = {"format": CHECKPOINT_FORMAT, "model_args": checkpoint["model_args"], "model": weights,
+               "config": checkpoint["config"], "scores": scores}
+    buffer = io.BytesIO()
+    torch.save(compact, buffer)
+    files.atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict, loaded with weights_only=True; CheckpointError if it is not one."""
     path = Path(path)

@@ -16,7 +16,7 @@ import torch
 from MyVAE import MyVAE, kl_per_dim
 from worldvae.compute import to_unit_float
 from worldvae.progress import ProgressBar
-from worldvae.road import road_iou
+from worldvae.road import SHOWS_ROAD, road_iou, road_mask
 
 FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
 ACTIVE = 0.01  # nats of mean KL (an autoencoder: variance of the code across frames) that make a dimension active
@@ -34,6 +34,7 @@ class Codes:
     log_var: np.ndarray
     mse: np.ndarray
     road_iou: np.ndarray | None = None
+    phantom_road_rate: float | None = None  # of the road-free frames, the share whose reconstruction shows road
 
 
 @torch.no_grad()
@@ -42,6 +43,7 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
     """Encode uint8 frames (N, 3, H, W) in batches of FRAMES_PER_BATCH, with a progress bar."""
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {"mu": [], "log_var": [], "mse": [], "road_iou": []}
+    phantoms = road_free = 0
     with ProgressBar(len(frames_u8), desc, "frame") as bar:
         for batch in torch.from_numpy(frames_u8).split(FRAMES_PER_BATCH):
             x = to_unit_float(batch.to(device))
@@ -52,8 +54,13 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
             if road:  # the reconstruction as the frame's own uint8 pixels, as a controller would see it
                 recon_u8 = (out.recon.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
                 parts["road_iou"].append(torch.from_numpy(road_iou(batch.numpy(), recon_u8)))
+                free = torch.from_numpy(road_mask(batch.numpy()).mean((1, 2)) < SHOWS_ROAD)
+                painted = torch.from_numpy(road_mask(recon_u8).mean((1, 2)) >= SHOWS_ROAD)
+                phantoms, road_free = phantoms + int((free & painted).sum()), road_free + int(free.sum())
             bar.update(len(batch))
-    return Codes(**{key: torch.cat(values).numpy() for key, values in parts.items() if values})
+    found = Codes(**{key: torch.cat(values).numpy() for key, values in parts.items() if values})
+    found.phantom_road_rate = phantoms / road_free if road and road_free else None
+    return found
 
 
 def mean_kl(mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:

@@ -32,3 +32,4 @@ def road_iou(originals_u8: np.ndarray, reconstructions_u8: np.ndarray) -> np.nda
     union = (truth | made).sum((1, 2))
     iou = (truth & made).sum((1, 2)) / np.maximum(union, 1)
     return np.where(truth.mean((1, 2)) >= SHOWS_ROAD, iou, np.nan)
+
