@@ -210,3 +210,12 @@ def test_processes_that_write_shards_into_one_store_at_once_lose_no_manifest_ent
 
 _SHAPES = {"frames": ((3, 2, 2), np.uint8), "states": ((0,), np.float32), "episode": ((), np.int32),
            "step": ((), np.int32), "action": ((1,), np.float32), "reward": ((), np.float32), "done": ((), bool)}
+
+
+
+def test_a_new_store_collects_without_a_word_of_damage(tmp_path, capsys) -> None:
+    frame_store, _ = dataset.load_or_collect(train_config(n_frames=500, shard_frames=250, img_size=32), tmp_path,
+                                             StopAfter(10**9))
+    out = capsys.readouterr().out
+    assert "rebuilt" not in out and "damaged" not in out, out
+    assert sorted(frame_store.read_manifest()) == ["0", "1"]

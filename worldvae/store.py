@@ -139,11 +139,13 @@ class Store:
         if not settings.exists():
             text = json.dumps(self.settings, indent=1, sort_keys=True)
             files.atomic_write(settings, lambda f: f.write(text.encode()))
-        try:
-            self.read_manifest()  # a sound manifest needs no lock to be read: a complete read-only store works
+        try:  # a sound manifest needs no lock to be read: a complete read-only store works
+            sound = self.read_manifest() is not None and (self.folder / _MANIFEST).exists()
         except ManifestProblem:
+            sound = False
+        if not sound:
             with self._locked():
-                pass  # reading it under the lock mends it
+                pass  # under the lock a new store's manifest is written, and a damaged one mended
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict]:
