@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import torch
 from conftest import REPO, TINY, fingerprint
 
 from worldvae import files
-from worldvae.checkpoints import load_checkpoint
+from worldvae.checkpoints import load_checkpoint, same_weights
 
 pytestmark = pytest.mark.slow
 FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250"]
@@ -37,13 +38,19 @@ def _our_traceback(stderr: str) -> list[str]:
     return re.findall(rf'File "{re.escape(str(REPO))}/(?!\.venv/)[^"]*"', stderr)
 
 
+def _losses(out_dir: Path) -> list[dict]:
+    with open(out_dir / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_s")} for row in csv.DictReader(f)]
+
+
 def _records(probe: Path) -> list[dict]:
     return [json.loads((probe / f"rank_{rank}.json").read_text()) for rank in (0, 1)]
 
 
 def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_path) -> None:
     out, probe = tmp_path / "run", tmp_path / "probe"
-    run = subprocess.Popen(_torchrun(out, probe, "--epochs", "40"), env=_env(probe), stdout=subprocess.PIPE,
+    constant = ["--cosine", "False", "--warmup", "0.0"]  # one LR throughout: a resume is exactly a longer run
+    run = subprocess.Popen(_torchrun(out, probe, *constant, "--epochs", "40"), env=_env(probe), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 180
     while not (out / "last.pt").exists() and run.poll() is None and time.monotonic() < deadline:
@@ -72,13 +79,19 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     assert len(states) == 2 and not torch.equal(*states), "last.pt keeps each process's own random state"
 
     epoch, batch = stopped_at["progress"]["epoch"], stopped_at["progress"]["batch"]
-    result = subprocess.run(_torchrun(out, probe, "--epochs", str(epoch + 1), "--resume"),
+    result = subprocess.run(_torchrun(out, probe, *constant, "--epochs", str(epoch + 1), "--resume"),
                             env=_env(probe), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming at epoch {epoch}, batch {batch}" in result.stdout
     assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == epoch + 2
     zero, one = _records(probe)
     assert zero["checked_steps"] == one["checked_steps"] > 0 and not any(p.endswith(".pt") for p in one["writes"])
+    straight = tmp_path / "straight"  # the same job never stopped: it must log and learn exactly the same
+    result = subprocess.run(_torchrun(straight, tmp_path / "probe_straight", *constant, "--epochs", str(epoch + 1)),
+                            env=_env(tmp_path / "probe_straight"), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _losses(out) == _losses(straight), "after a resume both processes' sums give what a straight run logs"
+    assert same_weights(*(load_checkpoint(run / "last.pt")["model"] for run in (out, straight)))
 
 
 def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(tmp_path) -> None:
