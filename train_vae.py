@@ -57,7 +57,7 @@ EPOCHS = None  # passes over the training split; None: the env's (2; CarRacing: 
 LR = 3e-3  # Adam's peak learning rate
 WARMUP = 0.05  # share of the steps that ramp the learning rate up from 0 to LR
 COSINE = True  # after the warm-up, a cosine from LR down to LR/10; False: LR throughout
-VAL_FRACTION = 0.1  # share of the episodes held out for validation
+VAL_FRACTION = 0.1  # share of the frames held out for validation, in whole episodes
 # system
 SEED = 0  # seeds the env, the actions, the split, the weights and the shuffling
 OUT_DIR = "outputs"  # dataset, checkpoints, metrics and pictures go here
@@ -155,8 +155,8 @@ def train(cfg: SimpleNamespace, source: readers.InMemory | readers.Streamed, out
     continue from last.pt's `checkpoint` when given. Under torchrun every process trains on its own
     shards and only rank 0 writes."""
     fewest = distributed.min_over_ranks(source.n_train)  # every process takes as many steps as the one with fewest
-    require(fewest > 0, f"validation took every frame: each shard of SHARD_FRAMES={cfg.shard_frames} frames holds too "
-            "few episodes (each shard gives at least one whole episode to validation): raise SHARD_FRAMES")
+    require(fewest > 0, f"validation took every frame: a shard of SHARD_FRAMES={cfg.shard_frames} frames holds too few "
+            "episodes (the first always gives a whole one to validation): raise SHARD_FRAMES and N_FRAMES")
     readers.require_batch_fits(fewest, cfg.batch_size)  # the split is by whole episodes, so check the real one
     steps_per_epoch = fewest // cfg.batch_size
     total_steps = steps_per_epoch * cfg.epochs

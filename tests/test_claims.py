@@ -227,3 +227,13 @@ def test_every_constant_but_the_speed_knobs_is_refused_on_resume() -> None:
         changed = train_config(**(saved | {name: other(saved[name])}))
         with pytest.raises(UserError, match=name.upper()):
             check_resumable(checkpoint, changed, "last.pt")
+
+
+@pytest.mark.parametrize(("episode", "shard"), [(20, 4000), (250, 4000), (250, 1000), (250, 500), (20, 100)])
+def test_val_fraction_is_the_share_that_validates_whatever_the_shard_and_episode_sizes(episode, shard) -> None:
+    """Shards once each gave at least one whole episode to validation, rounding up: 12.5% of CarRacing's
+    frames at the default shard size, 50% at 500 frames, for a VAL_FRACTION of 10%."""
+    episodes = np.arange(shard) // episode
+    held = [len(readers.split_shard(episodes, index, 0.1, seed=0)[1]) for index in range(1, 401)]
+    assert np.sum(held) / (400 * shard) == pytest.approx(0.1, abs=0.015)
+    assert len(readers.split_shard(episodes, 0, 0.1, seed=0)[1]) >= episode, "shard 0 always validates one"

@@ -25,15 +25,22 @@ CPU = torch.device("cpu")
 _SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once (two batches at least), so batches mix episodes
 
 
-def split_by_episode(
-    episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frame indices for training and validation; whole episodes go to one side only, so
-    near-duplicate neighbouring frames cannot leak into validation. At least one episode validates."""
+def split_by_episode(episodes: np.ndarray, val_fraction: float, seed: int | Sequence[int],
+                     at_least_one: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices for training and validation. Whole episodes go to one side only, so near-duplicate
+    neighbouring frames cannot leak into validation: episodes in a seeded order validate until they
+    hold `val_fraction` of the frames, the last of them with the chance that makes that share exact on
+    average (so many small sets of episodes, as shards are, validate what VAL_FRACTION says, not more).
+    With `at_least_one`, at least one episode validates."""
     ids, counts = np.unique(episodes, return_counts=True)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_val_episodes = int(np.searchsorted(np.cumsum(counts[order]), val_fraction * len(episodes)) + 1)
-    is_val = np.isin(episodes, ids[order[:n_val_episodes]])
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(ids))
+    target, held = val_fraction * len(episodes), np.cumsum(counts[order])
+    n_val = int(np.searchsorted(held, target, side="right"))  # the episodes that fit within the share
+    short = target - (held[n_val - 1] if n_val else 0)
+    if n_val < len(ids) and rng.random() < short / counts[order[n_val]]:
+        n_val += 1
+    is_val = np.isin(episodes, ids[order[:max(n_val, int(at_least_one))]])
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
@@ -55,8 +62,9 @@ def spread_frames(episodes: np.ndarray, steps: np.ndarray, n: int) -> np.ndarray
 
 
 def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shard `index`'s own split (its frame indices): the same whichever process or how many read it."""
-    return split_by_episode(episodes, val_fraction, [seed, index])
+    """Shard `index`'s own split (its frame indices): the same whichever process or how many read it.
+    Shard 0 always validates an episode, so every run has a validation set, and pictures to show."""
+    return split_by_episode(episodes, val_fraction, [seed, index], at_least_one=index == 0)
 
 
 
