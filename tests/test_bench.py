@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -33,8 +34,9 @@ def test_the_homework_run_reports_time_and_heldout_mse_along_its_way() -> None:
 
 
 @pytest.mark.slow
-def test_training_speed_and_report_at_tiny_sizes(tmp_path) -> None:
+def test_training_speed_and_report_at_tiny_sizes(tmp_path, monkeypatch) -> None:
     bench_cfg = train_config(train_frames=120, seed=0)
+    monkeypatch.setattr(bench, "_HOMEWORK", SimpleNamespace(**(vars(bench._HOMEWORK) | {"batch": 4})))  # tiny sizes
     torch.set_num_threads(2)
     training = bench.measure_training(bench_cfg, tmp_path)
     assert torch.get_num_threads() == 2, "our run is a process of its own: its THREADS=1 stays there"

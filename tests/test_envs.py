@@ -308,3 +308,22 @@ def test_a_carracing_model_is_scored_on_the_frames_of_every_policy(tmp_path) -> 
         {"variational": True, "checkpoint": "c", "frames_scored": 1, "env_id": "CarRacing-v3", "data": "d",
          "mse": 0.1, "psnr_db": 10.0, "sample_nearest_mse_median": 0.1, "sample_nearest_mse_p90": 0.1,
          "kl_per_dim": [0.1], "active_dims": 1, "road_iou": None, "probe_r2": {}, "by_policy": scores})
+
+
+@pytest.mark.parametrize(("name", "env_id"), [("cartpole", "CartPole-v1"), ("cartpole_control", "CartPole-v1"),
+                                              ("carracing", "CarRacing-v3")])
+def test_the_pretrained_vision_stages_work_right_after_install(capsys, tmp_path, name: str, env_id: str) -> None:
+    """Written by tools/make_docs.py from the runs its tables quote; small, and usable before any training."""
+    path = REPO / "pretrained" / f"{name}.pt"
+    assert path.stat().st_size < 8e6, "a few MB: float16 weights"
+    checkpoint = load_checkpoint(path)
+    assert checkpoint["config"]["env_id"] == env_id and "mse" in checkpoint["scores"]
+    result = run_main(capsys, sample_vae.main, "--checkpoint", str(path), "--n_samples", "4",
+                      "--out_dir", str(tmp_path))
+    assert result.returncode == 0 and (tmp_path / "samples.png").exists(), result.stderr
+    if env_id == "CarRacing-v3" and importlib.util.find_spec("Box2D") is None:
+        pytest.skip("the wrapper part needs gymnasium[box2d]: pip install -r requirements-envs.txt")
+    render = {} if env_id == "CarRacing-v3" else {"render_mode": "rgb_array"}
+    env = LatentObservation(gym.make(env_id, **render), path, device="cpu")
+    z, _ = env.reset(seed=0)
+    assert z.shape == (checkpoint["model_args"]["latent_dim"],) and np.isfinite(z).all()

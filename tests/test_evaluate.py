@@ -75,7 +75,7 @@ def test_traversal_and_interpolation_have_the_documented_size() -> None:
 @pytest.mark.slow
 def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> None:
     result = run_script("evaluate_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
-                        "--control_episodes", "2", "--control_frames", "300")
+                        "--control_episodes", "2", "--control_frames", "100")
     assert result.returncode == 0, result.stderr
     assert "linear probe" in result.stdout and "pole angle" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -94,7 +94,7 @@ def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> No
 
 
 def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_path) -> None:
-    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=300)
+    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=100)
     assert "100 fresh frames" in metrics["data"] and metrics["frames_scored"] == 100
     check = metrics["control"]  # CartPole's closed-loop check, beside the controller on the true state
     assert check["episodes"] == 2 and check["true_state_mean_steps"] == 500 == check["true_state_worst_steps"]

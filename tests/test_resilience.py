@@ -39,13 +39,13 @@ def _losses(out_dir: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path) -> None:
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, capsys) -> None:
     """EPOCHS may grow on resume; at a constant learning rate the result is exactly a longer run."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     constant = [*TINY, "--cosine", "False", "--warmup", "0.0"]
-    assert run_script("train_vae.py", *constant, "--epochs", "3", "--out_dir", str(straight)).returncode == 0
-    assert run_script("train_vae.py", *constant, "--epochs", "1", "--out_dir", str(resumed)).returncode == 0
-    result = run_script("train_vae.py", *constant, "--epochs", "3", "--resume", "--out_dir", str(resumed))
+    assert run_main(capsys, train_vae.main, *constant, "--epochs", "3", "--out_dir", str(straight)).returncode == 0
+    assert run_main(capsys, train_vae.main, *constant, "--epochs", "1", "--out_dir", str(resumed)).returncode == 0
+    result = run_main(capsys, train_vae.main, *constant, "--epochs", "3", "--resume", "--out_dir", str(resumed))
     assert result.returncode == 0, result.stderr
     assert "resuming at epoch 2, batch 0" in result.stdout
     assert "EPOCHS 1 -> 3: the learning-rate schedule is laid over 3 epochs from here on" in result.stdout
