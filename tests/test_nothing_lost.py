@@ -423,3 +423,24 @@ def test_readers_look_for_the_store_beside_the_checkpoint_first(capsys, tmp_path
 def test_metrics_json_is_valid_json_when_a_mean_is_over_nothing(tmp_path) -> None:
     text = json.dumps(files.json_safe({"road_iou": float("nan"), "kl": [1.0, float("inf")]}), allow_nan=False)
     assert json.loads(text) == {"road_iou": None, "kl": [1.0, None]}
+
+
+def test_a_failed_first_write_says_nothing_was_written_not_that_a_previous_file_is_intact(tmp_path) -> None:
+    def full_disk(_file):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(UserError, match="No space left on device\\); nothing was written$"):
+        files.atomic_write(tmp_path / "new.json", full_disk)
+    (tmp_path / "old.json").write_text("{}")
+    with pytest.raises(UserError, match="the previous file is intact$"):
+        files.atomic_write(tmp_path / "old.json", full_disk)
+
+
+def test_a_stray_shard_name_and_a_damaged_manifest_cost_nothing_that_the_rebuild_keeps(tmp_path, monkeypatch) -> None:
+    cfg = _store_cfg()
+    frame_store, _ = dataset.load_or_collect(cfg, tmp_path, StopAfter(10**9))
+    (frame_store.folder / "shard_foo.npz").write_bytes(b"a user's file, named like a shard")
+    (frame_store.folder / "manifest.json").write_text("garbage")
+    monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
+    plan = dataset.plan_collection(cfg, tmp_path)  # every shard proves itself: no room is needed, none refused
+    assert plan.todo == [] and (frame_store.folder / "shard_foo.npz").read_bytes().startswith(b"a user's")
