@@ -90,8 +90,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "nothing to compare: give KL_WEIGHTS, or keep AUTOENCODER")
     for name in ("n_frames", "epochs"):  # what it hands train_vae.py, checked before the first run starts
         value = getattr(cfg, name)
-        cli.require(value is None or (isinstance(value, int) and value >= 1),
-                    f"{name.upper()} must be a whole number of at least 1, or None; got {value!r}")
+        cli.require(value is None or (isinstance(value, int) and 1 <= value <= 10**8),
+                    f"{name.upper()} must be a whole number from 1 to 10**8, or None; got {value!r}")
     if cfg.seed is not None:
         cli.require(isinstance(cfg.seed, int), f"SEED must be an integer or None, got {cfg.seed!r}")
         cli.require_seed(cfg.seed)

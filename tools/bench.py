@@ -432,9 +432,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     bench = constants.parse_config(__name__, argv)
     cli.require(len(bench.quality_budgets) >= 1 and all(0 < share <= 4 for share in bench.quality_budgets),
                 f"QUALITY_BUDGETS must be shares of the default N_FRAMES, each in (0, 4]; got {bench.quality_budgets}")
-    cli.require(isinstance(bench.memory_frames, tuple) and all(isinstance(n, int) and n >= 1000
+    cli.require(isinstance(bench.memory_frames, tuple) and all(isinstance(n, int) and 1000 <= n <= 10**8
                                                                for n in bench.memory_frames),
-                f"MEMORY_FRAMES must be a tuple of frame counts of at least 1000, got {bench.memory_frames!r}")
+                f"MEMORY_FRAMES must be a tuple of frame counts from 1000 to 10**8, got {bench.memory_frames!r}")
+    cli.require(bench.memory_img_size in (32, 64, 128, 256), f"MEMORY_IMG_SIZE must be 32, 64, 128 or 256, got "
+                f"{bench.memory_img_size!r}")
     shard_frames = constants.defaults(train_vae).shard_frames
     cli.require(bench.scaling_frames == 0 or bench.scaling_frames >= 2 * shard_frames,
                 f"SCALING_FRAMES must be 0 or at least {2 * shard_frames} (a shard for each of the two processes)")

@@ -79,7 +79,7 @@ def _convert(name: str, text: str, knob: Knob) -> Any:
     flag, default = "--" + name.lower(), knob.value
     if value is None and "None" in knob.help:
         return None
-    if not all(math.isfinite(v) for v in (value if isinstance(value, (tuple, list)) else [value]) if _is_number(v)):
+    if not all(_finite(v) for v in (value if isinstance(value, (tuple, list)) else [value]) if _is_number(v)):
         raise UserError(f"{flag} expects finite numbers, got {text!r}")
     if isinstance(default, bool):
         ok = isinstance(value, bool)
@@ -108,6 +108,14 @@ def _convert(name: str, text: str, knob: Knob) -> Any:
     if not ok:
         raise UserError(f"{flag} expects {expected}, got {text!r}")
     return value
+
+
+def _finite(number: float) -> bool:
+    """A number a float can hold and is not inf or NaN (10**400, an int, is none: no size is that large)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 def _is_number(value: Any) -> bool:

@@ -51,6 +51,7 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
     cli.require(isinstance(cfg.shard_frames, int) and cfg.shard_frames >= CHUNK_FRAMES
                 and cfg.shard_frames % CHUNK_FRAMES == 0,
                 f"SHARD_FRAMES must be a multiple of {CHUNK_FRAMES} (a collection chunk), got {cfg.shard_frames!r}")
+    cli.require_at_most(cfg.shard_frames, 10**12, "SHARD_FRAMES", "a shard is assembled in memory")
     compute.require_memory(2 * cfg.shard_frames * 3 * cfg.img_size**2, f"a shard of SHARD_FRAMES={cfg.shard_frames} "
                        f"frames of {cfg.img_size} px, assembled in memory (and read back whole),", "lower SHARD_FRAMES")
     cli.require(isinstance(cfg.n_envs, int) and cfg.n_envs >= 0,
