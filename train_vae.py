@@ -4,7 +4,7 @@
     python train_vae.py --env_id Pendulum-v1  # any constant can be overridden like this
     torchrun --standalone --nproc_per_node=2 train_vae.py  # one model, two processes (README: Scaling out)
 
-The story: constants -> data (frames.py collects or reuses them) -> model (MyVAE.py) ->
+The story: constants -> data (worldvae/dataset.py collects or reuses them) -> model (MyVAE.py) ->
 the training step -> saving (checkpoints, metrics, pictures) after every epoch.
 """
 
