@@ -231,8 +231,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(100 <= cfg.control_frames <= HELDOUT_LIMIT, f"CONTROL_FRAMES must lie in 100 .. {HELDOUT_LIMIT}, got "
                 f"{cfg.control_frames}")
     cli.require_seed(cfg.seed)
-    checkpoint = load_checkpoint(cfg.checkpoint)  # a refused checkpoint leaves nothing behind: read it first
-    build_vae(checkpoint), run_config(checkpoint, cfg.checkpoint)
+    checkpoint = load_checkpoint(cfg.checkpoint)  # a refused checkpoint leaves nothing behind: check it first
+    build_vae(checkpoint)
+    run_config(checkpoint, cfg.checkpoint)
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
                        cfg.quality_samples, cfg.control_episodes, cfg.control_frames)
