@@ -16,7 +16,7 @@ import torch
 from MyVAE import MyVAE, kl_per_dim
 from worldvae.compute import to_unit_float
 from worldvae.progress import ProgressBar
-from worldvae.road import SHOWS_ROAD, road_iou, road_mask
+from worldvae.road import road_scores
 
 FRAMES_PER_BATCH = 1024  # frames encoded (or compared) at once: bounds the memory of every pass over many frames
 ACTIVE = 0.01  # nats of mean KL (an autoencoder: variance of the code across frames) that make a dimension active
@@ -53,9 +53,8 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
             parts["mse"].append((out.recon.float() - x).pow(2).flatten(1).mean(1).cpu())
             if road:  # the reconstruction as the frame's own uint8 pixels, as a controller would see it
                 recon_u8 = (out.recon.float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-                parts["road_iou"].append(torch.from_numpy(road_iou(batch.numpy(), recon_u8)))
-                free = torch.from_numpy(road_mask(batch.numpy()).mean((1, 2)) < SHOWS_ROAD)
-                painted = torch.from_numpy(road_mask(recon_u8).mean((1, 2)) >= SHOWS_ROAD)
+                iou, free, painted = road_scores(batch.numpy(), recon_u8)
+                parts["road_iou"].append(torch.from_numpy(iou))
                 phantoms, road_free = phantoms + int((free & painted).sum()), road_free + int(free.sum())
             bar.update(len(batch))
     found = Codes(**{key: torch.cat(values).numpy() for key, values in parts.items() if values})

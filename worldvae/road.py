@@ -28,8 +28,15 @@ def road_mask(frames_u8: np.ndarray) -> np.ndarray:
 def road_iou(originals_u8: np.ndarray, reconstructions_u8: np.ndarray) -> np.ndarray:
     """Per frame, the intersection over union of the road pixels of the frame and of its
     reconstruction; NaN for a frame that shows no road (less than SHOWS_ROAD of it)."""
+    return road_scores(originals_u8, reconstructions_u8)[0]
+
+
+def road_scores(originals_u8: np.ndarray, reconstructions_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame, from one road mask of each: the road IoU (road_iou), whether the frame shows no road,
+    and whether its reconstruction paints some (SHOWS_ROAD of its pixels or more): together, a phantom road."""
     truth, made = road_mask(originals_u8), road_mask(reconstructions_u8)
     union = (truth | made).sum((1, 2))
     iou = (truth & made).sum((1, 2)) / np.maximum(union, 1)
-    return np.where(truth.mean((1, 2)) >= SHOWS_ROAD, iou, np.nan)
+    shows = truth.mean((1, 2)) >= SHOWS_ROAD
+    return np.where(shows, iou, np.nan), ~shows, made.mean((1, 2)) >= SHOWS_ROAD
 
