@@ -214,8 +214,13 @@ def complete_store(cfg: SimpleNamespace, beside: Path | None = None) -> tuple[st
     fine); else None and what is wrong with it, in words. It is looked for `beside` a checkpoint
     first (a copied or moved run reads its own), then in the OUT_DIR the run recorded."""
     folders = list(dict.fromkeys(Path(folder) for folder in (beside, cfg.out_dir) if folder is not None))
-    found = [_complete(cfg, folder) for folder in folders]
-    return next((result for result in found if result[0] is not None), found[0])
+    first_problem = ""
+    for folder in folders:  # the first complete one is read; the others are never hashed
+        frame_store, problem = _complete(cfg, folder)
+        if frame_store is not None:
+            return frame_store, ""
+        first_problem = first_problem or problem
+    return None, first_problem
 
 
 def _complete(cfg: SimpleNamespace, out_dir: Path) -> tuple[store.Store | None, str]:
