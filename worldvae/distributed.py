@@ -100,6 +100,7 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
                         f"({cli_reason(error)})") from None
     try:
         yield
+        dist.barrier()  # a clean end is met together: none tears the group down while a peer still writes
     except (RuntimeError, dist.DistError) as error:
         if not _peer_failed(error):
             raise
