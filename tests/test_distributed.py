@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from worldvae import files
 from worldvae.checkpoints import load_checkpoint, same_weights
 
 pytestmark = pytest.mark.slow
-FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250"]
+FOUR_SHARDS = [*TINY, "--n_frames", "1000", "--shard_frames", "250", "--batch_size", "50"]  # few steps: each is checked
 
 
 def _torchrun(out_dir: Path, probe: Path, *args: str) -> list[str]:
@@ -79,26 +80,26 @@ def test_two_processes_train_one_model_write_once_stop_together_and_resume(tmp_p
     assert len(states) == 2 and not torch.equal(*states), "last.pt keeps each process's own random state"
 
     epoch, batch = stopped_at["progress"]["epoch"], stopped_at["progress"]["batch"]
-    result = subprocess.run(_torchrun(out, probe, *constant, "--epochs", str(epoch + 1), "--resume"),
+    result = subprocess.run(_torchrun(out, probe, *constant, "--epochs", str(epoch), "--resume"),  # to its epoch's end
                             env=_env(probe), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming at epoch {epoch}, batch {batch}" in result.stdout
-    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == epoch + 2
+    assert load_checkpoint(out / "last.pt")["progress"]["epoch"] == epoch + 1
     zero, one = _records(probe)
     assert zero["checked_steps"] == one["checked_steps"] > 0 and not any(p.endswith(".pt") for p in one["writes"])
     straight = tmp_path / "straight"  # the same job never stopped: it must log and learn exactly the same
-    result = subprocess.run(_torchrun(straight, tmp_path / "probe_straight", *constant, "--epochs", str(epoch + 1)),
+    first_store = next(out.glob("frames_*"))
+    shutil.copytree(first_store, straight / first_store.name)  # on the same frames, without collecting them again
+    result = subprocess.run(_torchrun(straight, tmp_path / "probe_straight", *constant, "--epochs", str(epoch)),
                             env=_env(tmp_path / "probe_straight"), capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert _losses(out) == _losses(straight), "after a resume both processes' sums give what a straight run logs"
     assert same_weights(*(load_checkpoint(run / "last.pt")["model"] for run in (out, straight)))
 
 
-def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(tmp_path) -> None:
+def test_a_second_job_is_refused_on_every_process_before_any_touches_the_store(tmp_path, tiny_run) -> None:
     out = tmp_path / "run"
-    first = subprocess.run([sys.executable, str(REPO / "train_vae.py"), *FOUR_SHARDS, "--epochs", "1",
-                            "--out_dir", str(out)], capture_output=True, text=True, timeout=240)
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(tiny_run, out)  # a first job's model, checkpoints and store
     before = fingerprint(out)
     with files.lock_out_dir(out):  # the first job, still running
         second = subprocess.run(

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY, StopAfter, run_main, run_script, tiny, train_config
+from conftest import REPO, TINY, StopAfter, run_main, tiny, train_config
 
 import sample_vae
 import train_vae
@@ -26,7 +26,8 @@ from worldvae.compute import Compute
 TIMINGS = ("seconds", "images_per_s")  # the only columns of metrics.csv that may differ between equal runs
 
 # Long enough (about 25 batches an epoch) that a signal lands while training is under way.
-SLOW = ["--n_frames", "500", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16"]
+SLOW = ["--n_frames", "500", "--img_size", "32", "--latent_dim", "4", "--batch_size", "16",
+        "--hidden_dims", "8,16,16,32,32"]
 
 
 def _weights(out_dir: Path) -> dict[str, torch.Tensor]:
@@ -143,13 +144,13 @@ def _interrupt(args: list[str], ready, signum: int) -> str:
 
 
 @pytest.mark.slow
-def test_sigint_during_training_saves_a_checkpoint_and_exits_130(tmp_path) -> None:
+def test_sigint_during_training_saves_a_checkpoint_and_exits_130(capsys, tmp_path) -> None:
     stderr = _interrupt([*SLOW, "--epochs", "30", "--out_dir", str(tmp_path)],
                         lambda line: line.startswith("training on"), signal.SIGINT)
     assert "run the same command with --resume" in stderr
     progress = load_checkpoint(tmp_path / "last.pt")["progress"]
-    result = run_script("train_vae.py", *SLOW, "--epochs", str(progress["epoch"]), "--resume",
-                        "--out_dir", str(tmp_path))
+    result = run_main(capsys, train_vae.main, *SLOW, "--epochs", str(progress["epoch"]), "--resume",
+                      "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert f"resuming at epoch {progress['epoch']}, batch {progress['batch']}" in result.stdout
 

@@ -47,7 +47,7 @@ def test_training_writes_every_promised_output(tiny_run) -> None:
 
 
 @pytest.mark.slow
-def test_sampling_writes_a_grid_and_one_png_per_sample(tiny_run, tmp_path) -> None:
+def test_sampling_writes_a_grid_and_one_png_per_sample(capsys, tiny_run, tmp_path) -> None:
     result = run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5",
                         "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -55,12 +55,12 @@ def test_sampling_writes_a_grid_and_one_png_per_sample(tiny_run, tmp_path) -> No
     assert len(singles) == 5
     assert all(_png(path).shape == (32, 32, 3) for path in singles)
     assert_grid(tmp_path / "samples.png", 1, 5, 32)
-    again = tmp_path / "again"
-    run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--out_dir", str(again))
+    again, other = tmp_path / "again", tmp_path / "other"  # in this process: what a seed fixes needs no new one
+    run_main(capsys, sample_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5",
+             "--out_dir", str(again))
     assert np.array_equal(_png(again / "samples.png"), _png(tmp_path / "samples.png")), "same seed, same samples"
-    other = tmp_path / "other"
-    run_script("sample_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--seed", "1",
-               "--out_dir", str(other))
+    run_main(capsys, sample_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--n_samples", "5", "--seed", "1",
+             "--out_dir", str(other))
     assert not np.array_equal(_png(other / "samples.png"), _png(tmp_path / "samples.png")), "another seed, others"
 
 
