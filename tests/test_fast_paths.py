@@ -10,7 +10,7 @@ import torch
 from conftest import train_config
 
 from MyVAE import MyVAE
-from worldvae import collection
+from worldvae import collection, compute as compute_module
 from worldvae.compute import Compute, pick_autocast_dtype
 
 SMALL = dict(latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), img_size=32)
@@ -86,10 +86,18 @@ def test_compile_auto_waits_for_a_run_long_enough_to_repay_it() -> None:
     assert Compute.choose(torch.device("cpu"), "fp32", False, "auto", long_run=True).compile is False
 
 
-def test_auto_precision_follows_the_hardware() -> None:
-    expected = torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+@pytest.mark.parametrize(("flags", "expected"), [
+    ("fpu sse avx2", None),  # AMD EPYC Zen 3: no AVX-512 at all
+    ("fpu avx2 avx512f avx512bw avx512vl", None),  # AVX-512 alone: oneDNN would emulate bf16, slower than fp32
+    ("fpu avx2 avx512f avx512_bf16", torch.bfloat16),  # Zen 4, Cooper Lake
+    ("fpu avx2 avx512f amx_tile amx_bf16", torch.bfloat16),  # Sapphire Rapids
+    ("", None),  # no /proc/cpuinfo (macOS, Windows)
+])
+def test_auto_precision_takes_bf16_only_where_the_cpu_computes_it(monkeypatch, flags: str, expected) -> None:
+    monkeypatch.setattr(compute_module, "_cpuinfo", lambda: f"processor\t: 0\nflags\t\t: {flags}\n" if flags else "")
     assert pick_autocast_dtype("auto", torch.device("cpu")) == expected
     assert pick_autocast_dtype("fp32", torch.device("cpu")) is None
+    assert pick_autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16, "asked for by name, it is used"
 
 
 def test_compile_falls_back_cleanly_without_a_compiler(monkeypatch, capsys) -> None:
