@@ -42,8 +42,9 @@ from worldvae.progress import ProgressBar
 from worldvae.rendering import Renderer, frame_renderer
 
 # the version of the code that decides what a frame looks like (policies, filters, renderers): bump it when that
-# code changes, so a store made by other code is kept and never reused (dataset.collection_settings)
-COLLECTOR_VERSION = 2
+# code changes, so a store made by other code is kept and never reused (dataset.collection_settings). 3: the
+# fast CartPole renderer draws env.render()'s picture exactly (2's moved the track line by a row)
+COLLECTOR_VERSION = 3
 _ORPHAN_CHECK_SECONDS = 0.5  # how often a collection worker checks that its parent still lives
 
 
