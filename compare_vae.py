@@ -99,8 +99,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = [train_and_score(name, flags, cfg, out_dir) for name, flags in variants(cfg)]
 
     table = markdown_table(results)
-    (out_dir / "comparison.md").write_text(table + "\n")
-    (out_dir / "comparison.json").write_text(json.dumps(results, indent=2))
+    for name, text in (("comparison.md", table + "\n"), ("comparison.json", json.dumps(results, indent=2))):
+        files.atomic_write(out_dir / name, lambda f, text=text: f.write(text.encode()))
     # one row of samples per model, all decoded from the same draws z ~ N(0, I)
     models = [load_vae(out_dir / r["name"] / "vae.pt") for r in results]
     z = torch.randn(_SAMPLES_PER_MODEL, models[0].latent_dim, generator=torch.Generator().manual_seed(0))

@@ -7,9 +7,12 @@ Writes one .npz, every array in episode order and, within an episode, in step or
 
     mu, log_var    float32 (N, LATENT_DIM)  q(z|x) of each frame (the encoder's mean and log-variance)
     action         float32 (N, A)  the action taken from that frame (a Discrete action as its index);
-                                   NaN on an episode's last frame, where none is taken
-    reward         float32 (N,)    the reward that action earned (NaN where no action)
-    done           bool    (N,)    True on an episode's last frame
+                                   NaN where `done`: no transition from that frame is stored
+    reward         float32 (N,)    the reward that action earned (NaN where `done`)
+    done           bool    (N,)    True where the stored sequence breaks: the last frame of each stored
+                                   episode (the env ended it, RESET_AFTER did, or collection's chunk
+                                   of 250 frames ended), and the last frame before one that a filter
+                                   rejected (`step` then jumps)
     episode, step  int32   (N,)    which episode, and the frame's step within it
     episode_start  int64   (E + 1,) episode e is rows episode_start[e] : episode_start[e + 1]
 
