@@ -43,7 +43,7 @@ POLICY = None  # how actions are drawn; None: the env's (random; CarRacing: mixe
 MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept too few
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
 SHARD_FRAMES = 4000  # frames per file of the dataset (a multiple of 250): the unit of resuming, streaming, splitting
-IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1/4 of free GPU memory on CUDA, else 0
+IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1/4 of free GPU memory, or of RAM
 FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
@@ -283,8 +283,6 @@ def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Trainin
     resume.write_training_state(out_dir / "last.pt", model, optimizer, position, cfg, rng)
 
 
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     ranks = distributed.Ranks.from_env()
     distributed.print_only_on_main(ranks)
@@ -324,6 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_run_summary(history, time.perf_counter() - start, out_dir, plan.store.folder)
     checkpoint_flag = "" if cfg.out_dir == OUT_DIR else f" --checkpoint {out_dir / 'vae.pt'}"
     print(f"next: python sample_vae.py{checkpoint_flag}")
+
 
 if __name__ == "__main__":
     cli.run(main)

@@ -129,6 +129,15 @@ def test_the_streamed_reader_yields_every_training_frame_once_per_epoch_mixed_ac
     assert set(validated).isdisjoint(seen)
 
 
+def test_by_default_a_cpu_run_holds_what_fits_in_a_quarter_of_the_ram_and_streams_the_rest(monkeypatch) -> None:
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(readers, "available_memory", lambda: 8 * 2**30)
+    assert readers.in_memory_budget(None, cpu) == 2 * 2**30, "a quarter of the available RAM"
+    assert readers.in_memory_budget(0, cpu) == 0 and readers.in_memory_budget(3, cpu) == 3 * 2**20, "IN_RAM_MB rules"
+    monkeypatch.setattr(readers, "gpu_room", lambda device: 5 * 2**20)
+    assert readers.in_memory_budget(None, torch.device("cuda")) == 5 * 2**20, "on CUDA, the GPU's own room"
+
+
 def test_in_ram_and_streamed_serve_the_same_frames_and_say_which(tmp_path, capsys) -> None:
     numbered = _numbered_store(tmp_path, [40, 40, 17])
     in_ram = readers.open_frames(numbered, [0, 2], 0.2, 7, in_ram_bytes=10**6)
@@ -210,7 +219,6 @@ def test_processes_that_write_shards_into_one_store_at_once_lose_no_manifest_ent
 
 _SHAPES = {"frames": ((3, 2, 2), np.uint8), "states": ((0,), np.float32), "episode": ((), np.int32),
            "step": ((), np.int32), "action": ((1,), np.float32), "reward": ((), np.float32), "done": ((), bool)}
-
 
 
 def test_a_new_store_collects_without_a_word_of_damage(tmp_path, capsys) -> None:

@@ -1,7 +1,8 @@
 """What training reads from a store: which frames of each shard validate, and the frames in batches.
 
 Training reads the shards one of two ways (`open_frames` picks, and says which): a set
-within the in-memory budget (IN_RAM_MB) is held whole, in RAM or on a GPU, and reshuffled
+within the in-memory budget (IN_RAM_MB; by default a quarter of the free memory of the
+device, or of RAM) is held whole, in RAM or on a GPU, and reshuffled
 each epoch (`InMemory`); a larger one streams from disk (`Streamed`): shards in a seeded
 order, each batch drawn at random from a buffer of `_SHUFFLE_FRAMES` frames, so RAM stays
 bounded whatever N_FRAMES. Episodes never cross shards, so each shard splits into training
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from worldvae.cli import require
-from worldvae.compute import require_memory
+from worldvae.compute import available_memory, require_memory
 from worldvae.store import ARRAYS, Store
 
 SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
@@ -67,7 +68,6 @@ def split_shard(episodes: np.ndarray, index: int, val_fraction: float, seed: int
     return split_by_episode(episodes, val_fraction, [seed, index], at_least_one=index == 0)
 
 
-
 def read_part(store: Store, shards: Sequence[int], val_fraction: float, seed: int, part: str,
               limit: int | None = None) -> dict[str, np.ndarray]:
     """The training ("train") or validation ("val") frames of `shards`, in shard order, with all
@@ -94,15 +94,18 @@ class InMemory:
         self.n_train, self.n_val = len(train_idx), len(val_idx)
 
     def batches(self, batch_size: int, shuffle: torch.Generator) -> Iterator[torch.Tensor]:
-        """Every training frame once, in batches of `batch_size` (the last may be short)."""
-        order = self.train_idx[torch.randperm(self.n_train, generator=shuffle)]
+        """Every training frame once, in batches of `batch_size` (the last may be short).
+
+        One seed is drawn from `shuffle` per epoch, whatever the number of frames: under torchrun
+        every process's generator then stays in step with rank 0's, whose state last.pt keeps."""
+        epoch = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=shuffle)))
+        order = self.train_idx[torch.randperm(self.n_train, generator=epoch).to(self.train_idx.device)]
         for idx in order.split(batch_size):
             yield self.frames_u8[idx]
 
     def validation(self, batch_size: int) -> Iterator[torch.Tensor]:
         for idx in self.val_idx.split(batch_size):
             yield self.frames_u8[idx]
-
 
 
 class Streamed:
@@ -163,7 +166,6 @@ class Streamed:
             yield from torch.from_numpy(frames_u8).split(batch_size)
 
 
-
 def shown_frames(store: Store, index: int, val_idx: np.ndarray) -> torch.Tensor:
     """The validation frames that reconstructions.png shows every epoch: SHOWN_FRAMES of shard
     `index`'s, from different episodes and different points in them, so they show different states."""
@@ -190,9 +192,12 @@ def gpu_room(device: torch.device) -> int:
 
 def in_memory_budget(in_ram_mb: float | None, device: torch.device) -> int:
     """Bytes of frames to hold in memory rather than stream: IN_RAM_MB, or by default what may live on
-    the training device (batches are then indexed there, with no copy per step), which off CUDA is
-    nothing: on a CPU, streaming keeps RAM flat whatever N_FRAMES."""
-    return int(in_ram_mb * 2**20) if in_ram_mb is not None else gpu_room(device)
+    the training device: on CUDA a quarter of its free memory (batches are then indexed there, with
+    no copy per step), elsewhere a quarter of the available RAM (held frames train a little faster
+    than streamed ones; larger sets stream, so RAM stays flat whatever N_FRAMES)."""
+    if in_ram_mb is not None:
+        return int(in_ram_mb * 2**20)
+    return gpu_room(device) if device.type == "cuda" else available_memory() // 4
 
 
 def require_batch_fits(n_train: int, batch_size: int) -> None:
@@ -222,7 +227,7 @@ def open_frames(store: Store, shards: Sequence[int], val_fraction: float, seed: 
     if reader == Streamed.kind or (reader is None and total > in_ram_bytes):
         source = Streamed(store, shards, val_fraction, seed)
         why = ("as when the run started" if reader else f"more than the {in_ram_bytes / 2**20:.0f} MiB held in "
-               "memory: IN_RAM_MB" if in_ram_bytes else "on a CPU IN_RAM_MB=None streams; set it to hold them in RAM")
+               "memory: IN_RAM_MB" if in_ram_bytes else "IN_RAM_MB=0")
         print(f"streaming {n_frames} frames ({total / 2**20:.0f} MiB, {why}) from {len(shards)} shards in "
               f"{store.folder}, through a shuffle buffer of at least {min(_SHUFFLE_FRAMES, source.n_train)} frames")
         return source
