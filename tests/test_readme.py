@@ -13,7 +13,7 @@ import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
-from tools import bench, make_docs
+from tools import bench, first_hour, homework, make_docs
 from worldvae import cli, constants
 
 README = (REPO / "README.md").read_text()
@@ -35,7 +35,8 @@ def readme_table(script: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z_0-9]+)` \| `([^`]*)` \|", match.group(1), re.M))
 
 
-@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, make_docs])
+@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, homework,
+                                    first_hour, make_docs])
 def test_readme_tables_list_every_constant_with_its_real_default(module) -> None:
     table = readme_table(constants.script_path(module))
     knobs = constants.knobs(module)
@@ -47,7 +48,8 @@ def test_readme_tables_list_every_constant_with_its_real_default(module) -> None
 SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
 LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
 TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
-ORCHESTRATORS = {"compare_vae.py", "bench.py", "make_docs.py"}  # may call another script's main(argv), nothing else
+# may call another script's main(argv) or read its constants (constants.defaults), nothing else
+ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "make_docs.py"}
 
 
 def _our_imports(path) -> set[str]:
@@ -128,7 +130,7 @@ def test_every_file_a_readme_command_or_link_names_exists() -> None:
 def test_the_constants_blocks_are_what_make_docs_writes() -> None:
     """So `python tools/make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
     assert make_docs.constants_tables([train_vae, sample_vae]) in README, "the knobs a newcomer turns, in the README"
-    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, bench, make_docs])
+    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, make_docs])
     assert others in (REPO / "docs" / "constants.md").read_text()
 
 
@@ -141,6 +143,20 @@ def test_the_readme_starts_short_and_links_every_page() -> None:
     for page in ("data", "carracing-atari", "evaluation", "nothing-lost", "performance", "scaling-out", "layout",
                  "constants", "glossary"):
         assert f"(docs/{page}.md)" in README, page
+
+
+def test_the_times_in_the_readme_are_of_the_commands_it_prints(tmp_path) -> None:
+    printed = {line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.*?)```", README, re.S)
+               for line in block.splitlines()}
+    timed = [shown for shown, _ in first_hour.commands(tmp_path, default_run=True, suite=True)]
+    assert len(timed) == 4 and set(timed) <= printed, set(timed) - printed
+    assert "<!-- times: " in README[README.index("## Run"):README.index("## Test")], "the table sits under Run"
+
+
+def test_the_data_page_quotes_the_readers_own_shuffle_buffer() -> None:
+    from worldvae import readers
+
+    assert f"shuffle buffer of {readers._SHUFFLE_FRAMES:,} frames" in (REPO / "docs" / "data.md").read_text()
 
 
 def test_every_table_says_where_and_when_it_was_measured_in_plain_sight() -> None:

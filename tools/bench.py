@@ -6,9 +6,10 @@
 
 Prints a table with the machine's CPU (and whether it has AMX) and writes it to
 OUT_DIR/bench.json, and the time-to-quality curves to OUT_DIR/quality_vs_time.png. The
-homework's approach is rebuilt here as the reference: one env rendering at full size
+homework's approach is the reference (tools/homework.py): one env rendering at full size
 with a bicubic resize per frame, and the homework's model trained in fp32, NCHW, on
-float frames with batch 100 at a constant learning rate of 1e-3.
+float frames with batch 100 at a constant learning rate of 1e-3. Each side trains in a
+process of its own, as a user starts it, at its own thread count.
 """
 
 from __future__ import annotations
@@ -24,20 +25,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
-import gymnasium as gym
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
 import train_vae  # noqa: E402
-from MyVAE import MyVAE  # noqa: E402
+from tools.homework import bicubic_renderer, heldout_mse, reference_collect  # noqa: E402
 from worldvae import REPO, cli, collection, compute, constants, envs, files, rendering, store  # noqa: E402
 from worldvae.checkpoints import load_checkpoint, load_vae, same_weights  # noqa: E402
 from worldvae.codes import encode_frames  # noqa: E402
-from worldvae.compute import pick_device, to_unit_float  # noqa: E402
 from worldvae.heldout import fresh_seed  # noqa: E402
 from worldvae.pictures import save_figure  # noqa: E402
 
@@ -46,6 +44,8 @@ ENV_ID = "CartPole-v1"  # the env every measurement uses
 COLLECT_FRAMES = 2000  # kept frames each collector gathers
 TRAIN_FRAMES = 3000  # frames each side trains on for images/s
 HELDOUT_FRAMES = 1000  # fresh frames (another seed) that every model is scored on
+HOMEWORK_SPEED_STEPS = 12  # steps of the homework's recipe timed for its images/s, after 2 of warm-up
+READER_ROUNDS = 3  # alternating pairs of runs: frames streamed from disk, then held in RAM (the default)
 QUALITY = True  # held-out MSE against wall seconds: our default run at several budgets vs the homework's run
 QUALITY_BUDGETS = (0.25, 0.5, 1.0)  # shares of our default N_FRAMES, each one whole default run
 CAR_QUALITY = True  # also CarRacing-v3's defaults at those budgets: held-out MSE and road IoU against wall seconds
@@ -58,46 +58,7 @@ SEED = 0  # seeds data, weights and shuffling on both sides
 OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # -----------------------------------------------------------------------------
 
-_HOMEWORK = SimpleNamespace(iterations=400, batch=100, lr=1e-3, n_frames=2000, eval_every=50)
-
-
-# ---------------------------------------------------------------- the homework's approach
-
-
-def bicubic_renderer(crop: Sequence[float], img_size: int) -> rendering.Renderer:
-    """The homework's preprocessing: a full-size render, the crop sliced out, one bicubic resize."""
-    def render(env: gym.Env, _obs: np.ndarray | None = None) -> np.ndarray:
-        full = env.render()
-        height, width = full.shape[:2]
-        top, bottom, left, right = crop
-        rows = slice(round(top * height), round(bottom * height))
-        cols = slice(round(left * width), round(right * width))
-        small = Image.fromarray(full[rows, cols]).resize((img_size, img_size), Image.Resampling.BICUBIC)
-        return np.asarray(small).transpose(2, 0, 1)
-    return render
-
-
-def reference_collect(cfg: SimpleNamespace) -> dict[str, np.ndarray]:
-    """Our filters and seeding, the homework's cost: one process, full render and bicubic resize per frame."""
-    render = bicubic_renderer(envs.resolve_crop(cfg.env_id, cfg.crop), cfg.img_size)
-    return collection.collect_chunk(cfg, 0, cfg.n_frames, render)[0]
-
-
-def reference_step(model: MyVAE, optimizer: torch.optim.Optimizer, x: torch.Tensor, kl_weight: float) -> None:
-    """The homework's step: fp32, NCHW, a float batch."""
-    parts = model.loss(*model(x), kl_weight=kl_weight)
-    optimizer.zero_grad()
-    parts["loss"].backward()
-    optimizer.step()
-
-
 # ---------------------------------------------------------------- measurements
-
-
-def heldout_mse(model: MyVAE, heldout_u8: np.ndarray) -> float:
-    """Per-pixel MSE of eval-mode reconstructions, in fp32, on frames no model trained on."""
-    model = model.float().to(memory_format=torch.contiguous_format)
-    return float(encode_frames(model, heldout_u8, next(model.parameters()).device, "scoring").mse.mean())
 
 
 def measure_collection(cfg: SimpleNamespace) -> dict:
@@ -140,53 +101,33 @@ def train_ours(out_dir: Path, argv: Sequence[str]) -> tuple[float, list[dict]]:
     return seconds, rows
 
 
-def train_homework(cfg: SimpleNamespace, heldout_u8: np.ndarray, iterations: int, eval_every: int) -> list[dict]:
-    """The homework's run: reference collection, then `iterations` fp32 steps of batch 100 at LR 1e-3 on
-    the homework's model. Returns (training seconds so far, held-out MSE) every `eval_every` steps;
-    the scoring itself is not timed."""
-    start = time.perf_counter()
-    device = pick_device("auto")
-    data = to_unit_float(torch.from_numpy(reference_collect(cfg)["frames"]).to(device))  # the homework held floats
-    torch.manual_seed(cfg.seed)
-    model = MyVAE().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=_HOMEWORK.lr)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    points, step, paused = [], 0, 0.0
-    while step < iterations:
-        for idx in torch.randperm(len(data), generator=shuffle).to(device).split(_HOMEWORK.batch):
-            if len(idx) < _HOMEWORK.batch or step == iterations:
-                break
-            model.train()
-            reference_step(model, optimizer, data[idx], cfg.kl_weight)
-            step += 1
-            if step % eval_every == 0 or step == iterations:
-                tick = time.perf_counter()
-                points.append({"seconds": tick - start - paused, "mse": heldout_mse(model, heldout_u8), "step": step})
-                model.to(memory_format=torch.contiguous_format)
-                paused += time.perf_counter() - tick
-    return points
+def homework_run(argv: Sequence[str], report: Path) -> dict:
+    """tools/homework.py as a user starts it, in a process of its own at its own defaults: its report."""
+    run_or_fail([sys.executable, str(REPO / "tools" / "homework.py"), *argv, "--report", str(report)],
+                "the homework's run")
+    return json.loads(report.read_text())
 
 
 def measure_training(bench: SimpleNamespace, out_dir: Path) -> dict:
-    """Training images/s: our default loop (train_vae.py, one epoch on TRAIN_FRAMES) vs the homework's
-    step on the homework's model, batch 100, fp32."""
+    """Training images/s, each side in a process of its own at its own defaults: our default loop
+    (train_vae.py, one epoch on TRAIN_FRAMES, its frames held in RAM) vs the homework's step on the
+    homework's model (tools/homework.py: batch 100, fp32, torch's own thread count). And the same run
+    with its frames streamed from disk, alternating with the default READER_ROUNDS times."""
     argv = ["--n_frames", str(bench.train_frames), "--epochs", "1", "--seed", str(bench.seed)]
-    ours = float(train_ours(out_dir / "speed", argv)[1][-1]["images_per_s"])
-    in_ram_argv = [*argv, "--in_ram_mb", "4096", "--env_id", ENV_ID, "--out_dir", str(out_dir / "speed")]
-    in_ram = float(timed_run(in_ram_argv, "our run, frames in RAM")[1][-1]["images_per_s"])  # on the same frames
-    torch.manual_seed(bench.seed)
-    device = pick_device("auto")
-    model, x = MyVAE().to(device), torch.rand(_HOMEWORK.batch, 3, 64, 64, device=device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=_HOMEWORK.lr)
-    steps = 8
-    for _ in range(2):
-        reference_step(model, optimizer, x, 2e-5)  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
-        reference_step(model, optimizer, x, 2e-5)
-    reference = steps * _HOMEWORK.batch / (time.perf_counter() - start)
-    return {"ours_images_per_s": ours, "reference_images_per_s": reference, "speedup": ours / reference,
-            "in_ram_images_per_s": in_ram}
+    train_ours(out_dir / "speed", argv)  # collects the frames every run below reads
+    rates: dict[str, list[float]] = {"0": [], "None": []}
+    for _ in range(bench.reader_rounds):
+        for in_ram_mb, rate in rates.items():
+            run = [*argv, "--in_ram_mb", in_ram_mb, "--env_id", ENV_ID, "--out_dir", str(out_dir / "speed")]
+            rate.append(float(timed_run(run, f"our run, IN_RAM_MB={in_ram_mb}")[1][-1]["images_per_s"]))
+    ours, streamed = (float(np.median(rates[key])) for key in ("None", "0"))
+    threads = json.loads((out_dir / "speed" / "config.json").read_text())["threads"]
+    reference = homework_run(["--env_id", ENV_ID, "--n_frames", str(bench.train_frames), "--eval_every", "0",
+                              "--iterations", str(bench.homework_speed_steps + 2), "--warmup_steps", "2",
+                              "--seed", str(bench.seed)], out_dir / "homework_speed.json")
+    return {"ours_images_per_s": ours, "ours_threads": threads, "reference_images_per_s": reference["images_per_s"],
+            "reference_threads": reference["threads"], "speedup": ours / reference["images_per_s"],
+            "streamed_images_per_s": streamed, "reader_rounds": bench.reader_rounds}
 
 
 def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Path) -> dict:
@@ -200,8 +141,9 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
         mse = heldout_mse(load_vae(out_dir / f"quality_{n_frames}" / "vae.pt"), heldout_u8)
         ours.append({"seconds": seconds, "mse": mse, "n_frames": n_frames, "run": str(out_dir / f"quality_{n_frames}"),
                      "images_per_s": float(rows[-1]["images_per_s"])})
-    cfg = constants.defaults(train_vae, env_id=ENV_ID, n_frames=_HOMEWORK.n_frames, seed=bench.seed)
-    homework = train_homework(cfg, heldout_u8, _HOMEWORK.iterations, _HOMEWORK.eval_every)
+    files.atomic_write(out_dir / "heldout.npy", lambda f: np.save(f, heldout_u8))
+    homework = homework_run(["--env_id", ENV_ID, "--heldout", str(out_dir / "heldout.npy"), "--seed", str(bench.seed)],
+                            out_dir / "homework.json")["points"]
     plot_quality(ours, homework, out_dir / "quality_vs_time.png")
     return {"ours": ours, "homework": homework}
 
@@ -267,13 +209,14 @@ def run_or_fail(command: Sequence[str], what: str) -> subprocess.CompletedProces
 
 
 def memory_probe(n_frames: int, img_size: int, out_dir: Path) -> dict:
-    """Peak RSS (MiB) of `train_vae.py --n_frames N --epochs 1`, collection included, by `/usr/bin/time -v`:
-    the largest of the run's processes (its collection workers among them). And the dataset's size on disk."""
+    """Peak RSS (MiB) of `train_vae.py --n_frames N --epochs 1 --in_ram_mb 0` (streamed from disk, as a
+    set larger than RAM is), collection included, by `/usr/bin/time -v`: the largest of the run's
+    processes (its collection workers among them). And the dataset's size on disk."""
     shutil.rmtree(out_dir, ignore_errors=True)
     cli.require(Path("/usr/bin/time").exists(), "the memory check needs GNU time (/usr/bin/time): install it, "
                 "or skip the check with --memory_frames \"()\"")
-    _, _, result = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1", "--img_size",
-                              str(img_size), "--out_dir", str(out_dir)], "the memory run",
+    _, _, result = timed_run(["--env_id", ENV_ID, "--n_frames", str(n_frames), "--epochs", "1", "--in_ram_mb", "0",
+                              "--img_size", str(img_size), "--out_dir", str(out_dir)], "the memory run",
                              ["/usr/bin/time", "-v", sys.executable])
     peak_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", result.stderr).group(1))
     return {"frames": n_frames, "img_size": img_size, "peak_mib": peak_kib / 1024,
@@ -393,9 +336,11 @@ def report(results: dict) -> list[tuple[str, str, str]]:
         ("  frames vs full render + antialias (MAD)", f"{c['mad_vs_full_render']:.2f}/255", "same picture"),
         ("  frames vs reference's bicubic (MAD)", f"{c['mad_vs_reference']:.2f}/255", "(for information)"),
         ("training, images/s", f"{t['ours_images_per_s']:.0f} vs {t['reference_images_per_s']:.0f} "
-         f"= {t['speedup']:.2f}x", "our default model and step vs the homework's"),
-        ("  frames held in RAM, images/s", f"{t['in_ram_images_per_s']:.0f} vs {t['ours_images_per_s']:.0f} "
-         "with IN_RAM_MB=None", "the same run with IN_RAM_MB=4096 (None streams on a CPU)"),
+         f"= {t['speedup']:.2f}x", f"our default run (THREADS={t['ours_threads']}) vs the homework's step "
+         f"({t['reference_threads']} threads, torch's default), each in its own process"),
+        ("  frames streamed from disk, images/s", f"{t['streamed_images_per_s']:.0f} vs {t['ours_images_per_s']:.0f} "
+         "held in RAM", f"IN_RAM_MB=0 vs the default (None: held where they fit); medians of {t['reader_rounds']} "
+         "alternating runs each"),
     ]
     if "quality" in results:
         ours, homework = results["quality"]["ours"][-1], results["quality"]["homework"][-1]

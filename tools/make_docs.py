@@ -1,7 +1,7 @@
 """Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
     python tools/make_docs.py                    # all of it: about an hour on 2 cores
-    python tools/make_docs.py --compare False --bench False   # CartPole's and CarRacing's default runs: ~8 minutes
+    python tools/make_docs.py --compare False --bench False --first_hour False   # the default runs: ~15 minutes
     python tools/make_docs.py --tables_only      # only the constants tables (and a GPU table bench --gpu wrote)
 
 With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
@@ -32,7 +32,7 @@ import encode_vae  # noqa: E402
 import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
-from tools import bench  # noqa: E402
+from tools import bench, first_hour, homework  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
 from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 
@@ -40,6 +40,7 @@ from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
+FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
 TABLES_ONLY = False  # only rewrite the constants tables (and the GPU table, if bench --gpu wrote one); nothing runs
 FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
@@ -47,12 +48,13 @@ OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselve
 
 _README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrained"
 _PAGES = {  # each table, and the page that holds it
-    "constants": _README, "results": _README, "control": _README, "constants_more": _DOCS / "constants.md",
+    "constants": _README, "results": _README, "control": _README, "times": _README,
+    "constants_more": _DOCS / "constants.md",
     "car": _DOCS / "carracing-atari.md", "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns; the others' are one click away
-_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, sys.modules[__name__])
+_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
@@ -174,6 +176,13 @@ def bench_tables(results: dict) -> dict[str, str]:
             "scaling": "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling}
 
 
+def times_table(report: dict) -> str:
+    """tools/first_hour.py's times: each command, alone and beside busy programs."""
+    lines = [f"| `{r['command']}` | {r['idle_seconds']:.0f} s | {r['busy_seconds']:.0f} s |" for r in report["times"]]
+    return (f"| command | idle | beside {report['neighbours']} CPU-bound programs |\n| --- | --- | --- |\n"
+            + "\n".join(lines))
+
+
 def gpu_table(out_dir: Path) -> tuple[str, str]:
     """The GPU acceptance check's table, if `tools/bench.py --gpu` wrote one; else what to run."""
     path = out_dir / "bench" / "gpu.json"
@@ -228,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             seconds = car.get("seconds") or timed_default_run(run, ["--env_id", "CarRacing-v3"])
             pages.write_block("car", score_run(run, seconds, cfg, "car_", _PRETRAINED / "carracing.pt"),
                               f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
+        if cfg.first_hour:
+            pages.write_block("times", times_table(first_hour.main(["--out_dir", str(out_dir / "first_hour")])),
+                              f"{where}, by `python tools/first_hour.py`")
         if cfg.compare:
             pages.write_block("compare", comparison(out_dir),
                               f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")

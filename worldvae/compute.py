@@ -74,9 +74,9 @@ def cpu_computes_bf16() -> bool:
 def set_threads(threads: int | None) -> None:
     """CPU threads for this process's torch and for the processes it starts (collection workers
     inherit OMP_NUM_THREADS). Called before torch's first op: the pool's size is fixed then.
-    One thread is the default: at batch 8 a second buys little on an idle machine, and when
-    another program holds a core, threads that wait on each other slow a run down tenfold
-    (`python tools/bench.py` measures both)."""
+    One thread is the default: on an idle machine a second buys some speed at batch 8, but
+    when another program holds a core, threads that wait on each other slow a run down
+    several-fold (`python tools/bench.py` measures both, side by side)."""
     if threads is None:
         return
     if not (isinstance(threads, int) and 1 <= threads <= 1024):
