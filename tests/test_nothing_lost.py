@@ -362,7 +362,6 @@ def test_a_process_whose_peers_never_come_says_whom_it_waits_for_and_gives_up(tm
     assert_one_line(result, "process 0 of 2 could not join the others")
 
 
-
 # ---------------------------------------------------------------- part four: no model replaced, no refusal late
 
 

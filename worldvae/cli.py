@@ -18,7 +18,6 @@ class UserError(Exception):
     """A problem the user can fix (a bad constant, a missing file): one line, exit 1."""
 
 
-
 def reason(error: BaseException, limit: int = 200) -> str:
     """An exception's message cut to its first line (and `limit` characters), for a one-line error;
     its type name when the message is empty."""
@@ -37,11 +36,9 @@ def require_seed(seed: int) -> None:
     require(0 <= seed < 2**32, f"SEED must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), got {seed}")
 
 
-
 def require_at_most(value: float, limit: float, name: str, why: str) -> None:
     """A size constant's upper edge: past it the run cannot work (or would take an absurd allocation)."""
     require(value <= limit, f"{name}={value!r} is above {limit:,}: {why}")
-
 
 
 STOP_GRACE_SECONDS = float(os.environ.get("VAE_STOP_GRACE", 120))  # a stop not reached in this long ends the run
@@ -93,7 +90,6 @@ class StopRequests:
             signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
-
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:

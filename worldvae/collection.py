@@ -77,7 +77,6 @@ class CollectionStats:
                 f"the rest reset after {reset_after}): {kept}; {why}{intro}")
 
 
-
 def chunk_seed(seed: int, chunk: int) -> int:
     """An independent seed for each chunk, so chunks can run in any order or process."""
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])

@@ -117,7 +117,6 @@ def check_room(cfg: SimpleNamespace, out_dir: Path, n_frames: int) -> None:
                 f"{culprit} or choose another OUT_DIR")
 
 
-
 def collection_settings(cfg: SimpleNamespace) -> dict:
     """Everything that decides a shard's contents: a store's shards are reused only if these match.
     N_FRAMES is not among them: a larger N_FRAMES reuses the shards a smaller one collected."""

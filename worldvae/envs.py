@@ -135,7 +135,6 @@ def state_names(env_id: str, n: int) -> list[str]:
     return [names[i] if i < len(names) else f"state {i}" for i in range(n)]
 
 
-
 def make_env(env_id: str, seed: int) -> gym.Env:
     """The env rendering off-screen, its action sampler seeded."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # rgb_array needs no window
@@ -175,7 +174,6 @@ def observes_images(env: gym.Env) -> bool:
     """An env whose observation is an (H, W, 3) image: that image is the frame, and there is no state vector."""
     shape = env.observation_space.shape or ()
     return len(shape) == 3 and shape[2] == 3
-
 
 
 def pole_angle(env_id: str, obs: np.ndarray) -> float | None:

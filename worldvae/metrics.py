@@ -39,8 +39,6 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
     plot_curves(panels, out_dir / "loss_curves.png")
 
 
-
-
 def print_run_summary(history: list[dict], seconds: float, out_dir: Path, store_folder: Path) -> None:
     """The run's closing lines: its time, its best epoch, and every file it left."""
     best = min(history, key=lambda row: row["val_loss"])

@@ -284,7 +284,6 @@ def shards_of_rank(n_shards: int, rank: int, world: int) -> list[int]:
     return list(range(rank, n_shards, world))
 
 
-
 def folder_bytes(folder: str | Path) -> int:
     """Bytes of the shards and the manifest in `folder`: the store's size on disk."""
     return sum(entry.stat().st_size for entry in os.scandir(folder)
