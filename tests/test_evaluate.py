@@ -152,6 +152,8 @@ def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_
     def reading(readout):
         return lambda env: readout(control.features(control.true_state(env)[None]))[0]
 
+    far = control.features(np.array([[40.0, -9.0]]))  # a code unlike any the readout was fitted on
+    assert np.all((good(far) >= states.min(0)) & (good(far) <= states.max(0))), "no estimate off the fitted range"
     on_good = control.closed_loop("CartPole-v1", reading(good), episodes=3, seed=0, max_steps=200)
     on_shuffled = control.closed_loop("CartPole-v1", reading(shuffled), episodes=3, seed=0, max_steps=200)
     assert min(on_good) == 200 and max(on_shuffled) < 100, (on_good, on_shuffled)

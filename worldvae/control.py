@@ -47,17 +47,21 @@ def features(mu: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Readout:
-    """A least-squares map from features of a code to the READ_BACK state entries."""
+    """A least-squares map from features of a code to the READ_BACK state entries, its estimates
+    kept within the range of the states it was fitted on: the pairwise products extrapolate wildly
+    on a code unlike any it saw, and no cart stands beyond the track's end."""
 
     weights: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
 
     @classmethod
     def fit(cls, design: np.ndarray, targets: np.ndarray, ridge: float = 1e-6) -> Readout:
         gram = design.T @ design + ridge * len(design) * np.eye(design.shape[1])
-        return cls(np.linalg.solve(gram, design.T @ targets))
+        return cls(np.linalg.solve(gram, design.T @ targets), targets.min(0), targets.max(0))
 
     def __call__(self, design: np.ndarray) -> np.ndarray:
-        return design @ self.weights
+        return np.clip(design @ self.weights, self.low, self.high)
 
     def r2(self, design: np.ndarray, targets: np.ndarray) -> np.ndarray:
         residual = ((targets - self(design)) ** 2).sum(0)
