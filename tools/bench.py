@@ -1,6 +1,6 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
-    python tools/bench.py                          # all of it: about 40 minutes on 2 cores
+    python tools/bench.py                          # all of it: 40 to 70 minutes on 2 cores
     python tools/bench.py --quality False --memory_frames "()" --scaling_frames 0 --threads_frames 0  # ~3 minutes
     python tools/bench.py --gpu                    # the GPU acceptance check instead (under 10 minutes on one GPU)
 

@@ -1,8 +1,8 @@
 """Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
-    python tools/make_docs.py                    # all of it: about an hour on 2 cores
+    python tools/make_docs.py                    # all of it: about 2 hours on 2 cores
     python tools/make_docs.py --compare False --bench False --first_hour False   # the default runs: ~15 minutes
-    python tools/make_docs.py --tables_only      # only the constants tables (and a GPU table bench --gpu wrote)
+    python tools/make_docs.py --tables_only      # the constants tables, and those first_hour.py and bench --gpu wrote
 
 With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
 collection included) are the runs the results tables quote: one measurement feeds every
@@ -40,8 +40,9 @@ from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
+BENCH_DONE = False  # take the bench's results from OUT_DIR/bench (a run this code finished) instead of running it
 FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
-TABLES_ONLY = False  # only rewrite the constants tables (and the GPU table, if bench --gpu wrote one); nothing runs
+TABLES_ONLY = False  # only rewrite the constants tables (and first_hour's and bench --gpu's, if written); nothing runs
 FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
@@ -214,11 +215,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         where = _where(compute.machine())
         results = {}
         if cfg.bench:  # its default runs are the ones the results tables quote
-            bench.main(["--out_dir", str(out_dir / "bench"), "--car_quality", str(cfg.car)])
-            results = json.loads((out_dir / "bench" / "bench.json").read_text())
+            bench_dir = out_dir / "bench"
+            if cfg.bench_done:
+                cli.require((bench_dir / "bench.json").is_file(), f"BENCH_DONE: {bench_dir / 'bench.json'} is missing")
+            else:
+                bench.main(["--out_dir", str(bench_dir), "--car_quality", str(cfg.car)])
+            results = json.loads((bench_dir / "bench.json").read_text())
             for name in ("quality_vs_time.png", "car_quality_vs_time.png"):
-                if (out_dir / "bench" / name).exists():
-                    shutil.copyfile(out_dir / "bench" / name, _DOCS / name)
+                if (bench_dir / name).exists():
+                    shutil.copyfile(bench_dir / name, _DOCS / name)
             for name, table in bench_tables(results).items():
                 pages.write_block(name, table, f"{where}, by `python tools/bench.py`")
         cartpole = results.get("quality", {}).get("ours", [{}])[-1]
@@ -238,11 +243,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             pages.write_block("car", score_run(run, seconds, cfg, "car_", _PRETRAINED / "carracing.pt"),
                               f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
         if cfg.first_hour:
-            pages.write_block("times", times_table(first_hour.main(["--out_dir", str(out_dir / "first_hour")])),
-                              f"{where}, by `python tools/first_hour.py`")
+            first_hour.main(["--out_dir", str(out_dir / "first_hour")])
         if cfg.compare:
             pages.write_block("compare", comparison(out_dir),
                               f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")
+    times = out_dir / "first_hour" / "times.json"  # as the GPU table: from the last run of its tool, if any
+    if times.exists():
+        report = json.loads(times.read_text())
+        pages.write_block("times", times_table(report), f"{_where(report['machine'])}, by `python tools/first_hour.py`")
     table, machine = gpu_table(out_dir)
     pages.write_block("gpu", table, f"{machine}, by `python tools/bench.py --gpu`" if machine else "")
     pages.save()
