@@ -45,11 +45,10 @@ def commands(out_dir: Path, default_run: bool, suite: bool) -> list[tuple[str, l
     return steps
 
 
-def timed(argv: Sequence[str], what: str, out_dir: Path) -> float:
-    """Wall seconds of `python ARGV` run from the repo root, from a cold start (its runs' folders removed)."""
-    for run in ("smoke", "default"):
-        if argv[0] == "train_vae.py" and str(out_dir / run) in argv:
-            shutil.rmtree(out_dir / run, ignore_errors=True)  # collection is part of the run
+def timed(argv: Sequence[str], what: str) -> float:
+    """Wall seconds of `python ARGV` run from the repo root, from a cold start (a training run's folder removed)."""
+    if argv[0] == "train_vae.py":
+        shutil.rmtree(argv[argv.index("--out_dir") + 1], ignore_errors=True)  # collection is part of the run
     start = time.perf_counter()
     result = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -76,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out_dir = files.prepare_out_dir(cfg.out_dir)
     rows = []
     for shown, run in commands(out_dir, cfg.default_run, cfg.suite):
-        idle = timed(run, shown, out_dir)
-        busy = beside(cfg.neighbours, lambda run=run, shown=shown: timed(run, shown, out_dir))
+        idle = timed(run, shown)
+        busy = beside(cfg.neighbours, lambda run=run, shown=shown: timed(run, shown))
         rows.append({"command": shown, "idle_seconds": idle, "busy_seconds": busy})
         print(f"{shown}: {idle:.0f} s idle, {busy:.0f} s beside {cfg.neighbours} busy programs")
     report = {"machine": compute.machine(), "neighbours": cfg.neighbours, "times": rows}
