@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import functools
 import importlib
 import io
 import math
@@ -41,7 +42,14 @@ class Knob:
 
 def knobs(module: ModuleType) -> dict[str, Knob]:
     """The module's public UPPER_CASE globals, in source order, with their comments."""
-    source = Path(module.__file__).read_text()
+    return {name: Knob(value=getattr(module, name), help=help_text, group=group)
+            for name, help_text, group in _commented_constants(module.__file__)}
+
+
+@functools.cache  # every parse_config and defaults() asks; tokenizing a script each time cost ~50 ms
+def _commented_constants(path: str) -> tuple[tuple[str, str, str], ...]:
+    """(name, trailing comment, group heading) of each public UPPER_CASE assignment in the file at `path`."""
+    source = Path(path).read_text()
     comments: dict[int, str] = {}  # line -> comment text
     code_lines: set[int] = set()
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -49,7 +57,7 @@ def knobs(module: ModuleType) -> dict[str, Knob]:
             comments[token.start[0]] = token.string.lstrip("#").strip()
         elif token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
             code_lines.add(token.start[0])
-    found, group = {}, ""
+    found, group = [], ""
     for node in ast.parse(source).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             continue
@@ -59,9 +67,8 @@ def knobs(module: ModuleType) -> dict[str, Knob]:
         above = comments.get(node.lineno - 1, "")
         if above and node.lineno - 1 not in code_lines and not above.startswith("---"):
             group = above
-        help_text = comments.get(node.end_lineno, "") if node.end_lineno in code_lines else ""
-        found[name] = Knob(value=getattr(module, name), help=help_text, group=group)
-    return found
+        found.append((name, comments.get(node.end_lineno, "") if node.end_lineno in code_lines else "", group))
+    return tuple(found)
 
 
 def defaults(module: ModuleType, **overrides: Any) -> SimpleNamespace:
