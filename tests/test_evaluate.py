@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import assert_grid, run_main, run_script
+from conftest import assert_grid, run_main
 from PIL import Image
 
+import compare_vae
 import evaluate_vae
 import sample_vae
 from MyVAE import MyVAE
@@ -73,8 +74,8 @@ def test_traversal_and_interpolation_have_the_documented_size() -> None:
 
 
 @pytest.mark.slow
-def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(tiny_run, tmp_path) -> None:
-    result = run_script("evaluate_vae.py", "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
+def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(capsys, tiny_run, tmp_path) -> None:
+    result = run_main(capsys, evaluate_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
                         "--control_episodes", "2", "--control_frames", "100")
     assert result.returncode == 0, result.stderr
     assert "linear probe" in result.stdout and "pole angle" in result.stdout
@@ -124,9 +125,9 @@ def test_sampling_modes_write_their_pictures(capsys, tiny_run, tmp_path, flag: s
 
 
 @pytest.mark.slow
-def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(tmp_path) -> None:
+def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(capsys, tmp_path) -> None:
     args = ["--n_frames", "96", "--epochs", "1", "--kl_weights", "(1e-5, 1e-3)", "--out_dir", str(tmp_path)]
-    result = run_script("compare_vae.py", *args, timeout=400)
+    result = run_main(capsys, compare_vae.main, *args)
     assert result.returncode == 0, result.stderr
     table = (tmp_path / "comparison.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in table[2:]] == ["autoencoder", "vae_beta1e-05", "vae_beta0.001"]

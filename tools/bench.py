@@ -94,10 +94,15 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
     return {"mad_vs_full_render": float(np.mean(to_full)), "mad_vs_reference": float(np.mean(to_reference))}
 
 
+def remove_own_stores(out_dir: Path) -> None:
+    """The datasets of this bench's own run in `out_dir`, so that its next run collects anew."""
+    for folder in out_dir.glob("frames_*"):
+        shutil.rmtree(folder)
+
+
 def train_ours(out_dir: Path, argv: Sequence[str]) -> tuple[float, list[dict]]:
     """A whole `python train_vae.py` run, collection included: wall seconds and metrics rows."""
-    for folder in out_dir.glob("frames_*"):  # collection is part of the run: this bench's own datasets go first
-        shutil.rmtree(folder)
+    remove_own_stores(out_dir)  # collection is part of the run
     seconds, rows, _ = timed_run([*argv, "--env_id", ENV_ID, "--out_dir", str(out_dir)], "our run")
     return seconds, rows
 
@@ -115,7 +120,7 @@ def measure_training(bench: SimpleNamespace, out_dir: Path) -> dict:
     homework's model (tools/homework.py: batch 100, fp32, torch's own thread count). And the same run
     with its frames streamed from disk, alternating with the default READER_ROUNDS times."""
     argv = ["--n_frames", str(bench.train_frames), "--epochs", "1", "--seed", str(bench.seed)]
-    train_ours(out_dir / "speed", argv)  # collects the frames every run below reads
+    remove_own_stores(out_dir / "speed")  # the first run collects the frames; images/s counts training alone
     rates: dict[str, list[float]] = {"0": [], "None": []}
     for _ in range(bench.reader_rounds):
         for in_ram_mb, rate in rates.items():
@@ -159,8 +164,7 @@ def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
     for share in bench.quality_budgets:
         n_frames = max(int(car.n_frames * share), car.shard_frames)
         run_dir = out_dir / f"car_quality_{n_frames}"
-        for folder in run_dir.glob("frames_*"):
-            shutil.rmtree(folder)
+        remove_own_stores(run_dir)
         seconds, _, _ = timed_run(["--env_id", car.env_id, "--n_frames", str(n_frames), "--seed", str(bench.seed),
                                    "--out_dir", str(run_dir)], "the CarRacing run")
         model = load_vae(run_dir / "vae.pt")
