@@ -161,6 +161,15 @@ def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_
     assert control.closed_loop("CartPole-v1", control.true_state, episodes=3, seed=0) == [500] * 3
 
 
+def test_the_readout_reads_back_a_state_of_up_to_the_third_degree_in_the_code() -> None:
+    rng = np.random.default_rng(0)
+    code = rng.normal(size=(500, 3))
+    states = np.column_stack([code[:, 0] * code[:, 1] * code[:, 2], code[:, 1] ** 3 - code[:, 0]])
+    readout = control.Readout.fit(control.features(code), states)  # what the features can express, not generalization
+    assert readout.r2(control.features(code), states).min() > 0.999
+    assert control.features(code).shape == (500, 1 + 3 + 6 + 10), "a bias, the code, its 2- and 3-products"
+
+
 def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:
     """Fitted on the test rows, a probe scores R^2 = 1 on any code; fitted on unrelated fit rows, it cannot."""
     rng = np.random.default_rng(0)

@@ -6,10 +6,10 @@ controller acting on it, on frames a learning controller meets. The check:
 1. collects labelled frames of its own, from a driver that collected no training frames
    (policies.Prober: the fixed controller, half its actions random, its target sweeping the track),
    so the readout is fitted where a controller goes, not where the training frames were;
-2. fits a least-squares readout from the code (the latent mean, and its pairwise products:
-   the pole's angle is no linear function of a code that places the cart and the pole's tip)
-   to the cart's position and the pole's angle, scored (R^2) on episodes it was not fitted on;
-   the closed loop's readout is fitted on every probe frame;
+2. fits a least-squares readout from the code (the latent mean, and its products of two and of
+   three entries: the pole's angle is no linear function of a code that places the cart and the
+   pole's tip) to the cart's position and the pole's angle, scored (R^2) on every other episode,
+   fitted on the rest; the closed loop's readout is fitted on every probe frame;
 3. runs the fixed controller (policies.balancing_action) in closed loop on the state read back
    from each frame's code, the velocities from consecutive estimates, and beside it the same
    controller on the true state, over the same episodes.
@@ -19,6 +19,7 @@ CartPole-v1 counts as solved at an average of 475 of its 500 steps.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -40,15 +41,21 @@ SOLVED = 475  # CartPole-v1's "solved": the mean episode length over 100 episode
 
 
 def features(mu: np.ndarray) -> np.ndarray:
-    """(N, D) codes -> (N, D + D(D+1)/2 + 1): the code, its pairwise products, and a bias."""
-    rows, cols = np.triu_indices(mu.shape[1])
-    return np.column_stack([mu, mu[:, rows] * mu[:, cols], np.ones(len(mu))])
+    """(N, D) codes -> a bias, the code, and every product of two and of three of its entries. On a
+    control model's held-out probe episodes the third degree cut the quadratic readout's median
+    error by more than half (cart 0.008 -> 0.002, pole 0.009 -> 0.004 rad) and its worst closed-loop
+    episode from 141 steps to 500."""
+    columns = [np.ones((len(mu), 1)), mu]
+    for degree in (2, 3):
+        index = np.array(list(itertools.combinations_with_replacement(range(mu.shape[1]), degree)))
+        columns.append(np.prod(mu[:, index], axis=2))
+    return np.column_stack(columns)
 
 
 @dataclass
 class Readout:
     """A least-squares map from features of a code to the READ_BACK state entries, its estimates
-    kept within the range of the states it was fitted on: the pairwise products extrapolate wildly
+    kept within the range of the states it was fitted on: the products extrapolate wildly
     on a code unlike any it saw, and no cart stands beyond the track's end."""
 
     weights: np.ndarray
@@ -101,7 +108,7 @@ def control_check(model: MyVAE, config: dict, device: torch.device, episodes: in
     probe_cfg = SimpleNamespace(**(config | {"n_frames": fit_frames, "seed": seed, "policy": "prober",
                                              "reset_after": None}))
     labelled = collect_frames(probe_cfg)[0]
-    half = labelled["episode"] < np.median(labelled["episode"])  # fit on the first episodes, score on the rest
+    half = labelled["episode"] % 2 == 0  # fit on every other episode, score on the rest: both cover the track
     design = features(encode_frames(model, labelled["frames"], device, "control: encoding").mu)
     targets = labelled["states"][:, list(READ_BACK)]
     scored = Readout.fit(design[half], targets[half]).r2(design[~half], targets[~half])  # on episodes it never saw
