@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,6 +32,19 @@ from worldvae.heldout import heldout_frames
 ONE_SHARD = [*TINY, "--n_frames", "250", "--shard_frames", "250", "--epochs", "1", "--replace"]  # models aside
 
 
+@pytest.fixture(scope="module")
+def one_shard_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OUT_DIR of one finished ONE_SHARD run, trained once for the tests that begin with one."""
+    out_dir = tmp_path_factory.mktemp("one_shard_run")
+    train_vae.main([*ONE_SHARD, "--out_dir", str(out_dir)])
+    return out_dir
+
+
+def _first_run(one_shard_run: Path, out_dir: Path) -> None:
+    """A copy of that run in `out_dir`, as if it had just run there."""
+    shutil.copytree(one_shard_run, out_dir, dirs_exist_ok=True)
+
+
 def _shards(out_dir) -> dict[str, str]:
     return {name: digest for name, digest in fingerprint(out_dir).items() if "/shard_" in name}
 
@@ -43,8 +57,9 @@ def _store_cfg(**overrides):
                                    ["--reset_after", "12"],
                                    ["--policy", "balancer", "--n_frames", "1000", "--shard_frames", "1000"]],
                          ids=["img_size", "seed", "crop", "reset_after", "policy"])
-def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(capsys, tmp_path, other) -> None:
-    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+def test_another_runs_settings_collect_beside_the_first_dataset_never_over_it(capsys, tmp_path, one_shard_run,
+                                                                             other) -> None:
+    _first_run(one_shard_run, tmp_path)
     before = _shards(tmp_path)
     result = run_main(capsys, train_vae.main, *ONE_SHARD, *other, "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
@@ -185,8 +200,8 @@ def test_every_size_constant_is_refused_past_its_edge_in_one_line_before_work(ca
     assert "collecting" not in result.stdout and not list(tmp_path.glob("frames_*"))
 
 
-def test_a_run_refused_for_disk_space_writes_nothing(capsys, tmp_path, monkeypatch) -> None:
-    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+def test_a_run_refused_for_disk_space_writes_nothing(capsys, tmp_path, monkeypatch, one_shard_run) -> None:
+    _first_run(one_shard_run, tmp_path)
     before = fingerprint(tmp_path)
     monkeypatch.setattr(dataset.shutil, "disk_usage", lambda _: type("Usage", (), {"free": 1000})())
     assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--seed", "4", "--out_dir", str(tmp_path)),
@@ -209,7 +224,6 @@ import os, signal, sys
 sys.path.insert(0, {repo!r})
 from worldvae import cli
 import train_vae
-from tools import bench
 
 real_fsync = os.fsync
 
@@ -295,8 +309,8 @@ def test_a_shard_swapped_for_another_image_size_during_training_is_one_line(tmp_
 
 
 @pytest.mark.slow
-def test_readers_of_a_store_never_write_to_it(capsys, tmp_path, monkeypatch) -> None:
-    assert run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)).returncode == 0
+def test_readers_of_a_store_never_write_to_it(capsys, tmp_path, monkeypatch, one_shard_run) -> None:
+    _first_run(one_shard_run, tmp_path)
     before = fingerprint(next(tmp_path.glob("frames_*")))
 
     def no_writes(*_args, **_kwargs):
