@@ -168,6 +168,8 @@ def test_the_readout_reads_back_a_state_of_up_to_the_third_degree_in_the_code() 
     readout = control.Readout.fit(control.features(code), states)  # what the features can express, not generalization
     assert readout.r2(control.features(code), states).min() > 0.999
     assert control.features(code).shape == (500, 1 + 3 + 6 + 10), "a bias, the code, its 2- and 3-products"
+    assert control.readout_degree(10, 2000) == 3 and control.readout_degree(32, 2000) == 2, \
+        "the third degree only where the fit has four frames per feature"
 
 
 def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:
