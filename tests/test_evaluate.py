@@ -76,7 +76,7 @@ def test_traversal_and_interpolation_have_the_documented_size() -> None:
 @pytest.mark.slow
 def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(capsys, tiny_run, tmp_path) -> None:
     result = run_main(capsys, evaluate_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
-                        "--control_episodes", "2", "--control_frames", "100")
+                      "--control_episodes", "2", "--control_frames", "100")
     assert result.returncode == 0, result.stderr
     assert "linear probe" in result.stdout and "pole angle" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -146,14 +146,15 @@ def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_
     rng = np.random.default_rng(0)
     states = rng.uniform((-2, -0.2), (2, 0.2), (2000, 2))
     codes = states + rng.normal(0, 0.005, states.shape)
-    good = control.Readout.fit(control.features(codes), states)
-    shuffled = control.Readout.fit(control.features(codes), states[rng.permutation(len(states))])
-    assert good.r2(control.features(codes), states).min() > 0.99 > shuffled.r2(control.features(codes), states).max()
+    design = control.features(codes, 3)
+    good = control.Readout.fit(design, states)
+    shuffled = control.Readout.fit(design, states[rng.permutation(len(states))])
+    assert good.r2(design, states).min() > 0.99 > shuffled.r2(design, states).max()
 
     def reading(readout):
-        return lambda env: readout(control.features(control.true_state(env)[None]))[0]
+        return lambda env: readout(control.features(control.true_state(env)[None], 3))[0]
 
-    far = control.features(np.array([[40.0, -9.0]]))  # a code unlike any the readout was fitted on
+    far = control.features(np.array([[40.0, -9.0]]), 3)  # a code unlike any the readout was fitted on
     assert np.all((good(far) >= states.min(0)) & (good(far) <= states.max(0))), "no estimate off the fitted range"
     on_good = control.closed_loop("CartPole-v1", reading(good), episodes=3, seed=0, max_steps=200)
     on_shuffled = control.closed_loop("CartPole-v1", reading(shuffled), episodes=3, seed=0, max_steps=200)
@@ -165,9 +166,10 @@ def test_the_readout_reads_back_a_state_of_up_to_the_third_degree_in_the_code() 
     rng = np.random.default_rng(0)
     code = rng.normal(size=(500, 3))
     states = np.column_stack([code[:, 0] * code[:, 1] * code[:, 2], code[:, 1] ** 3 - code[:, 0]])
-    readout = control.Readout.fit(control.features(code), states)  # what the features can express, not generalization
-    assert readout.r2(control.features(code), states).min() > 0.999
-    assert control.features(code).shape == (500, 1 + 3 + 6 + 10), "a bias, the code, its 2- and 3-products"
+    design = control.features(code, 3)
+    readout = control.Readout.fit(design, states)  # what the features can express, not generalization
+    assert readout.r2(design, states).min() > 0.999
+    assert design.shape == (500, 1 + 3 + 6 + 10), "a bias, the code, its 2- and 3-products"
     assert control.readout_degree(10, 2000) == 3 and control.readout_degree(32, 2000) == 2, \
         "the third degree only where the fit has four frames per feature"
 
