@@ -44,7 +44,7 @@ MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept 
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
 SHARD_FRAMES = 4000  # frames per file of the dataset (a multiple of 250): the unit of resuming, streaming, splitting
 IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1/4 of free GPU memory, or of RAM
-FAST_RENDER = True  # CartPole: draw only the kept rows, straight to a small image (same picture, ~3x faster)
+FAST_RENDER = True  # the same pictures, faster: CartPole drawn to its kept rows only, CarRacing's road by numpy
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
 HIDDEN_DIMS = None  # channels of the stride-2 convolutions, mirrored back; None: the env's (8..128; CarRacing: 16..256)

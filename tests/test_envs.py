@@ -61,6 +61,46 @@ def test_the_brownian_driver_leaves_the_road_and_mixed_episodes_take_each_policy
     assert envs.resolve_policy("CarRacing-v3", None) == "mixed", "CarRacing's own"
 
 
+def test_the_fast_road_rotates_as_pygame_does_bit_for_bit() -> None:
+    import pygame
+
+    rng = np.random.default_rng(0)
+    quarter_turns = [k * np.pi / 2 + d for k in range(-4, 5) for d in (0.0, 5e-7, -5e-7, 2e-6)]
+    for angle in [*rng.uniform(-20, 20, 200), *quarter_turns]:
+        points = rng.uniform(-500, 500, (3, 2))
+        ours = rendering.rotate_like_pygame(points, float(angle))
+        theirs = [tuple(pygame.math.Vector2(*point).rotate_rad(float(angle))) for point in points.tolist()]
+        assert [tuple(row) for row in ours.tolist()] == theirs, f"angle {angle!r}"
+
+
+@needs_box2d
+def test_fast_render_draws_carracings_road_as_gymnasium_does_pixel_for_pixel() -> None:
+    """Both envs driven alike through the zoom-in, at full gas with wandering steering, and onto a second
+    track: every observation, and the rgb_array render, the same bytes."""
+    plain, fast = (envs.make_env("CarRacing-v3", seed=0) for _ in range(2))
+    crop = envs.resolve_crop("CarRacing-v3", None)
+    rendering.frame_renderer(fast, crop, 64, fast=True)
+    assert fast.unwrapped._render_road is not plain.unwrapped._render_road, "FAST_RENDER changed how the road is drawn"
+    rng, steer = np.random.default_rng(0), 0.0
+    for track in (1, 2):
+        first = [env.reset(seed=track)[0] for env in (plain, fast)]
+        assert np.array_equal(*first), f"track {track}, after reset"
+        for step in range(60 if track == 1 else 5):
+            steer = float(np.clip(0.9 * steer + rng.normal(0.0, 0.5), -1.0, 1.0))
+            action = np.array([steer, 1.0, 0.0], dtype=np.float32)
+            observations = [env.step(action)[0] for env in (plain, fast)]
+            assert np.array_equal(*observations), f"track {track}, step {step}"
+    assert np.array_equal(plain.render(), fast.render())
+
+    class OwnRoad(type(plain.unwrapped)):
+        def _render_road(self, zoom, translation, angle) -> None:
+            pass  # a road of its own: none
+    own = OwnRoad(render_mode="rgb_array")
+    own.spec = plain.spec
+    rendering.frame_renderer(own, crop, 64, fast=True)
+    assert "_render_road" not in vars(own), "a class that draws its road its own way keeps it"
+
+
 @pytest.mark.slow
 @needs_ale
 def test_atari_frames_record_discrete_actions() -> None:

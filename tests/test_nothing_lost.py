@@ -77,8 +77,11 @@ def test_the_store_is_named_for_the_code_that_drew_its_frames(monkeypatch) -> No
     for change in ({"policy": "balancer"}, {"fast_render": False}):
         assert dataset.dataset_dir("out", train_config(**change)) != base, change
     car = train_config(env_id="CarRacing-v3")
-    assert dataset.dataset_dir("out", car) == dataset.dataset_dir("out", train_config(env_id="CarRacing-v3",
-                                                                                      fast_render=False)), \
+    assert dataset.dataset_dir("out", car) != dataset.dataset_dir("out", train_config(env_id="CarRacing-v3",
+                                                                                      fast_render=False))
+    pendulum = train_config(env_id="Pendulum-v1")
+    assert dataset.dataset_dir("out", pendulum) == dataset.dataset_dir("out", train_config(env_id="Pendulum-v1",
+                                                                                           fast_render=False)), \
         "FAST_RENDER draws nothing else where it does not apply"
     monkeypatch.setattr(dataset, "COLLECTOR_VERSION", dataset.COLLECTOR_VERSION + 1)
     assert dataset.dataset_dir("out", train_config()) != base

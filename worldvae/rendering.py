@@ -1,7 +1,8 @@
 """Rendering: an env's state to a training frame, cropped and area-averaged to IMG_SIZE.
 
 A frame is the env's image observation where it has one (CarRacing, Atari), else its
-rgb_array render (classic control); CartPole can be drawn straight to the kept rows.
+rgb_array render (classic control). FAST_RENDER draws CartPole straight to the kept rows, and
+moves CarRacing's road to the screen with numpy: the same pictures, pixel for pixel, faster.
 """
 
 from __future__ import annotations
@@ -78,22 +79,97 @@ def render_cartpole(env: gym.Env, crop: Sequence[float], img_size: int) -> np.nd
     return _resize(flipped, (left * width, top * height - first, right * width, bottom * height - first), img_size)
 
 
+_TWO_PI = 2 * math.pi
+_QUARTER_EPSILON = 1e-6  # pygame's Vector2.epsilon: angles this close to a quarter turn rotate exactly
+_GRASS_PATCHES = 400  # gymnasium's CarRacing: a 20 x 20 checkerboard of lighter grass
+
+
+def rotate_like_pygame(points: np.ndarray, angle: float) -> np.ndarray:
+    """pygame.math.Vector2.rotate_rad on an (..., 2) array, bit for bit: the angle reduced to
+    [0, 2 pi) first, quarter turns exact, else the cosine and sine of the reduced angle."""
+    angle = math.fmod(angle, _TWO_PI)
+    angle += _TWO_PI if angle < 0 else 0.0
+    x, y = points[..., 0], points[..., 1]
+    if math.fmod(angle + _QUARTER_EPSILON, math.pi / 2) < 2 * _QUARTER_EPSILON:
+        quarter = int((angle + _QUARTER_EPSILON) / (math.pi / 2)) % 4
+        return np.stack([(x, -y, -x, y)[quarter], (y, x, -y, -x)[quarter]], axis=-1)
+    cos, sin = math.cos(angle), math.sin(angle)
+    return np.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
+
+
+def _car_racing_polygons(car_racing: gym.Env) -> np.ndarray:
+    """(1 + 400 + road, 4, 2) world corners in gymnasium's drawing order: the field, the grass
+    patches, the road's tiles and curbs. Cached per track (reset() builds a new road_poly list)."""
+    from gymnasium.envs.box2d.car_racing import GRASS_DIM, PLAYFIELD
+
+    road_poly = car_racing.road_poly  # held by the cache, so that no later list can take its id
+    cached = getattr(car_racing, "_fast_road_corners", None)
+    if cached is not None and cached[0] is road_poly and cached[1] == len(road_poly):
+        return cached[2]
+    field = [(PLAYFIELD, PLAYFIELD), (PLAYFIELD, -PLAYFIELD), (-PLAYFIELD, -PLAYFIELD), (-PLAYFIELD, PLAYFIELD)]
+    grass = [[(GRASS_DIM * x + GRASS_DIM, GRASS_DIM * y), (GRASS_DIM * x, GRASS_DIM * y),
+              (GRASS_DIM * x, GRASS_DIM * y + GRASS_DIM), (GRASS_DIM * x + GRASS_DIM, GRASS_DIM * y + GRASS_DIM)]
+             for x in range(-20, 20, 2) for y in range(-20, 20, 2)]
+    road = [[(p[0], p[1]) for p in poly] for poly, _ in road_poly]
+    corners = np.array([field, *grass, *road], dtype=np.float64)
+    car_racing._fast_road_corners = (road_poly, len(road_poly), corners)
+    return corners
+
+
+def draw_car_racing_road(car_racing: gym.Env, zoom: float, translation: tuple[float, float], angle: float) -> None:
+    """gymnasium's CarRacing._render_road with its ~800 polygons moved to the screen by numpy at once,
+    where gymnasium moves them one corner at a time in Python (half of a step): the same corners, the
+    same off-screen test, the same draw calls in the same order (tests/test_envs.py compares pixels)."""
+    from gymnasium.envs.box2d.car_racing import MAX_SHAPE_DIM, WINDOW_H, WINDOW_W
+    from pygame import gfxdraw
+
+    corners = _car_racing_polygons(car_racing)
+    screen = rotate_like_pygame(corners, angle) * zoom + np.asarray(translation, dtype=np.float64)
+    inside = (screen >= -MAX_SHAPE_DIM) & (screen <= (WINDOW_W + MAX_SHAPE_DIM, WINDOW_H + MAX_SHAPE_DIM))
+    drawn = inside.all(axis=-1).any(axis=-1)
+    drawn[0] = True  # the field, drawn unclipped
+    for i in np.flatnonzero(drawn):
+        if i == 0:
+            color = car_racing.bg_color
+        elif i <= _GRASS_PATCHES:
+            color = car_racing.grass_color
+        else:  # read each frame: a tile's colour changes when the car drives onto it
+            color = [int(c) for c in car_racing.road_poly[i - 1 - _GRASS_PATCHES][1]]
+        polygon = screen[i].tolist()
+        gfxdraw.aapolygon(car_racing.surf, polygon, color)
+        gfxdraw.filled_polygon(car_racing.surf, polygon, color)
+
+
+def _draw_road_fast(env: gym.Env) -> None:
+    """Make a CarRacing env draw its road with draw_car_racing_road: its observation is drawn inside
+    step(). An env whose class draws the road its own way is left alone."""
+    from gymnasium.envs.box2d.car_racing import CarRacing
+
+    car_racing = env.unwrapped
+    if isinstance(car_racing, CarRacing) and type(car_racing)._render_road is CarRacing._render_road:
+        car_racing._render_road = lambda zoom, translation, angle: draw_car_racing_road(car_racing, zoom, translation,
+                                                                                        angle)
+
+
 Renderer = Callable[[gym.Env, np.ndarray], np.ndarray]  # (env, its observation) -> a training frame
 
 
 def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: bool) -> Renderer:
     """The function that turns an env's current state into a training frame: its image observation
-    where it has one, else its rgb_array render (CartPole's drawn straight to the kept rows when fast)."""
+    where it has one, else its rgb_array render. When fast, CartPole is drawn straight to the kept rows
+    and CarRacing's road with numpy (it draws its observation in step(): the env is changed to)."""
+    if draws_fast(env.spec.id, fast) and env_family(env.spec.id) == "CarRacing":
+        _draw_road_fast(env)
     if observes_images(env):
         return lambda _env, obs: preprocess_frame(obs, crop, img_size)
-    if draws_fast(env.spec.id, fast):
+    if draws_fast(env.spec.id, fast) and env_family(env.spec.id) == "CartPole":
         return lambda env, _obs: render_cartpole(env, crop, img_size)
     return lambda env, _obs: preprocess_frame(env.render(), crop, img_size)
 
 
 def draws_fast(env_id: str, fast: bool) -> bool:
-    """FAST_RENDER as it applies: only CartPole has a renderer of its own."""
-    return fast and env_family(env_id) == "CartPole"
+    """FAST_RENDER as it applies: CartPole and CarRacing have renderers of their own."""
+    return fast and env_family(env_id) in ("CartPole", "CarRacing")
 
 
 def frame_size(env: gym.Env) -> tuple[int, int]:
