@@ -212,8 +212,11 @@ def summary(metrics: dict) -> str:
                      f"code: mean {c['mean_steps']:.0f} steps, worst {c['worst_steps']} (on the true state: mean "
                      f"{c['true_state_mean_steps']:.0f}, worst {c['true_state_worst_steps']}; solved: mean >= "
                      f"{control.SOLVED}); readout R^2 {r2}")
-    lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
-    lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
+    if not metrics["probe_r2"]:  # CarRacing, Atari: the env's observation is the image
+        lines.append("  linear probe: none (the env has no state vector to read back)")
+    else:
+        lines.append("  linear probe from the latent mean to the true state, R^2 on held-out frames:")
+        lines += [f"    {name:<24} {r2:6.3f}" for name, r2 in metrics["probe_r2"].items()]
     return "\n".join(lines)
 
 

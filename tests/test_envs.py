@@ -345,10 +345,11 @@ def test_a_carracing_model_is_scored_on_the_frames_of_every_policy(tmp_path) -> 
     for score in scores.values():
         assert score["frames"] == 40 and score["mse"] > 0 and (score["road_iou"] is None or 0 <= score["road_iou"] <= 1)
         assert score["phantom_road_rate"] in (None, 1.0)
-    assert "fresh frames of the brownian policy" in evaluate_vae.summary(
+    summary = evaluate_vae.summary(
         {"variational": True, "checkpoint": "c", "frames_scored": 1, "env_id": "CarRacing-v3", "data": "d",
          "mse": 0.1, "psnr_db": 10.0, "sample_nearest_mse_median": 0.1, "sample_nearest_mse_p90": 0.1,
          "kl_per_dim": [0.1], "active_dims": 1, "road_iou": None, "probe_r2": {}, "by_policy": scores})
+    assert "fresh frames of the brownian policy" in summary and "no state vector" in summary
 
 
 @pytest.mark.parametrize(("name", "env_id"), [("cartpole", "CartPole-v1"), ("cartpole_control", "CartPole-v1"),
