@@ -47,7 +47,7 @@ IN_RAM_MB = None  # MiB of frames held in memory, more stream from disk; None: 1
 FAST_RENDER = True  # the same pictures, faster: CartPole drawn to its kept rows only, CarRacing's road by numpy
 # model
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
-HIDDEN_DIMS = None  # channels of the stride-2 convolutions, mirrored back; None: the env's (8..128; CarRacing: 16..128)
+HIDDEN_DIMS = None  # channels of the stride-2 convolutions, mirrored back; None: the env's (8..128; CarRacing: 16..64)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
 KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
 KL_FLOOR = 0.0  # nats per latent dimension that cost nothing ("free bits", as World Models used 0.5); 0: none
