@@ -156,8 +156,8 @@ Renderer = Callable[[gym.Env, np.ndarray], np.ndarray]  # (env, its observation)
 
 def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: bool) -> Renderer:
     """The function that turns an env's current state into a training frame: its image observation
-    where it has one, else its rgb_array render. When fast, CartPole is drawn straight to the kept rows
-    and CarRacing's road with numpy (it draws its observation in step(): the env is changed to)."""
+    where it has one, else its rgb_array render. When fast, CartPole is drawn straight to the kept rows,
+    and CarRacing's road with numpy: CarRacing draws its observation inside step(), so `env` itself changes."""
     if draws_fast(env.spec.id, fast) and env_family(env.spec.id) == "CarRacing":
         _draw_road_fast(env)
     if observes_images(env):
