@@ -7,6 +7,7 @@ moves CarRacing's road to the screen with numpy: the same pictures, pixel for pi
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -81,7 +82,6 @@ def render_cartpole(env: gym.Env, crop: Sequence[float], img_size: int) -> np.nd
 
 _TWO_PI = 2 * math.pi
 _QUARTER_EPSILON = 1e-6  # pygame's Vector2.epsilon: angles this close to a quarter turn rotate exactly
-_GRASS_PATCHES = 400  # gymnasium's CarRacing: a 20 x 20 checkerboard of lighter grass
 
 
 def rotate_like_pygame(points: np.ndarray, angle: float) -> np.ndarray:
@@ -124,6 +124,7 @@ def draw_car_racing_road(car_racing: gym.Env, zoom: float, translation: tuple[fl
     from pygame import gfxdraw
 
     corners = _car_racing_polygons(car_racing)
+    first_road = len(corners) - len(car_racing.road_poly)
     screen = rotate_like_pygame(corners, angle) * zoom + np.asarray(translation, dtype=np.float64)
     inside = (screen >= -MAX_SHAPE_DIM) & (screen <= (WINDOW_W + MAX_SHAPE_DIM, WINDOW_H + MAX_SHAPE_DIM))
     drawn = inside.all(axis=-1).any(axis=-1)
@@ -131,10 +132,10 @@ def draw_car_racing_road(car_racing: gym.Env, zoom: float, translation: tuple[fl
     for i in np.flatnonzero(drawn):
         if i == 0:
             color = car_racing.bg_color
-        elif i <= _GRASS_PATCHES:
+        elif i < first_road:
             color = car_racing.grass_color
         else:  # read each frame: a tile's colour changes when the car drives onto it
-            color = [int(c) for c in car_racing.road_poly[i - 1 - _GRASS_PATCHES][1]]
+            color = [int(c) for c in car_racing.road_poly[i - first_road][1]]
         polygon = screen[i].tolist()
         gfxdraw.aapolygon(car_racing.surf, polygon, color)
         gfxdraw.filled_polygon(car_racing.surf, polygon, color)
@@ -147,8 +148,7 @@ def _draw_road_fast(env: gym.Env) -> None:
 
     car_racing = env.unwrapped
     if isinstance(car_racing, CarRacing) and type(car_racing)._render_road is CarRacing._render_road:
-        car_racing._render_road = lambda zoom, translation, angle: draw_car_racing_road(car_racing, zoom, translation,
-                                                                                        angle)
+        car_racing._render_road = functools.partial(draw_car_racing_road, car_racing)
 
 
 Renderer = Callable[[gym.Env, np.ndarray], np.ndarray]  # (env, its observation) -> a training frame
@@ -158,11 +158,12 @@ def frame_renderer(env: gym.Env, crop: Sequence[float], img_size: int, fast: boo
     """The function that turns an env's current state into a training frame: its image observation
     where it has one, else its rgb_array render. When fast, CartPole is drawn straight to the kept rows,
     and CarRacing's road with numpy: CarRacing draws its observation inside step(), so `env` itself changes."""
-    if draws_fast(env.spec.id, fast) and env_family(env.spec.id) == "CarRacing":
+    drawn_by = env_family(env.spec.id) if draws_fast(env.spec.id, fast) else None  # whose own renderer, if any
+    if drawn_by == "CarRacing":
         _draw_road_fast(env)
     if observes_images(env):
         return lambda _env, obs: preprocess_frame(obs, crop, img_size)
-    if draws_fast(env.spec.id, fast) and env_family(env.spec.id) == "CartPole":
+    if drawn_by == "CartPole":
         return lambda env, _obs: render_cartpole(env, crop, img_size)
     return lambda env, _obs: preprocess_frame(env.render(), crop, img_size)
 
