@@ -37,7 +37,7 @@ def test_seeds_no_generator_can_take_are_refused_by_every_script(capsys, tmp_pat
         (["--n_frames", "600", "--shard_frames", "250"], "fewer than the 4 processes"),
         (["--device", "meta"], "DEVICE must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"),
         (["--device", "cuda:7"], "is not available here"),
-        (["--kl_weight", "1e38", "--epochs", "1"], "KL_WEIGHT=1e+38 is far above the default"),
+        (["--lr", "1e30"], "LR must lie in 1e-09 .. 10"),
     ],
 )
 def test_values_that_cannot_work_are_one_line(capsys, tmp_path, monkeypatch, args: list[str], message: str) -> None:
@@ -164,3 +164,58 @@ def test_a_file_size_limit_is_one_line_and_leaves_no_temporary_files(tmp_path) -
     assert_one_line(result, "cannot write")
     assert "File too large" in result.stderr
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class _Wrote(Exception):
+    """A script reached its first write: every check before it had passed."""
+
+
+def _numeric_knobs() -> list[tuple[object, str, object]]:
+    """(script, NAME, default) of every constant that takes a number or numbers, in every script and tool."""
+    import encode_vae
+    from tools import activities, first_hour, homework, make_docs
+
+    scripts = (train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, first_hour, homework, make_docs,
+               activities)
+    return [(script, name, knob.value) for script in scripts for name, knob in constants.knobs(script).items()
+            if not isinstance(knob.value, (bool, str)) and name not in ("OUT_DIR", "OUT", "POLICY")]
+
+
+def _bad_values(default: object) -> dict[str, str]:
+    """The value a careless user gives, huge, tiny, negative, NaN and infinite, written for `default`'s shape."""
+    values = {"huge": "1e308", "tiny": "1e-308", "negative": "-1", "nan": "nan", "infinite": "inf"}
+    if isinstance(default, int):
+        values["huge"] = str(10**30)
+    if isinstance(default, tuple):
+        return {kind: f"({', '.join([value] * len(default))})" for kind, value in values.items()}
+    return values
+
+
+@pytest.mark.parametrize(("script", "name", "default"), _numeric_knobs(),
+                         ids=lambda v: v.__name__ if hasattr(v, "__name__") else str(v)[:12])
+def test_every_number_a_user_can_give_is_checked_before_anything_is_written(capsys, tmp_path, monkeypatch, tiny_run,
+                                                                            script, name, default) -> None:
+    """Huge, negative, NaN and infinite values of every numeric constant are one clear line and a non-zero exit,
+    before the script's first write (a tiny one may also pass as valid); OUT_DIR is left as it was."""
+    def wrote(*_args, **_kwargs):
+        raise _Wrote
+
+    for writer in ("prepare_out_dir", "atomic_write", "lock_out_dir"):
+        monkeypatch.setattr(files, writer, wrote)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "mine.txt").write_text("a user's file")
+    needs = ["--checkpoint", str(tiny_run / "vae.pt")] if "CHECKPOINT" in constants.knobs(script) else []
+    knobs = constants.knobs(script)
+    where = next((["--" + name.lower(), str(out_dir / leaf)] for name, leaf in
+                  (("OUT_DIR", ""), ("OUT", "codes.npz"), ("REPORT", "report.json")) if name in knobs), [])
+    for kind, value in _bad_values(default).items():
+        try:
+            result = run_main(capsys, script.main, *needs, *where, f"--{name.lower()}", value)
+        except _Wrote:
+            assert kind == "tiny", f"{name}={value} ({kind}) reached a write"
+            continue
+        assert result.returncode not in (0, None), f"{name}={value} ({kind}) passed"
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert name in result.stderr or f"--{name.lower()}" in result.stderr, result.stderr
+    assert [p.name for p in out_dir.iterdir()] == ["mine.txt"]

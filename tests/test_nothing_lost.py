@@ -180,7 +180,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
         (train_vae, ["--shard_frames", str(250 * 10**7)], "lower SHARD_FRAMES"),
         (train_vae, ["--lr", "1e999"], "--lr expects finite numbers"),
         (train_vae, ["--epochs", str(10**9)], "EPOCHS=1000000000 is above"),
-        (train_vae, ["--n_frames", str(10**8), "--in_ram_mb", "1e12"], "lower IN_RAM_MB"),
+        (train_vae, ["--n_frames", str(10**8), "--in_ram_mb", "1e8"], "lower IN_RAM_MB"),
         (sample_vae, ["--n_samples", str(10**9)], "N_SAMPLES=1000000000 is above 10,000"),
         (evaluate_vae, ["--fresh", str(10**9)], "FRESH=1000000000 is above 50,000"),
         (evaluate_vae, ["--quality_samples", str(10**9)], "QUALITY_SAMPLES=1000000000 is above"),

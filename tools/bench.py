@@ -392,7 +392,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"SCALING_FRAMES must be 0 or at least {2 * shard_frames} (a shard for each of the two processes)")
     cli.require(bench.collect_frames >= 1 and bench.train_frames >= 100 and bench.heldout_frames >= 1,
                 "COLLECT_FRAMES, HELDOUT_FRAMES must be at least 1 and TRAIN_FRAMES at least 100")
-    for name in ("collect_frames", "heldout_frames", "train_frames", "scaling_frames", "threads_frames"):
+    for name in ("collect_frames", "heldout_frames", "train_frames", "scaling_frames", "threads_frames",
+                 "homework_speed_steps", "reader_rounds"):
+        cli.require(getattr(bench, name) >= 0, f"{name.upper()} must be 0 or more, got {getattr(bench, name)}")
         cli.require_at_most(getattr(bench, name), 1_000_000, name.upper(), "a benchmark needs far fewer")
     frame_bytes = 3 * constants.defaults(train_vae).img_size ** 2
     compute.require_memory((bench.collect_frames + 2 * bench.heldout_frames) * frame_bytes,

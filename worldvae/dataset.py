@@ -33,6 +33,7 @@ from worldvae.rendering import draws_fast, frame_size
 
 _MAX_IMG_SIZE = 1024  # px: beyond any env's render, and a frame of it is already 3 MiB
 _MAX_FRAMES = 2**31 // 2 - 1  # episode ids (int32) count from chunk * 250: their room
+_MAX_WORKERS = 1024  # collection processes: more than any machine has cores
 _SIZE_PROBE_FRAMES = 64  # frames compressed to estimate the store's size before collecting
 
 
@@ -56,6 +57,7 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
                        f"frames of {cfg.img_size} px, assembled in memory (and read back whole),", "lower SHARD_FRAMES")
     cli.require(isinstance(cfg.n_envs, int) and cfg.n_envs >= 0,
                 f"N_ENVS must be 0 (a worker per CPU this process may use), 1 (no workers) or more; got {cfg.n_envs!r}")
+    cli.require_at_most(cfg.n_envs, _MAX_WORKERS, "N_ENVS", "each worker is a process of its own")
     for name in ("n_frames", "max_steps_per_frame"):
         cli.require(getattr(cfg, name) >= 1, f"{name.upper()} must be at least 1, got {getattr(cfg, name)}")
     cli.require_at_most(cfg.n_frames, _MAX_FRAMES, "N_FRAMES", "episode ids are 32-bit numbers")

@@ -23,6 +23,7 @@ from worldvae.store import ARRAYS, Store
 
 SHOWN_FRAMES = 8  # held-out frames that reconstructions.png shows after every epoch
 CPU = torch.device("cpu")
+_MAX_IN_RAM_MB = 2**30  # a PiB: no machine holds more, and a size past it is no integer number of bytes
 _SHUFFLE_FRAMES = 8192  # frames a streamed epoch mixes at once (two batches at least), so batches mix episodes
 
 
@@ -208,8 +209,8 @@ def require_batch_fits(n_train: int, batch_size: int) -> None:
 
 def validate_in_ram_mb(in_ram_mb: float | None, frame_bytes: int) -> None:
     """IN_RAM_MB is None or a size in MiB that this machine can hold (of the `frame_bytes` there are)."""
-    require(in_ram_mb is None or (isinstance(in_ram_mb, (int, float)) and in_ram_mb >= 0),
-            f"IN_RAM_MB must be None or a size in MiB of zero or more, got {in_ram_mb!r}")
+    require(in_ram_mb is None or (isinstance(in_ram_mb, (int, float)) and 0 <= in_ram_mb <= _MAX_IN_RAM_MB),
+            f"IN_RAM_MB must be None or a size in MiB from 0 to {_MAX_IN_RAM_MB:,} (a PiB), got {in_ram_mb!r}")
     if in_ram_mb is not None:  # frames up to this budget are held whole
         require_memory(min(in_ram_mb * 2**20, frame_bytes), f"holding IN_RAM_MB={in_ram_mb} of frames",
                        "lower IN_RAM_MB (or set it to 0 to stream from disk)")
