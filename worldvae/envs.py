@@ -184,6 +184,10 @@ def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
 
 
 def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | None, obs: np.ndarray) -> bool:
-    """Filter (2): no range given, or the pole angle of `obs` lies in it."""
-    return angle_range is None or angle_range[0] <= pole_angle(env_id, obs) <= angle_range[1]
+    """Filter (2): no range given, or the pole angle of `obs` lies in [low, high], both ends included and
+    read at the observation's own precision (CartPole's float32 angle 0.3 is 0.30000001: it is kept)."""
+    if angle_range is None:
+        return True
+    low, high = (float(np.asarray(end, dtype=obs.dtype)) for end in angle_range)
+    return low <= pole_angle(env_id, obs) <= high
 
