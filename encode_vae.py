@@ -5,7 +5,8 @@
 
 Writes one .npz, every array in episode order and, within an episode, in step order:
 
-    mu, log_var    float32 (N, LATENT_DIM)  q(z|x) of each frame (the encoder's mean and log-variance)
+    mu, log_var    float32 (N, LATENT_DIM)  q(z|x) of each frame (the encoder's mean and log-variance);
+                                   an autoencoder's code is mu alone: it has no variance, so no log_var
     action         float32 (N, A)  the action taken from that frame (a Discrete action as its index);
                                    NaN where `done`: no transition from that frame is stored
     reward         float32 (N,)    the reward that action earned (NaN where `done`)
@@ -47,7 +48,8 @@ def episode_codes(model: MyVAE, data: dict[str, np.ndarray], device: torch.devic
     order = np.lexsort((data["step"], data["episode"]))  # by episode, then step
     ordered = {key: data[key][order] for key in ("action", "reward", "done", "episode", "step")}
     codes = encode_frames(model, data["frames"][order], device)
-    return {"mu": codes.mu, "log_var": codes.log_var, **ordered, "episode_start": episode_starts(ordered["episode"])}
+    variance = {"log_var": codes.log_var} if model.variational else {}  # an autoencoder's code has none
+    return {"mu": codes.mu, **variance, **ordered, "episode_start": episode_starts(ordered["episode"])}
 
 
 def episode_starts(episodes: np.ndarray) -> np.ndarray:

@@ -9,7 +9,13 @@
 
 Each observation becomes a frame exactly as the training frames were made (the run's crop,
 size and renderer: the image observation itself, or the env's rgb_array render for classic
-control), then is encoded alone, in eval mode, on the checkpoint's DEVICE.
+control), then is encoded alone (the encoder only: nothing is decoded), in eval mode, on the
+checkpoint's DEVICE.
+
+CarRacing's first 50 observations zoom in on the car, and collection never keeps them (envs.py's
+`skip_first`): the wrapper still encodes them, so a controller gets, at the start of every episode,
+codes of frames unlike any the model trained on. Act on them as on noise (World Models' agents
+take no decision there), or step past them before acting.
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     """`env` observed through the VAE saved at `checkpoint`: each observation is the code of its frame.
 
     code="mu" (the default) gives the mean of q(z|frame), (LATENT_DIM,) float32; code="mu_log_var"
-    gives the mean and the log-variance side by side, (2 * LATENT_DIM,). `device` overrides the
+    gives the mean and the log-variance side by side, (2 * LATENT_DIM,), and only for a VAE: an
+    autoencoder's code has no variance. `device` overrides the
     checkpoint's DEVICE. A classic-control env must be made with render_mode="rgb_array", since its
     frames are renders.
     """
@@ -59,6 +66,8 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
             torch.set_num_threads(1)
         self.device = pick_device(device or config["device"])
         self.model = build_vae(saved, self.device)
+        if code == "mu_log_var" and not self.model.variational:
+            raise UserError(f"{checkpoint} is an autoencoder, whose code has no variance: use code=\"mu\"")
         self.code = code
         crop = envs.resolve_crop(config["env_id"], config["crop"])
         self._render = rendering.frame_renderer(env, crop, config["img_size"], config["fast_render"])
@@ -72,7 +81,6 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
     @torch.no_grad()
     def observation(self, observation: Any) -> np.ndarray:
         frame = torch.tensor(self.frame(observation)[None], device=self.device)  # a copy: a render may be read-only
-        x = to_unit_float(frame)
-        out = self.model(x)  # one frame: eval mode, so no batch statistics and no sampling
-        parts = [out.mu] if self.code == "mu" else [out.mu, out.log_var]
+        x = to_unit_float(frame)  # one frame, in eval mode: no batch statistics, no sampling
+        parts = [self.model.code_mean(x)] if self.code == "mu" else self.model.encode(x)
         return torch.cat(parts, dim=1)[0].float().cpu().numpy()
