@@ -6,7 +6,8 @@ imports nothing else from the repo: checkpoints.py saves and rebuilds the model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
@@ -86,6 +87,11 @@ class MyVAE(nn.Module):
             return [self.z_mu(h), self.z_var(h)]
         return self.z_simple(h)
 
+    def code_mean(self, x: Tensor) -> Tensor:
+        """The code a frame gets without sampling: the mean of q(z|x), or the autoencoder's code."""
+        code = self.encode(x)
+        return code[0] if self.variational else code
+
     def decode(self, z: Tensor) -> Tensor:
         h = self.decoder_input(z).view(-1, *self.feature_shape)
         return self.final_layer(self.decoder(h))
@@ -96,11 +102,12 @@ class MyVAE(nn.Module):
         eps = torch.randn_like(mu)
         return eps * torch.exp(0.5 * log_var) + mu
 
-    def forward(self, x: Tensor) -> VAEOutput:
-        """(recon, x, mu, log_var); eval mode decodes mu, so it is deterministic."""
+    def forward(self, x: Tensor, sample: bool | None = None) -> VAEOutput:
+        """(recon, x, mu, log_var). The VAE decodes a code sampled from q(z|x) in training mode and mu in
+        eval mode (so a reconstruction is deterministic), unless `sample` says which."""
         if self.variational:
             mu, log_var = self.encode(x)
-            z = self.reparameterize(mu, log_var) if self.training else mu
+            z = self.reparameterize(mu, log_var) if (self.training if sample is None else sample) else mu
         else:
             mu = z = self.encode(x)
             log_var = torch.zeros_like(mu)
@@ -113,9 +120,14 @@ class MyVAE(nn.Module):
 
         KL(N(mu, sigma^2) || N(0, I)) in closed form (Kingma & Welling 2014, Appendix B),
         summed over latent dimensions and averaged over the batch. The AE has no KL term.
-        `kl_floor` ("free bits", as World Models used): a dimension's batch-mean KL below this
-        many nats costs nothing, so the loss does not squeeze it to zero; the "kl" part
-        reported is the true KL either way.
+        `kl_floor` (free bits, Kingma et al. 2016, per dimension): a dimension's batch-mean KL below
+        this many nats costs nothing, so the loss does not squeeze it to zero; the "kl" part
+        reported is the true KL either way. (World Models floors each frame's total KL instead, at
+        0.5 nats times the code's size.)
+
+        The MSE is a mean over pixels, so `kl_weight` is beta against a per-pixel error: as a Gaussian
+        decoder, sigma^2 = kl_weight * (pixels * channels) / 2, which the same weight doubles
+        (sigma) with each doubling of the frame's side: 0.25 at 64 px and 1e-5, 0.5 at 128 px.
         """
         recon_loss = F.mse_loss(recon.float(), x.float())
         if not self.variational:
@@ -125,15 +137,34 @@ class MyVAE(nn.Module):
         return {"loss": recon_loss + kl_weight * penalized, "recon": recon_loss, "kl": per_dim.sum()}
 
     @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Decode the codes z into frames, in eval mode whatever mode the model is in (a batch of
+        samples must neither use nor update BatchNorm's running statistics); the mode is restored."""
+        with _evaluating(self):
+            return self.decode(z.to(next(self.parameters()).device))
+
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Decode n latent vectors drawn from the prior N(0, I) (a CPU generator, if given)."""
-        z = torch.randn(n, self.latent_dim, generator=generator)
-        return self.decode(z.to(next(self.parameters()).device))
+        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Encode and decode x (from mu on the VAE path when in eval mode)."""
-        return self.forward(x).recon
+        """Encode and decode x from the code's mean, in eval mode (so twice the same frame gives the
+        same picture); the mode is restored."""
+        with _evaluating(self):
+            return self.forward(x).recon
+
+
+@contextmanager
+def _evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def kl_per_dim(mu: Tensor, log_var: Tensor) -> Tensor:

@@ -22,20 +22,20 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, constants, control, envs, files, readers
+from worldvae import cli, codes, constants, control, envs, files, plausible, prior, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
 from worldvae.collection import collect_frames
 from worldvae.compute import pick_device, to_unit_float
-from worldvae.heldout import HELDOUT_LIMIT, fresh_seed, heldout_frames
+from worldvae.heldout import HELDOUT_LIMIT, fresh_seed, heldout_frames, rendered_frames
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
-from worldvae.progress import ProgressBar
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
 FRESH = 0  # 0: score on the checkpoint's own validation episodes; N: on N new frames from another seed
 N_SAMPLES = 16  # random samples drawn for samples.png
-QUALITY_SAMPLES = 256  # prior samples scored by the MSE to their nearest real frame
+QUALITY_SAMPLES = 256  # samples scored by the MSE to their nearest real frame, and judged plausible or not
+PLAUSIBILITY_FRAMES = 4000  # fresh frames drawn by the env's own renderer that judge the samples (half reference)
 CONTROL_EPISODES = 20  # CartPole: episodes of the closed-loop control check (docs/evaluation.md); 0 skips it
 COVERAGE_FRAMES = 2000  # CarRacing: fresh frames of each policy scored, ~7 tracks (FRESH, when given, instead)
 CONTROL_FRAMES = 4000  # CartPole: labelled frames of the check's own driver that its readout is fitted and scored on
@@ -60,35 +60,37 @@ def linear_probe(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_tes
     return 1.0 - residual / np.maximum(total, 1e-12)
 
 
-@torch.no_grad()
-def nearest_frame_mse(samples: torch.Tensor, frames_u8: np.ndarray) -> np.ndarray:
-    """For each sample (floats in [0, 1]), the per-pixel MSE to its nearest frame in `frames_u8`.
-
-    Squared distances come from |a|^2 + |b|^2 - 2 a.b, one matrix product per batch of
-    frames, so memory stays bounded by FRAMES_PER_BATCH whatever the number of frames.
-    """
-    flat = samples.float().flatten(1)
-    best = torch.full((len(flat),), math.inf, device=flat.device)
-    with ProgressBar(len(frames_u8), "nearest frames", "frame") as bar:
-        for batch in torch.from_numpy(frames_u8).split(codes.FRAMES_PER_BATCH):
-            real = to_unit_float(batch.to(flat.device)).flatten(1)
-            squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
-            best = torch.minimum(best, squared.min(1).values)
-            bar.update(len(batch))
-    return (best.clamp(min=0) / flat.shape[1]).cpu().numpy()
-
-
-def sample_quality(model: MyVAE, real_u8: np.ndarray, n: int, seed: int) -> dict[str, float]:
-    """How far decoded prior samples lie from real frames: median and 90th percentile of the
-    nearest-frame MSE. A sample from a hole in the prior (a blotch, a ghost lattice) is far from
-    every real frame; a crisp one is about as close as a good reconstruction."""
-    distances = nearest_frame_mse(model.sample(n, torch.Generator().manual_seed(seed)), real_u8)
+def sample_quality(model: MyVAE, prior_: dict | None, real_u8: np.ndarray, n: int, seed: int) -> dict[str, float]:
+    """How far decoded samples of `prior_` (None: N(0, I)) lie from real frames: median and 90th
+    percentile of the nearest-frame MSE. A sample from a hole in the prior (a blotch, a ghost lattice)
+    is far from every real frame; a crisp one is about as close as a good reconstruction."""
+    samples = model.generate(prior.draw_codes(prior_, n, model.latent_dim, torch.Generator().manual_seed(seed)))
+    distances = plausible.nearest_frame_mse(samples, real_u8)
     return {"median": float(np.median(distances)), "p90": float(np.quantile(distances, 0.9))}
+
+
+def implausible_samples(model: MyVAE, prior_: dict | None, config: dict, device: torch.device, n_frames: int,
+                        n_samples: int, seed: int) -> dict[str, dict]:
+    """For each prior the checkpoint offers, the share of its decoded samples that no frame the env
+    draws resembles (worldvae/plausible.py): judged against `n_frames` fresh frames of another seed,
+    drawn by the env's own renderer, half of whose episodes are the reference, the other half
+    reconstructed to set the line."""
+    frames = rendered_frames(config, n_frames)
+    reference, others = readers.split_by_episode(frames["episode"], 0.5, fresh_seed(config["seed"]))
+    reconstructions = model.reconstruct(to_unit_float(torch.from_numpy(frames["frames"][others]).to(device)))
+    scores = {}
+    for name in ("fitted", "normal") if prior_ is not None else ("normal",):
+        codes_ = prior.draw_codes(prior_ if name == "fitted" else None, n_samples, model.latent_dim,
+                                  torch.Generator().manual_seed(seed))
+        scores[name] = plausible.implausible_share(model.generate(codes_), reconstructions,
+                                                   frames["frames"][reference])
+    return scores
 
 
 def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_samples: int = 16, seed: int = 0,
              device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES, control_episodes: int = 0,
-             control_frames: int = CONTROL_FRAMES) -> dict:
+             control_frames: int = CONTROL_FRAMES, plausibility_frames: int = PLAUSIBILITY_FRAMES,
+             coverage_frames: int = COVERAGE_FRAMES) -> dict:
     """Score one checkpoint, write its pictures and metrics.json to out_dir, return the metrics; on
     CartPole, with `control_episodes`, the closed-loop control check too."""
     checkpoint = load_checkpoint(checkpoint_path)
@@ -106,7 +108,9 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
     order = codes.ranked_dims(kl if model.variational else variance)
     names = envs.state_names(config["env_id"], held.test["states"].shape[1])
     r2 = linear_probe(fit.mu, held.fit["states"], test.mu, held.test["states"])
-    quality = sample_quality(model, held.fit["frames"], quality_samples, seed)
+    prior_name, fitted = prior.choose(checkpoint, "auto", checkpoint_path)  # as sample_vae.py draws by default
+    quality = sample_quality(model, fitted, held.fit["frames"], quality_samples, seed)
+    judged = implausible_samples(model, fitted, config, device, plausibility_frames, quality_samples, seed)
     metrics = {
         "checkpoint": str(checkpoint_path),
         "variational": model.variational,
@@ -116,6 +120,9 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "data": held.description,
         "mse": mse,
         "psnr_db": 10 * math.log10(1.0 / mse),
+        "sample_prior": prior_name,
+        "implausible_samples": {name: score["implausible"] for name, score in judged.items()},
+        "plausibility": judged,
         "sample_nearest_mse_median": quality["median"],
         "sample_nearest_mse_p90": quality["p90"],
         "kl_per_dim": [float(v) for v in kl],
@@ -128,11 +135,11 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
         "frames_showing_road": int((~np.isnan(test.road_iou)).sum()) if road else None,
     }
     if road:  # what a learning controller meets: frames of every driver, not only the training policy's
-        metrics["by_policy"] = road_by_policy(model, config, device, fresh or COVERAGE_FRAMES)
+        metrics["by_policy"] = road_by_policy(model, config, device, fresh or coverage_frames)
     if control_episodes and envs.env_family(config["env_id"]) == "CartPole":
         metrics["control"] = control.control_check(model, config, device, control_episodes, control_frames)
     colour, label = scatter_colour(config["env_id"], held.test)
-    write_pictures(model, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
+    write_pictures(model, prior_name, fitted, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
     text = json.dumps(files.json_safe(metrics), indent=2, allow_nan=False)  # NaN (no road shown) is no JSON: null
     files.atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     return metrics
@@ -163,8 +170,8 @@ def scatter_colour(env_id: str, test: dict[str, np.ndarray]) -> tuple[np.ndarray
     return test["step"], "step in the episode"
 
 
-def write_pictures(model: MyVAE, test: dict[str, np.ndarray], codes_: Codes, order: list[int],
-                   scatter: tuple[np.ndarray, str], out_dir: Path, n_samples: int, seed: int,
+def write_pictures(model: MyVAE, prior_name: str, prior_: dict | None, test: dict[str, np.ndarray], codes_: Codes,
+                   order: list[int], scatter: tuple[np.ndarray, str], out_dir: Path, n_samples: int, seed: int,
                    device: torch.device) -> None:
     """reconstructions, traversal, interpolation, samples and latent_scatter .png in out_dir."""
     spread = readers.spread_frames(test["episode"], test["step"], readers.SHOWN_FRAMES)
@@ -174,7 +181,8 @@ def write_pictures(model: MyVAE, test: dict[str, np.ndarray], codes_: Codes, ord
     pool = to_unit_float(torch.from_numpy(test["frames"][:_INTERPOLATION_POOL]).to(device))
     save_interpolation(codes.interpolation(model, pool[0], pool[codes.farthest_from_first(pool)]),
                        out_dir / "interpolation.png")
-    save_samples(model.sample(n_samples, torch.Generator().manual_seed(seed)), out_dir / "samples.png")
+    z = prior.draw_codes(prior_, n_samples, model.latent_dim, torch.Generator().manual_seed(seed))
+    save_samples(model.generate(z), out_dir / "samples.png", prior.caption(prior_name))
     plot_latent_scatter(codes_.mu, order, *scatter, out_dir / "latent_scatter.png")
 
 
@@ -184,9 +192,15 @@ def summary(metrics: dict) -> str:
     lines = [
         f"{kind} {metrics['checkpoint']}: {metrics['frames_scored']} {metrics['env_id']} frames ({metrics['data']})",
         f"  reconstruction MSE {metrics['mse']:.5f} per pixel, PSNR {metrics['psnr_db']:.1f} dB",
-        f"  samples from N(0, I), MSE to the nearest real frame: median {metrics['sample_nearest_mse_median']:.5f}, "
-        f"90th percentile {metrics['sample_nearest_mse_p90']:.5f}",
+        f"  samples ({prior.caption(metrics['sample_prior'])}), MSE to the nearest training frame: median "
+        f"{metrics['sample_nearest_mse_median']:.5f}, 90th percentile {metrics['sample_nearest_mse_p90']:.5f}",
     ]
+    for name, score in metrics["plausibility"].items():
+        lines.append(f"  implausible samples ({prior.caption(name)}): {score['implausible']:.0%} of "
+                     f"{score['samples']}, "
+                     f"farther from every one of {score['reference_frames']} fresh frames than "
+                     f"{plausible.QUANTILE:.0%} of reconstructions are (a perfect model: about "
+                     f"{1 - plausible.QUANTILE:.0%})")
     if metrics["variational"]:
         kl = ", ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
         lines.append(f"  KL per latent dimension (nats): {kl}")
@@ -229,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require_at_most(cfg.n_samples, 10_000, "N_SAMPLES", "they are tiles of one picture")
     cli.require(cfg.quality_samples >= 1, f"QUALITY_SAMPLES must be at least 1, got {cfg.quality_samples}")
     cli.require_at_most(cfg.quality_samples, 100_000, "QUALITY_SAMPLES", "each is compared with every real frame")
+    cli.require(50 <= cfg.coverage_frames <= HELDOUT_LIMIT, f"COVERAGE_FRAMES must lie in 50 .. {HELDOUT_LIMIT}, got "
+                f"{cfg.coverage_frames}")
+    cli.require(100 <= cfg.plausibility_frames <= HELDOUT_LIMIT, f"PLAUSIBILITY_FRAMES must lie in 100 .. "
+                f"{HELDOUT_LIMIT}, got {cfg.plausibility_frames}")
     cli.require(0 <= cfg.control_episodes <= 1000, f"CONTROL_EPISODES must lie in 0 .. 1000, got "
                 f"{cfg.control_episodes}")
     cli.require(100 <= cfg.control_frames <= HELDOUT_LIMIT, f"CONTROL_FRAMES must lie in 100 .. {HELDOUT_LIMIT}, got "
@@ -239,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_config(checkpoint, cfg.checkpoint)
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
     metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
-                       cfg.quality_samples, cfg.control_episodes, cfg.control_frames)
+                       cfg.quality_samples, cfg.control_episodes, cfg.control_frames, cfg.plausibility_frames,
+                       cfg.coverage_frames)
     print(summary(metrics))
     print(f"wrote {out_dir}/: metrics.json, reconstructions.png, traversal.png, interpolation.png, samples.png, "
           "latent_scatter.png")

@@ -1,6 +1,7 @@
 """Decode latent vectors into frames with a trained model.
 
-    python sample_vae.py                 # random z ~ N(0, I): outputs/samples.png and outputs/samples/*.png
+    python sample_vae.py                 # random codes: outputs/samples.png and outputs/samples/*.png
+    python sample_vae.py --prior normal  # the codes from z ~ N(0, I), the homework's way, instead of the fitted prior
     python sample_vae.py --traverse      # each active latent dimension swept from -3 to +3: outputs/traversal.png
     python sample_vae.py --interpolate   # a straight line between two held-out frames: outputs/interpolation.png
     python sample_vae.py --reconstruct   # held-out frames over their reconstructions: reconstructions_heldout.png
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, codes, compute, constants, files, readers
+from worldvae import cli, codes, compute, constants, files, prior, readers
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.cli import UserError
 from worldvae.compute import pick_device, to_unit_float
@@ -37,10 +38,11 @@ from worldvae.pictures import (
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
 N_SAMPLES = 16  # how many frames to imagine (random mode) or to reconstruct (--reconstruct)
+PRIOR = "auto"  # random codes from: fitted (a mixture fitted to the training codes), normal (N(0, I)); auto: fitted
 SEED = 0  # seeds the latent vectors: the same seed gives the same pictures
 OUT_DIR = None  # the pictures go here; None: the checkpoint's own folder, so runs never overwrite each other's
 DEVICE = "auto"  # auto (cuda, then mps, then cpu), cpu, cuda, mps
-TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0
+TRAVERSE = False  # instead: sweep each latent dimension from -3 to +3, the others at 0 (an AE: around its codes)
 INTERPOLATE = False  # instead: decode a straight line between two held-out frames' codes
 RECONSTRUCT = False  # instead: held-out frames above their reconstructions
 ROLLOUT = False  # instead: the first 100 held-out frames, episode after episode, beside their reconstructions (GIF)
@@ -64,18 +66,21 @@ def heldout_batches(checkpoint: dict, path: str, n: int, device: torch.device) -
     return {name: to_unit_float(torch.from_numpy(test["frames"][idx]).to(device)) for name, idx in picks.items()}
 
 
-def write_samples(model: MyVAE, n_samples: int, seed: int, out_dir: Path) -> list[Path]:
-    """Decode n_samples prior draws; write all of them as one grid, and each as a PNG in samples/."""
-    samples = model.sample(n_samples, generator=torch.Generator().manual_seed(seed))
+def write_samples(model: MyVAE, prior_name: str, prior_: dict | None, n_samples: int, seed: int,
+                  out_dir: Path) -> list[Path]:
+    """Decode n_samples draws of the prior; write all of them as one grid, and each as a PNG in samples/
+    (whose text field names the prior, as the grid's title does)."""
+    z = prior.draw_codes(prior_, n_samples, model.latent_dim, torch.Generator().manual_seed(seed))
+    samples = model.generate(z)
     sample_dir = out_dir / "samples"
     sample_dir.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(to_uint8_hwc(samples)):
-        save_png(image, sample_dir / f"sample_{i:03d}.png")
-    return [save_samples(samples, out_dir / "samples.png"), sample_dir]
+        save_png(image, sample_dir / f"sample_{i:03d}.png", description=prior.caption(prior_name))
+    return [save_samples(samples, out_dir / "samples.png", prior.caption(prior_name)), sample_dir]
 
 
-def show_interactive(model: MyVAE, seed: int) -> None:
-    """The homework's Generate button: each press decodes a fresh z ~ N(0, I)."""
+def show_interactive(model: MyVAE, prior_: dict | None, seed: int) -> None:
+    """The homework's Generate button: each press decodes a fresh code of the prior."""
     import matplotlib.pyplot as plt
     from matplotlib.widgets import Button
 
@@ -85,11 +90,11 @@ def show_interactive(model: MyVAE, seed: int) -> None:
     fig, ax = plt.subplots(figsize=(4, 4.6))
     fig.subplots_adjust(bottom=0.15)
     ax.axis("off")
-    shown = ax.imshow(to_uint8_hwc(model.sample(1, generator))[0])
+    shown = ax.imshow(to_uint8_hwc(model.generate(prior.draw_codes(prior_, 1, model.latent_dim, generator)))[0])
     button = Button(fig.add_axes((0.35, 0.03, 0.3, 0.08)), "Generate")
 
     def generate(_event: object) -> None:
-        shown.set_data(to_uint8_hwc(model.sample(1, generator))[0])
+        shown.set_data(to_uint8_hwc(model.generate(prior.draw_codes(prior_, 1, model.latent_dim, generator)))[0])
         fig.canvas.draw_idle()
 
     button.on_clicked(generate)
@@ -102,19 +107,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require_at_most(cfg.n_samples, _MAX_SAMPLES, "N_SAMPLES", "each is a PNG file and a tile of one grid")
     cli.require_seed(cfg.seed)
     checkpoint = load_checkpoint(cfg.checkpoint)
+    prior_name, prior_ = prior.choose(checkpoint, cfg.prior, cfg.checkpoint)
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)
     side = model.model_args["img_size"]
     compute.require_memory(cfg.n_samples * 3 * side**2 * 4 * 4, f"N_SAMPLES={cfg.n_samples} frames of {side} px, "
                        "decoded and drawn at once,", "lower N_SAMPLES")
     if cfg.interactive:
-        show_interactive(model, cfg.seed)
+        show_interactive(model, prior_, cfg.seed)
         return
-    if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:  # they need the run's frames
+    from_frames = cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout  # they need the run's frames
+    if from_frames:
         run_config(checkpoint, cfg.checkpoint)  # refused here, before any picture is written
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent))
     written = []
-    if cfg.traverse or cfg.interpolate or cfg.reconstruct or cfg.rollout:
+    if from_frames:
         heldout = heldout_batches(checkpoint, cfg.checkpoint, cfg.n_samples, device)
         pool = heldout["pool"]
         if cfg.traverse:
@@ -133,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             x = heldout["rollout"]
             written.append(save_rollout_gif(x, model.reconstruct(x), out_dir / "rollout.gif"))
     else:
-        written += write_samples(model, cfg.n_samples, cfg.seed, out_dir)
-    print(f"from {cfg.checkpoint}:")
+        written += write_samples(model, prior_name, prior_, cfg.n_samples, cfg.seed, out_dir)
+    print(f"from {cfg.checkpoint}" + ("" if from_frames else f", codes drawn from {prior.caption(prior_name)}") + ":")
     for path in written:
         print(f"  {path}")
     checkpoint_flag = "" if cfg.checkpoint == CHECKPOINT else f" --checkpoint {cfg.checkpoint}"

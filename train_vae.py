@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import torch
 
 from MyVAE import MyVAE
-from worldvae import cli, constants, dataset, distributed, envs, files, readers, resume
+from worldvae import cli, constants, dataset, distributed, envs, files, prior, readers, resume
 from worldvae.checkpoints import save_checkpoint
 from worldvae.cli import UserError, require
 from worldvae.compute import Compute, auto_batch_size, pick_device, set_threads
@@ -36,7 +36,7 @@ from worldvae.resume import TrainingPosition
 ENV_ID = "CartPole-v1"  # any classic-control id: CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0, ...
 N_FRAMES = 24_000  # frames to keep after filtering (collection is cheap: fresh frames beat repeated epochs)
 RESET_AFTER = None  # every episode is reset after its first RESET_AFTER observations; None: the env's (CartPole: 20)
-ANGLE_RANGE = None  # keep frames whose pole angle (rad) lies in (low, high); None: the env's own; "all": no filter
+ANGLE_RANGE = None  # keep frames whose pole angle (rad) lies in [low, high], ends included; None: the env's; "all"
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
 POLICY = None  # how actions are drawn; None: the env's (random; CarRacing: mixed); CartPole: balancer (docs/data.md)
@@ -49,8 +49,8 @@ FAST_RENDER = True  # the same pictures, faster: CartPole drawn to its kept rows
 LATENT_DIM = None  # size of the latent code z; None: the env's (10; CarRacing: 32, as World Models)
 HIDDEN_DIMS = None  # channels of the stride-2 convolutions, mirrored back; None: the env's (8..128; CarRacing: 16..64)
 VARIATIONAL = True  # False: a plain autoencoder (no sampling, no KL term)
-KL_WEIGHT = 1e-5  # beta: weight of the KL term (nats per frame) against the per-pixel MSE
-KL_FLOOR = 0.0  # nats per latent dimension that cost nothing ("free bits", as World Models used 0.5); 0: none
+KL_WEIGHT = 1e-5  # beta: KL (nats/frame) against the per-pixel MSE; as a Gaussian decoder, sigma 0.25 at 64 px
+KL_FLOOR = 0.0  # free bits: a dimension's batch-mean KL under this many nats costs nothing (per dimension); 0: none
 # training
 BATCH_SIZE = None  # frames per optimizer step; None: 8 on a CPU or MPS, 512 on CUDA
 EPOCHS = None  # passes over the training split; None: the env's (2; CarRacing: 3)
@@ -71,6 +71,7 @@ COMPILE = "auto"  # torch.compile the training forward: auto (one CUDA process, 
 # -----------------------------------------------------------------------------
 
 _MAX_WIDTH = 4096  # channels or latent dimensions: wider asks for weights of absurd size
+_MIN_LR, _MAX_LR, _MAX_KL_WEIGHT = 1e-9, 10.0, 1e6  # Adam moves a weight ~LR a step: less moves no float32 weight
 _COMPILE_PAYS_AFTER = 20_000  # optimizer steps: below this, compiling (~20 s on CUDA) costs more than it saves
 
 
@@ -91,9 +92,9 @@ def validate_config(cfg: SimpleNamespace, ranks: distributed.Ranks = distributed
         f"HIDDEN_DIMS must be a tuple of channel counts from 1 to {_MAX_WIDTH}, at most "
         f"log2(IMG_SIZE)={int(math.log2(cfg.img_size))} of them; got {cfg.hidden_dims}",
     )
-    require(0 < cfg.lr < math.inf, f"LR must be positive and finite, got {cfg.lr}")
+    require(_MIN_LR <= cfg.lr <= _MAX_LR, f"LR must lie in {_MIN_LR:g} .. {_MAX_LR:g}, got {cfg.lr}")
     require(0 <= cfg.warmup < 1, f"WARMUP must lie in [0, 1), got {cfg.warmup}")
-    require(0 <= cfg.kl_weight < math.inf, f"KL_WEIGHT must be zero or positive and finite, got {cfg.kl_weight}")
+    require(0 <= cfg.kl_weight <= _MAX_KL_WEIGHT, f"KL_WEIGHT must lie in 0 .. {_MAX_KL_WEIGHT:g}, got {cfg.kl_weight}")
     require(0 <= cfg.kl_floor <= 100, f"KL_FLOOR must lie in 0 .. 100 nats per dimension, got {cfg.kl_floor}")
     require(0 < cfg.val_fraction < 1, f"VAL_FRACTION must lie strictly between 0 and 1, got {cfg.val_fraction}")
     cli.require_seed(cfg.seed)
@@ -117,14 +118,16 @@ def learning_rate(step: int, total_steps: int, cfg: SimpleNamespace) -> float:
 @torch.no_grad()
 def validation_loss(model: MyVAE, batches: Iterator[torch.Tensor], cfg: SimpleNamespace,
                     compute: Compute) -> dict[str, float]:
-    """Loss parts over the validation frames of every process, in eval mode (decoding mu), per frame."""
+    """Loss parts over the validation frames of every process, per frame, as training measures them (a code
+    sampled from q(z|x)), with BatchNorm in eval mode and the same noise each epoch (compute.same_noise)."""
     model.eval()
     sums, n = compute.sums(len(_LOSS_PARTS)), 0
-    for batch in batches:
-        with compute.autocast():
-            parts = model.loss(*model(compute.inputs(batch)), cfg.kl_weight, cfg.kl_floor)
-        sums += torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS]) * len(batch)
-        n += len(batch)
+    with compute.same_noise(cfg.seed):
+        for batch in batches:
+            with compute.autocast():
+                parts = model.loss(*model(compute.inputs(batch), sample=True), cfg.kl_weight, cfg.kl_floor)
+            sums += torch.stack([parts[key].detach().to(sums.dtype) for key in _LOSS_PARTS]) * len(batch)
+            n += len(batch)
     *sums_over_ranks, n = distributed.sum_over_ranks([*sums.tolist(), n])
     return {key: value / n for key, value in zip(_LOSS_PARTS, sums_over_ranks, strict=True)}
 
@@ -276,7 +279,6 @@ def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Trainin
         save_checkpoint(out_dir / "vae.pt", model, config=vars(cfg), epoch=position.epoch - 1,
                         metrics=position.history)
     write_metrics(position.history, position.steps, out_dir)
-    model.eval()
     x = compute.inputs(shown)
     with compute.autocast():
         save_comparison(x, model.reconstruct(x), out_dir / "reconstructions.png")
@@ -319,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                      reader=checkpoint["progress"].get("reader") if checkpoint else None)
         # the model, trained and saved every epoch
         history = train(cfg, source, out_dir, compute, stop, checkpoint, ranks)
+        if ranks.main:  # where the best model's codes lie, which sample_vae.py draws from: in vae.pt
+            prior.fit_to_checkpoint(out_dir / "vae.pt", plan.store, cfg, device)
     print_run_summary(history, time.perf_counter() - start, out_dir, plan.store.folder)
     checkpoint_flag = "" if cfg.out_dir == OUT_DIR else f" --checkpoint {out_dir / 'vae.pt'}"
     print(f"next: python sample_vae.py{checkpoint_flag}")

@@ -51,9 +51,26 @@ def test_the_traversal_shows_the_active_dimensions_and_counts_the_rest() -> None
     model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
     mu, log_var = np.zeros((50, 4), np.float32), np.zeros((50, 4), np.float32)
     mu[:, 3], mu[:, 1] = np.linspace(-3, 3, 50), np.linspace(-1, 1, 50)  # 3 carries the most, then 1
-    decoded, labels, values, left_out = codes.traversal_rows(model, mu, log_var)
+    decoded, labels, values, left_out, where = codes.traversal_rows(model, mu, log_var)
     assert [label.split(",")[0] for label in labels] == ["z[3]", "z[1]"] and left_out == 2
-    assert decoded.shape == (2 * len(values), 3, 32, 32)
+    assert decoded.shape == (2 * len(values), 3, 32, 32) and where == "the others at 0"
+
+
+def test_an_autoencoders_traversal_sweeps_where_its_codes_lie_not_around_zero() -> None:
+    """Its codes need not come near 0: the sweep is centred on their mean, in steps of their spread."""
+    from MyVAE import MyVAE
+
+    model = MyVAE(latent_dim=3, img_size=32, hidden_dims=(8, 16, 16, 32, 32), variational=False).eval()
+    rng = np.random.default_rng(0)
+    mu = (np.array([40.0, -25.0, 7.0]) + rng.normal(size=(200, 3)) * np.array([2.0, 0.5, 1e-3])).astype(np.float32)
+    decoded, labels, values, _, where = codes.traversal_rows(model, mu, np.zeros_like(mu))
+    assert "standard deviations" in where and [label.split(",")[0] for label in labels] == ["z[0]", "z[1]"]
+    middle = len(values) // 2
+    at_mean = model.decode(torch.from_numpy(mu.mean(0, keepdims=True)))
+    assert torch.allclose(decoded[middle], at_mean[0], atol=1e-5), "the middle column decodes the codes' mean"
+    step = model.decode(torch.from_numpy(mu.mean(0, keepdims=True) + np.array([[values[-1] * mu[:, 0].std(), 0, 0]],
+                                                                                np.float32)))
+    assert torch.allclose(decoded[len(values) - 1], step[0], atol=1e-5), "the last column: the mean + 3 sd"
 
 
 def test_every_shard_splits_its_episodes_with_its_own_seed() -> None:
@@ -237,3 +254,45 @@ def test_val_fraction_is_the_share_that_validates_whatever_the_shard_and_episode
     held = [len(readers.split_shard(episodes, index, 0.1, seed=0)[1]) for index in range(1, 401)]
     assert np.sum(held) / (400 * shard) == pytest.approx(0.1, abs=0.015)
     assert len(readers.split_shard(episodes, 0, 0.1, seed=0)[1]) >= episode, "shard 0 always validates one"
+
+
+def test_sampling_and_reconstructing_leave_the_model_as_it_was_and_its_batch_statistics_untouched() -> None:
+    from MyVAE import MyVAE
+
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32)).train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    x = torch.rand(5, 3, 32, 32)
+    first = model.reconstruct(x)
+    model.sample(6)
+    model.generate(torch.randn(3, 4))
+    assert model.training, "the caller's mode is kept"
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items()), "no running statistic"
+    assert torch.equal(first, model.reconstruct(x)), "the same frame, the same reconstruction, in training mode too"
+
+
+def test_the_validation_loss_decodes_a_sampled_code_as_training_does_and_repeats_itself(monkeypatch) -> None:
+    """So the two curves of loss_curves.png measure one loss; the same noise each epoch, none taken from training."""
+    from MyVAE import MyVAE
+
+    torch.manual_seed(0)
+    model = MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32))
+    sampled = []
+    monkeypatch.setattr(model, "reparameterize", lambda mu, log_var: sampled.append(1) or
+                        MyVAE.reparameterize(mu, log_var))
+    frames = [torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8) for _ in range(2)]
+    cfg = train_config(kl_weight=1e-5, kl_floor=0.0, seed=3)
+    state = torch.get_rng_state()
+    first = train_vae.validation_loss(model, iter(frames), cfg, CPU)
+    assert torch.equal(state, torch.get_rng_state()), "training's random stream is untouched"
+    assert first == train_vae.validation_loss(model, iter(frames), cfg, CPU), "the same noise every epoch"
+    assert len(sampled) == 4, "every batch decoded a code sampled from q(z|x), not its mean"
+    assert not model.training
+
+
+def test_the_angle_filter_keeps_both_ends_of_its_range_at_the_observations_own_precision() -> None:
+    from worldvae import envs
+
+    at_edge = np.array([0.0, 0.0, 0.3, 0.0], dtype=np.float32)  # float32 0.3 is 0.30000001
+    assert envs.passes_angle_filter("CartPole-v1", (-0.3, 0.3), at_edge)
+    assert envs.passes_angle_filter("CartPole-v1", (-0.3, 0.3), -at_edge)
+    assert not envs.passes_angle_filter("CartPole-v1", (-0.3, 0.3), np.nextafter(at_edge, np.float32(1)))

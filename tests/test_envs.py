@@ -348,6 +348,7 @@ def test_a_carracing_model_is_scored_on_the_frames_of_every_policy(tmp_path) -> 
     summary = evaluate_vae.summary(
         {"variational": True, "checkpoint": "c", "frames_scored": 1, "env_id": "CarRacing-v3", "data": "d",
          "mse": 0.1, "psnr_db": 10.0, "sample_nearest_mse_median": 0.1, "sample_nearest_mse_p90": 0.1,
+         "sample_prior": "normal", "plausibility": {},
          "kl_per_dim": [0.1], "active_dims": 1, "road_iou": None, "probe_r2": {}, "by_policy": scores})
     assert "fresh frames of the brownian policy" in summary and "no state vector" in summary
 
@@ -369,3 +370,34 @@ def test_the_pretrained_vision_stages_work_right_after_install(capsys, tmp_path,
     env = LatentObservation(gym.make(env_id, **render), path, device="cpu")
     z, _ = env.reset(seed=0)
     assert z.shape == (checkpoint["model_args"]["latent_dim"],) and np.isfinite(z).all()
+
+
+def test_the_wrapper_only_encodes_and_refuses_a_variance_an_autoencoder_does_not_have(tmp_path, monkeypatch) -> None:
+    import gymnasium as gym
+
+    from worldvae.checkpoints import save_checkpoint
+
+    env = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), _checkpoint_for(tmp_path, "CartPole-v1"))
+
+    def no_decoding(*_args):
+        raise AssertionError("an observation decoded its code")
+
+    monkeypatch.setattr(env.model, "decode", no_decoding)
+    z, _ = env.reset(seed=0)
+    assert z.shape == (4,)
+    ae_dir = tmp_path / "ae"
+    ae_dir.mkdir()
+    config = vars(train_config(img_size=32, latent_dim=4, hidden_dims=(8, 16, 16, 32, 32), variational=False))
+    save_checkpoint(ae_dir / "vae.pt", MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32),
+                                             variational=False), config=config)
+    with pytest.raises(UserError, match="an autoencoder, whose code has no variance"):
+        LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), ae_dir / "vae.pt", code="mu_log_var")
+    plain = LatentObservation(gym.make("CartPole-v1", render_mode="rgb_array"), ae_dir / "vae.pt")
+    assert plain.reset(seed=0)[0].shape == (4,)
+
+
+def test_an_autoencoders_codes_carry_no_variance_into_codes_npz(capsys, tmp_path) -> None:
+    assert run_main(capsys, train_vae.main, *TINY, "--variational", "False", "--out_dir", str(tmp_path)).returncode == 0
+    assert run_main(capsys, encode_vae.main, "--checkpoint", str(tmp_path / "vae.pt")).returncode == 0
+    with np.load(tmp_path / "codes.npz") as codes:
+        assert "mu" in codes and "log_var" not in codes, "no unit variance that a memory stage would sample from"

@@ -14,13 +14,15 @@ import compare_vae
 import evaluate_vae
 import sample_vae
 from MyVAE import MyVAE
-from worldvae import codes, collection, control
+from worldvae import codes, collection, control, plausible, prior
 from worldvae.codes import INTERPOLATION_STEPS, TRAVERSAL_VALUES, interpolation, traversal
+from worldvae.heldout import heldout_frames
 
 METRIC_KEYS = {
     "checkpoint", "variational", "kl_weight", "env_id", "frames_scored", "data", "mse", "psnr_db",
     "sample_nearest_mse_median", "sample_nearest_mse_p90", "kl_per_dim", "kl_total", "active_dims",
     "active_dims_by_variance", "dims_by_information", "probe_r2", "road_iou", "frames_showing_road",
+    "sample_prior", "implausible_samples", "plausibility",
 }
 
 
@@ -40,7 +42,7 @@ def test_nearest_frame_mse_matches_a_brute_force_search_in_batches(monkeypatch) 
     real = rng.integers(0, 256, (50, 3, 8, 8), dtype=np.uint8)
     samples = torch.from_numpy(rng.random((6, 3, 8, 8), dtype=np.float32))
     monkeypatch.setattr(codes, "FRAMES_PER_BATCH", 7)  # many batches, one of them short
-    got = evaluate_vae.nearest_frame_mse(samples, real)
+    got = plausible.nearest_frame_mse(samples, real)
     as_float = torch.from_numpy(real).float() / 255
     brute = ((samples[:, None] - as_float[None]) ** 2).flatten(2).mean(2).min(1).values
     assert np.allclose(got, brute.numpy(), atol=1e-6)
@@ -54,8 +56,8 @@ def test_a_ghostly_sample_scores_clearly_worse_than_a_clean_one() -> None:
     x = torch.from_numpy(real).float() / 255
     clean = (x[:20] + 0.003 * torch.randn_like(x[:20])).clamp(0, 1)  # real frames, barely perturbed
     ghost = 0.5 * (x[:20] + x[:20].roll(x.shape[-1] // 3, dims=-1))  # two faint carts a third of the frame apart
-    clean_score = np.median(evaluate_vae.nearest_frame_mse(clean, real))
-    ghost_score = np.median(evaluate_vae.nearest_frame_mse(ghost, real))
+    clean_score = np.median(plausible.nearest_frame_mse(clean, real))
+    ghost_score = np.median(plausible.nearest_frame_mse(ghost, real))
     assert ghost_score > 10 * clean_score
 
 
@@ -76,11 +78,16 @@ def test_traversal_and_interpolation_have_the_documented_size() -> None:
 @pytest.mark.slow
 def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(capsys, tiny_run, tmp_path) -> None:
     result = run_main(capsys, evaluate_vae.main, "--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
-                      "--control_episodes", "2", "--control_frames", "100")
+                      "--control_episodes", "2", "--control_frames", "100", "--plausibility_frames", "200",
+                      "--quality_samples", "32")
     assert result.returncode == 0, result.stderr
     assert "linear probe" in result.stdout and "pole angle" in result.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert set(metrics) == METRIC_KEYS | {"control"}, "CartPole's closed-loop check too"
+    assert metrics["sample_prior"] == "fitted" and set(metrics["implausible_samples"]) == {"fitted", "normal"}
+    for name, score in metrics["plausibility"].items():  # judged against one half of 200 fresh frames
+        assert 0 <= score["implausible"] <= 1 and score["samples"] == 32 and 50 <= score["reference_frames"] <= 150
+        assert f"implausible samples ({prior.caption(name)})" in result.stdout
     assert set(metrics["probe_r2"]) == {"cart position", "cart velocity", "pole angle", "pole angular velocity"}
     assert len(metrics["kl_per_dim"]) == 4 and metrics["kl_total"] == pytest.approx(sum(metrics["kl_per_dim"]))
     assert metrics["psnr_db"] == pytest.approx(10 * np.log10(1 / metrics["mse"]))
@@ -181,3 +188,21 @@ def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:
     y_test = z_test @ rng.normal(size=(4, 2))  # exactly linear on the test rows
     r2 = evaluate_vae.linear_probe(rng.normal(size=(300, 4)), rng.normal(size=(300, 2)), z_test, y_test)
     assert r2.max() < 0.5
+
+
+def test_every_constant_evaluate_lists_reaches_the_scoring(monkeypatch, tiny_run, tmp_path) -> None:
+    """--coverage_frames and its neighbours are read from the command line, not from the module's defaults."""
+    seen = {}
+    monkeypatch.setattr(evaluate_vae, "evaluate", lambda *args: seen.update(args=args) or {})
+    monkeypatch.setattr(evaluate_vae, "summary", lambda metrics: "")
+    evaluate_vae.main(["--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path), "--coverage_frames", "77",
+                       "--plausibility_frames", "333", "--control_frames", "222", "--quality_samples", "11"])
+    assert {77, 333, 222, 11} <= set(seen["args"])
+
+
+def test_scores_on_the_validation_episodes_say_those_frames_chose_the_checkpoint(tiny_run) -> None:
+    from worldvae.checkpoints import load_checkpoint, run_config
+
+    config = run_config(load_checkpoint(tiny_run / "vae.pt"), tiny_run / "vae.pt")
+    assert "chose this checkpoint" in heldout_frames(config, beside=tiny_run).description
+    assert "chose" not in heldout_frames(config, fresh=60, beside=tiny_run).description

@@ -32,7 +32,7 @@ import encode_vae  # noqa: E402
 import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
-from tools import bench, first_hour, homework  # noqa: E402
+from tools import activities, bench, first_hour, homework  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
 from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 
@@ -41,6 +41,7 @@ CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.t
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
 BENCH_DONE = False  # take the bench's results from OUT_DIR/bench (a run this code finished) instead of running it
+ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md (~15 minutes)
 FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
 TABLES_ONLY = False  # only rewrite the constants tables (and first_hour's and bench --gpu's, if written); nothing runs
 FRESH = 2000  # new frames (another seed) each default run is scored on
@@ -49,13 +50,15 @@ OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselve
 
 _README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrained"
 _PAGES = {  # each table, and the page that holds it
-    "constants": _README, "results": _README, "control": _README, "times": _README,
-    "constants_more": _DOCS / "constants.md",
-    "car": _DOCS / "carracing-atari.md", "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
+    "results": _README, "control": _README, "times": _README,
+    "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
+    "activities": _DOCS / "homework.md", "car": _DOCS / "carracing-atari.md",
+    "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
-_README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns; the others' are one click away
-_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, sys.modules[__name__])
+_README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
+_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, activities,
+                  sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
@@ -119,6 +122,7 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
         ("training speed (last epoch)", f"{float(epochs[-1]['images_per_s']):.0f} images/s"),
         (f"held-out reconstruction MSE per pixel ({metrics['data']})", f"**{metrics['mse']:.6f}**"),
         ("PSNR", f"{metrics['psnr_db']:.1f} dB"),
+        ("implausible samples, fitted prior / N(0, I) (a perfect model: about 5%)", implausible(metrics)),
         ("samples: MSE to the nearest training frame, median / 90th percentile",
          f"{metrics['sample_nearest_mse_median']:.6f} / **{metrics['sample_nearest_mse_p90']:.6f}**"),
         ("KL, and active latent dimensions (KL > 0.01 nats)",
@@ -148,6 +152,13 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 
+def implausible(metrics: dict) -> str:
+    """The share of implausible samples of each prior the checkpoint offers: fitted / N(0, I)."""
+    shares = metrics["implausible_samples"]
+    fitted = f"**{shares['fitted']:.0%}**" if "fitted" in shares else "-"
+    return f"{fitted} / {shares['normal']:.0%}"
+
+
 def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
     """A default run (of `env_argv`'s env, with its other constants) from a cold start: its wall seconds."""
     shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
@@ -158,6 +169,28 @@ def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
 
 def _mb(*paths: Path) -> str:
     return f"{sum(p.stat().st_size for p in paths if p.is_file()) / 1e6:.1f} MB"
+
+
+def activity_table(out_dir: Path, fresh: int) -> str:
+    """Run the homework's five activities as their commands do, score each on `fresh` frames of another
+    seed, copy the two images each saved to docs/homework/, and give docs/homework.md's table."""
+    root = out_dir / "activities"
+    shutil.rmtree(root, ignore_errors=True)  # make_docs' own runs: each build starts them afresh
+    (_DOCS / "homework").mkdir(exist_ok=True)
+    rows = []
+    for activity in activities.listed():
+        run = activities.run_activity(activity, root)
+        evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(fresh), "--out_dir", str(run / "eval")])
+        metrics = json.loads((run / "eval" / "metrics.json").read_text())
+        for i in range(2):
+            shutil.copyfile(run / "samples" / f"sample_{i:03d}.png", _DOCS / "homework" /
+                            f"activity{activity.number}_sample_{i}.png")
+        kl = ("- (no KL)" if not metrics["variational"] else
+              f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])} active")
+        rows.append(f"| {activity.number}. {activity.title} | {metrics['env_id']} | {metrics['mse']:.6f} | {kl} | "
+                    f"{implausible(metrics)} |")
+    return ("| activity | env | held-out MSE | KL, active dimensions | implausible samples, fitted prior / N(0, I) |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
 
 
 def comparison(out_dir: Path) -> str:
@@ -242,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             seconds = car.get("seconds") or timed_default_run(run, ["--env_id", "CarRacing-v3"])
             pages.write_block("car", score_run(run, seconds, cfg, "car_", _PRETRAINED / "carracing.pt"),
                               f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
+        if cfg.activities:
+            pages.write_block("activities", activity_table(out_dir, cfg.fresh),
+                              f"{where}, by `python tools/activities.py`, each scored by `python evaluate_vae.py "
+                              f"--fresh {cfg.fresh}`")
         if cfg.first_hour:
             first_hour.main(["--out_dir", str(out_dir / "first_hour")])
         if cfg.compare:

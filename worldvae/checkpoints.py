@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of plain types: `format`, `model_args` (MyVAE's constructor
 arguments), `model` (the state_dict) and whatever the writer adds: `config` (the
-constants of the run), and for last.pt the optimizer, progress and random states.
+constants of the run), `prior` in vae.pt (the mixture its samples are drawn from, prior.py),
+and for last.pt the optimizer, progress and random states.
 Files are read with `weights_only=True`, so loading one never runs code.
 """
 
@@ -27,21 +28,25 @@ class CheckpointError(UserError):
 
 def save_checkpoint(path: str | Path, model: MyVAE, **extra: Any) -> None:
     """Write weights, constructor arguments and `extra` (config, optimizer, ...) atomically."""
-    payload = {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(), **extra}
-    buffer = io.BytesIO()  # serialized first, so a full disk is a plain OSError on write, not torch's zip error
-    torch.save(payload, buffer)
+    write_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_args": model.model_args, "model": model.state_dict(),
+                            **extra})
+
+
+def write_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
+    """Write a checkpoint dict atomically: serialized first, so a full disk is a plain OSError on write,
+    not torch's zip error, and a crash leaves the old file whole."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
     files.atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def save_compact(path: str | Path, checkpoint: dict[str, Any], scores: dict[str, Any]) -> None:
     """A checkpoint to ship (pretrained/): the weights in float16 (half the bytes; they load into the
-    float32 model as they are), its model description, its run's config, and what it scored."""
+    float32 model as they are), its model description, its run's config and fitted prior, and what it scored."""
     weights = {key: value.half() if value.is_floating_point() else value for key, value in checkpoint["model"].items()}
-    compact = {"format": CHECKPOINT_FORMAT, "model_args": checkpoint["model_args"], "model": weights,
-               "config": checkpoint["config"], "scores": scores}
-    buffer = io.BytesIO()
-    torch.save(compact, buffer)
-    files.atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    write_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model_args": checkpoint["model_args"], "model": weights,
+                            "config": checkpoint["config"], "scores": scores}
+                     | ({"prior": checkpoint["prior"]} if "prior" in checkpoint else {}))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

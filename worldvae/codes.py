@@ -62,6 +62,19 @@ def encode_frames(model: MyVAE, frames_u8: np.ndarray, device: torch.device, des
     return found
 
 
+@torch.no_grad()
+def code_means(model: MyVAE, frames_u8: np.ndarray, device: torch.device, desc: str = "encoding") -> np.ndarray:
+    """The mean of q(z|x) (an autoencoder's code) of each uint8 frame (N, 3, H, W), the encoder alone
+    (no decoding), in batches of FRAMES_PER_BATCH: what a prior is fitted to."""
+    model.eval()
+    means = []
+    with ProgressBar(len(frames_u8), desc, "frame") as bar:
+        for batch in torch.from_numpy(frames_u8).split(FRAMES_PER_BATCH):
+            means.append(model.code_mean(to_unit_float(batch.to(device))).float().cpu())
+            bar.update(len(batch))
+    return torch.cat(means).numpy()
+
+
 def mean_kl(mu: np.ndarray, log_var: np.ndarray) -> np.ndarray:
     """How much each latent dimension of a VAE carries: its mean KL from the prior, in nats."""
     return kl_per_dim(torch.from_numpy(mu), torch.from_numpy(log_var)).mean(0).numpy()
@@ -79,12 +92,16 @@ def ranked_dims(score: np.ndarray) -> list[int]:
 
 
 @torch.no_grad()
-def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES) -> torch.Tensor:
-    """Decodings, one row per dimension in `dims`: that dimension at each value, the others at 0."""
+def traversal(model: MyVAE, dims: Sequence[int], values: Sequence[float] = TRAVERSAL_VALUES,
+              centre: np.ndarray | None = None, spread: np.ndarray | None = None) -> torch.Tensor:
+    """Decodings, one row per dimension in `dims`: that dimension at centre + value * spread for each
+    value, the others at the centre (by default 0 and 1: the VAE's prior N(0, I))."""
     model.eval()
-    z = torch.zeros(len(dims), len(values), model.latent_dim)
+    centre = torch.zeros(model.latent_dim) if centre is None else torch.as_tensor(centre, dtype=torch.float32)
+    spread = torch.ones(model.latent_dim) if spread is None else torch.as_tensor(spread, dtype=torch.float32)
+    z = centre.repeat(len(dims), len(values), 1)
     for row, dim in enumerate(dims):
-        z[row, :, dim] = torch.as_tensor(values, dtype=torch.float32)
+        z[row, :, dim] = centre[dim] + torch.as_tensor(values, dtype=torch.float32) * spread[dim]
     return model.decode(z.view(-1, model.latent_dim).to(_device(model)))
 
 
@@ -107,13 +124,20 @@ def _device(model: MyVAE) -> torch.device:
 
 
 def traversal_rows(model: MyVAE, mu: np.ndarray, log_var: np.ndarray
-                   ) -> tuple[torch.Tensor, list[str], Sequence[float], int]:
+                   ) -> tuple[torch.Tensor, list[str], Sequence[float], int, str]:
     """What a traversal picture shows, from the codes of some held-out frames: the decodings of the
     active dimensions (the most informative one if none is), a label for each row naming the
-    dimension and what it carries, the values swept, and how many inactive dimensions were left out."""
+    dimension and what it carries, the values swept, how many inactive dimensions were left out, and
+    where the sweep sits. A VAE's sweep crosses its prior N(0, I); an autoencoder's codes need not
+    come near 0, so its sweep crosses where they lie: their mean, in steps of their spread."""
     score = mean_kl(mu, log_var) if model.variational else code_variance(mu)
     ranked = ranked_dims(score)
     dims = [dim for dim in ranked if score[dim] > ACTIVE] or ranked[:1]  # inactive ones decode alike
     unit = "KL" if model.variational else "var"
     labels = [f"z[{dim}], {unit} {score[dim]:.2f}" for dim in dims]
-    return traversal(model, dims), labels, TRAVERSAL_VALUES, model.latent_dim - len(dims)
+    left_out = model.latent_dim - len(dims)
+    if model.variational:
+        return traversal(model, dims), labels, TRAVERSAL_VALUES, left_out, "the others at 0"
+    decoded = traversal(model, dims, centre=mu.mean(0), spread=mu.std(0))
+    where = "in standard deviations of the codes from their mean, the others at it"
+    return decoded, labels, TRAVERSAL_VALUES, left_out, where

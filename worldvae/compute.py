@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,14 @@ class Compute:
             print("COMPILE: no C++ compiler found, so the model runs without torch.compile")
             compile_ = False
         return cls(chosen, pick_autocast_dtype(precision, chosen), channels_last, compile_)
+
+    @contextlib.contextmanager
+    def same_noise(self, seed: int) -> Iterator[None]:
+        """Random draws seeded by `seed` inside the block, on the CPU and the device; the global random state
+        as it was afterwards (so a scoring pass repeats itself and takes nothing from training's stream)."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            yield
 
     def sums(self, n: int) -> torch.Tensor:
         """n zeros on the device to sum losses into: float64, or float32 on MPS, which has no float64."""

@@ -44,7 +44,8 @@ def heldout_frames(config: dict, fresh: int = 0, beside: Path | None = None, fit
         if not fresh:
             test = readers.read_part(frame_store, shards, cfg.val_fraction, cfg.seed, "val", limit)
             return Heldout(train, test, f"{len(test['frames'])} of the run's validation frames (whole episodes) in "
-                                        f"{frame_store.folder}")
+                                        f"{frame_store.folder}, the frames that chose this checkpoint as the best "
+                                        "epoch: --fresh N scores frames that played no part")
     n_frames, seed = fresh or min(cfg.n_frames, limit), fresh_seed(cfg.seed)
     gone = "" if frame_store is not None or fresh else f"{problem}; "
     print(f"{gone}collecting {n_frames} fresh frames from {cfg.env_id} (seed {seed})")
@@ -55,6 +56,15 @@ def heldout_frames(config: dict, fresh: int = 0, beside: Path | None = None, fit
     fit_idx, test_idx = readers.split_by_episode(new["episode"], 0.5, seed)
     return Heldout(_select(new, fit_idx), _select(new, test_idx), description + f"; {len(test_idx)} of them scored, "
                    "the other half fits the probe")
+
+
+def rendered_frames(config: dict, n_frames: int) -> dict[str, np.ndarray]:
+    """`n_frames` new frames of the run's env and filters, from another seed, drawn by the env's own
+    renderer (FAST_RENDER off): frames of a renderer this project did not write, none trained on."""
+    seed = fresh_seed(config["seed"])
+    print(f"collecting {n_frames} fresh frames from {config['env_id']} (seed {seed}), drawn by the env's own renderer")
+    cfg = {"policy": None} | config | {"n_frames": n_frames, "seed": seed, "fast_render": False}
+    return collect_frames(SimpleNamespace(**cfg))[0]
 
 
 def fresh_seed(seed: int) -> int:

@@ -27,7 +27,7 @@ def write_metrics(history: list[dict], steps: list[dict], out_dir: Path) -> None
     def curves(part: str) -> dict[str, tuple[list[float], list[float]]]:
         epochs = [row["epoch"] for row in history]
         drawn = {"train (epoch mean)": (epochs, [row[f"train_{part}"] for row in history]),
-                 "validation": (epochs, [row[f"val_{part}"] for row in history])}
+                 "validation (as training: a sampled code)": (epochs, [row[f"val_{part}"] for row in history])}
         if steps and f"train_{part}" in steps[0]:
             drawn[f"train, mean of the last {LOG_EVERY} steps"] = (
                 [row["epoch"] for row in steps], [row[f"train_{part}"] for row in steps])

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 
 from worldvae import files
 
@@ -45,9 +46,12 @@ def make_grid(images: torch.Tensor | np.ndarray, ncols: int = 8, pad: int = 2) -
     return grid
 
 
-def save_png(image: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W, 3) uint8 array as PNG, atomically."""
-    files.atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG"))
+def save_png(image: np.ndarray, path: str | Path, description: str = "") -> Path:
+    """Write an (H, W, 3) uint8 array as PNG, atomically; `description` goes in its text field."""
+    info = PngInfo()
+    if description:
+        info.add_text("Description", description)
+    files.atomic_write(path, lambda f: Image.fromarray(image).save(f, format="PNG", pnginfo=info))
     return Path(path)
 
 
@@ -138,11 +142,12 @@ def save_interpolation(decoded: torch.Tensor, path: str | Path) -> Path:
 
 
 def save_traversal(decoded: torch.Tensor, row_labels: Sequence[str], values: Sequence[float], left_out: int,
-                   path: str | Path) -> Path:
-    """One row per latent dimension (`row_labels`), one column per value it is set to."""
+                   where: str, path: str | Path) -> Path:
+    """One row per latent dimension (`row_labels`), one column per value it is set to (`where` says
+    what the values measure and where the other dimensions sit)."""
     note = f"; {left_out} inactive dimensions, which decode alike, left out" if left_out else ""
     return save_grid(decoded, path, ncols=len(values), row_labels=row_labels, col_labels=[f"{v:+.2f}" for v in values],
-                     title=f"each row sweeps one latent dimension (value on top), the others at 0{note}")
+                     title=f"each row sweeps one latent dimension (value on top, {where}){note}")
 
 
 def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, path: str | Path,
@@ -156,8 +161,9 @@ def save_rollout_gif(originals: torch.Tensor, reconstructions: torch.Tensor, pat
     return Path(path)
 
 
-def save_samples(samples: torch.Tensor, path: str | Path, ncols: int = 8) -> Path:
-    return save_grid(samples, path, ncols=ncols, title="new frames: the decoder applied to random z ~ N(0, I)")
+def save_samples(samples: torch.Tensor, path: str | Path, drawn_from: str, ncols: int = 8) -> Path:
+    """New frames in a grid, its title naming what drew their codes (`drawn_from`)."""
+    return save_grid(samples, path, ncols=ncols, title=f"new frames, decoded from random codes: {drawn_from}")
 
 
 def plot_latent_scatter(mu: np.ndarray, order: list[int], colour: Sequence[float], label: str, path: Path) -> None:
