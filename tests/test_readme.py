@@ -176,3 +176,47 @@ def test_make_docs_replaces_only_its_marked_blocks() -> None:
                    "*Measured on a test machine, 2026-12-01.*\n\n| a | 2 |\n<!-- results end -->\noutro\n")
     with pytest.raises(cli.UserError, match="no `<!-- bench: ... -->`"):
         make_docs.replace_block(text, "bench", "x", "y")
+
+
+def test_a_docs_build_keeps_the_parts_this_code_built_on_this_machine_and_says_when_all_are_one(tmp_path,
+                                                                                                 monkeypatch) -> None:
+    """make_docs runs for hours: a part done by the same code on the same machine is not run again."""
+    page = tmp_path / "page.md"
+    page.write_text("<!-- t: x -->\nold\n<!-- t end -->\n<!-- provenance: x -->\n<!-- provenance end -->\n")
+    monkeypatch.setattr(make_docs, "_PAGES", {"t": page, "provenance": page})
+    monkeypatch.setattr(make_docs, "_PARTS", ("one", "two"))
+    monkeypatch.setattr(make_docs, "code_version", lambda: "v1")
+    runs = []
+
+    def measured() -> dict:
+        runs.append(1)
+        return {"t": (f"| run {len(runs)} |\n| --- |", "a test machine")}
+
+    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
+    assert runs == [1] and "| run 1 |" in page.read_text(), "saved as soon as the part ends"
+    assert "not yet in one build" in make_docs.provenance(tmp_path) and "two" in make_docs.provenance(tmp_path)
+    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
+    assert runs == [1] and "| run 1 |" in page.read_text(), "the same code on the same machine: kept"
+    make_docs.Build(tmp_path, make_docs.Pages()).part("two", lambda: {})
+    assert "Every table on these pages comes from one build" in make_docs.provenance(tmp_path)
+    monkeypatch.setattr(make_docs, "code_version", lambda: "v2")
+    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
+    assert runs == [1, 1] and "| run 2 |" in page.read_text(), "changed code: measured again"
+    assert "not yet in one build" in make_docs.provenance(tmp_path)
+
+
+def test_the_code_version_changes_with_the_code_and_not_with_the_pages_a_build_writes(tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    for name, text in {"train.py": "x = 1\n", "README.md": "r\n", "docs/page.md": "p\n", "pretrained/m.pt": "w"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    monkeypatch.setattr(make_docs, "REPO", tmp_path)
+    before = make_docs.code_version()
+    for name in ("README.md", "docs/page.md", "pretrained/m.pt"):
+        (tmp_path / name).write_text("rewritten by a build")
+    assert make_docs.code_version() == before, "the pages and checkpoints a build writes are not code"
+    (tmp_path / "train.py").write_text("x = 2\n")
+    assert make_docs.code_version() != before, "an edit, committed or not, is another code"

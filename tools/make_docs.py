@@ -1,8 +1,14 @@
 """Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
-    python tools/make_docs.py                    # all of it: about 2 hours on 2 cores
-    python tools/make_docs.py --compare False --bench False --first_hour False   # the default runs: ~15 minutes
+    python tools/make_docs.py                    # all of it: about 2.5 hours on 2 cores, resumable
+    python tools/make_docs.py --compare False --bench False --first_hour False   # the default runs: ~40 minutes
     python tools/make_docs.py --tables_only      # the constants tables, and those first_hour.py and bench --gpu wrote
+
+The build runs in parts (the bench, the default runs, CarRacing, the homework's activities, the
+first hour, the AE-versus-VAE comparison). A part that this very code already built on this
+machine (OUT_DIR/parts/) is not run again, so a build stopped or cut short by a session's end
+continues where it stopped; the README's provenance line says whether every table came from one
+build of one code on one machine.
 
 With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
 collection included) are the runs the results tables quote: one measurement feeds every
@@ -17,12 +23,14 @@ from __future__ import annotations
 
 import csv
 import datetime
+import hashlib
 import json
 import re
 import shutil
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -40,7 +48,6 @@ from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
-BENCH_DONE = False  # take the bench's results from OUT_DIR/bench (a run this code finished) instead of running it
 ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md (~15 minutes)
 FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
 TABLES_ONLY = False  # only rewrite the constants tables (and first_hour's and bench --gpu's, if written); nothing runs
@@ -50,12 +57,14 @@ OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselve
 
 _README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrained"
 _PAGES = {  # each table, and the page that holds it
-    "results": _README, "control": _README, "times": _README,
+    "provenance": _README, "results": _README, "control": _README, "times": _README,
     "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
     "activities": _DOCS / "homework.md", "car": _DOCS / "carracing-atari.md",
     "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
+_PARTS = ("bench", "results", "control", "car", "activities", "first_hour", "compare")  # a whole build, in order
+_BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
 _OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, activities,
                   sys.modules[__name__])
@@ -159,6 +168,14 @@ def implausible(metrics: dict) -> str:
     return f"{fitted} / {shares['normal']:.0%}"
 
 
+def run_table(block: str, run: Path, seconds: float | None, flags: list[str], command: str, cfg,
+              prefix: str | None, shipped: str, where: str) -> dict[str, tuple[str, str]]:
+    """A default run (done already, in `seconds`, or made and timed here with `flags`), scored, drawn and
+    shipped as pretrained/`shipped`: its results table, for `block`."""
+    seconds = seconds or timed_default_run(run, flags)
+    return {block: (score_run(run, seconds, cfg, prefix, _PRETRAINED / shipped), f"{where}, by `{command}`")}
+
+
 def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
     """A default run (of `env_argv`'s env, with its other constants) from a cold start: its wall seconds."""
     shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
@@ -200,6 +217,16 @@ def comparison(out_dir: Path) -> str:
     return (out_dir / "compare" / "comparison.md").read_text().strip()
 
 
+def bench_part(bench_dir: Path, car: bool, where: str) -> dict[str, tuple[str, str]]:
+    """Run tools/bench.py, copy its quality curves to docs/, and give its three tables."""
+    bench.main(["--out_dir", str(bench_dir), "--car_quality", str(car)])
+    for name in ("quality_vs_time.png", "car_quality_vs_time.png"):
+        if (bench_dir / name).exists():
+            shutil.copyfile(bench_dir / name, _DOCS / name)
+    tables = bench_tables(json.loads((bench_dir / "bench.json").read_text()))
+    return {name: (table, f"{where}, by `python tools/bench.py`") for name, table in tables.items()}
+
+
 def bench_tables(results: dict) -> dict[str, str]:
     """bench.json's tables as markdown: performance, threads, one process against two."""
     rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
@@ -229,14 +256,68 @@ def gpu_table(out_dir: Path) -> tuple[str, str]:
 
 
 def _where(machine: dict) -> str:
-    return (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}, "
+    bf16 = "" if machine.get("avx512_bf16") is None else f", AVX-512 BF16 {'yes' if machine['avx512_bf16'] else 'no'}"
+    return (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}{bf16}, "
             f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
+
+
+class Build:
+    """The build, part by part. A part done by this very code on this machine (its record in OUT_DIR/parts/)
+    is not run again: its tables are taken from the record, and its pictures are already in docs/. Each part's
+    pages are saved as soon as it ends, so a build stopped half-way keeps what it measured, and a build too
+    long for one sitting finishes across several."""
+
+    def __init__(self, out_dir: Path, pages: Pages) -> None:
+        self.records, self.pages = out_dir / "parts", pages
+        self.records.mkdir(exist_ok=True)
+        self.stamp = {"code": code_version(), "machine": compute.machine()}
+        self.where = _where(self.stamp["machine"])
+
+    def part(self, name: str, run: Callable[[], dict[str, str]]) -> None:
+        """Run part `name` (which gives {block: table}, each measured here, now), or take it from its record."""
+        record = self.records / f"{name}.json"
+        saved = json.loads(record.read_text()) if record.exists() else {}
+        if saved.get("stamp") == self.stamp:
+            print(f"make_docs: {name} was built by this code on this machine ({saved['when']}); its tables are kept")
+        else:
+            saved = {"stamp": self.stamp, "when": self.where, "blocks": run()}
+            files.atomic_write(record, lambda f: f.write(json.dumps(saved, indent=2).encode()))
+        for block, (body, provenance) in saved["blocks"].items():
+            self.pages.write_block(block, body, provenance)
+        self.pages.save()
+
+
+def code_version() -> str:
+    """A digest of every file the repo tracks but the pages and checkpoints this build writes: what the
+    numbers depend on, uncommitted edits included."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    digest = hashlib.sha256()
+    for name in sorted(listed.splitlines()):
+        path = REPO / name
+        if not name.startswith(_BUILT) and path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def provenance(out_dir: Path) -> str:
+    """The README's one line on where every table came from, read from the parts' records."""
+    records = {name: json.loads(path.read_text()) for name in _PARTS
+               if (path := out_dir / "parts" / f"{name}.json").exists()}
+    stamps = {json.dumps(record["stamp"], sort_keys=True) for record in records.values()}
+    if len(records) == len(_PARTS) and len(stamps) == 1:
+        code = next(iter(records.values()))["stamp"]["code"]
+        return (f"Every table on these pages comes from one build (`python tools/make_docs.py`) of one version of "
+                f"the code (digest `{code}`), on one machine: {next(iter(records.values()))['when']}.")
+    missing = [name for name in _PARTS if name not in records]
+    return ("These pages were built in parts, not yet in one build of one code on one machine: each table's own "
+            "line says where and when it was measured" + (f"; not built here: {', '.join(missing)}" if missing
+                                                           else "") + ".")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     cli.require(50 <= cfg.fresh <= 50_000, f"FRESH must lie in 50 .. 50000 frames (what evaluate_vae.py scores on), "
-                f"got {cfg.fresh}")  # before any work: the docs build runs for an hour
+                f"got {cfg.fresh}")  # before any work: the docs build runs for hours
     pages = Pages()
     pages.write_block("constants", constants_tables(_README_SCRIPTS))
     pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
@@ -245,51 +326,42 @@ def main(argv: Sequence[str] | None = None) -> None:
         out_dir = files.prepare_out_dir(cfg.out_dir)
         _DOCS.mkdir(exist_ok=True)
         _PRETRAINED.mkdir(exist_ok=True)
-        where = _where(compute.machine())
-        results = {}
+        build = Build(out_dir, pages)
+        where, bench_dir = build.where, out_dir / "bench"
         if cfg.bench:  # its default runs are the ones the results tables quote
-            bench_dir = out_dir / "bench"
-            if cfg.bench_done:
-                cli.require((bench_dir / "bench.json").is_file(), f"BENCH_DONE: {bench_dir / 'bench.json'} is missing")
-            else:
-                bench.main(["--out_dir", str(bench_dir), "--car_quality", str(cfg.car)])
-            results = json.loads((bench_dir / "bench.json").read_text())
-            for name in ("quality_vs_time.png", "car_quality_vs_time.png"):
-                if (bench_dir / name).exists():
-                    shutil.copyfile(bench_dir / name, _DOCS / name)
-            for name, table in bench_tables(results).items():
-                pages.write_block(name, table, f"{where}, by `python tools/bench.py`")
-        cartpole = results.get("quality", {}).get("ours", [{}])[-1]
-        run = Path(cartpole["run"]) if cartpole else out_dir / "default_run"
-        seconds = cartpole.get("seconds") or timed_default_run(run)
-        pages.write_block("results", score_run(run, seconds, cfg, pretrained=_PRETRAINED / "cartpole.pt"),
-                          f"{where}, by `python train_vae.py`")
+            build.part("bench", lambda: bench_part(bench_dir, cfg.car, where))
+        results = json.loads((bench_dir / "bench.json").read_text()) if cfg.bench else {}
+        cartpole = results.get("quality", {}).get("ours", [{}])[-1]  # the bench's own default runs, if it ran
+        build.part("results", lambda: run_table(
+            "results", Path(cartpole.get("run", out_dir / "default_run")), cartpole.get("seconds"), [],
+            "python train_vae.py", cfg, "", "cartpole.pt", where))
         control = ["--policy", "balancer", "--reset_after", "None"]
-        seconds = timed_default_run(out_dir / "control_run", control)
-        pages.write_block("control", score_run(out_dir / "control_run", seconds, cfg, None,
-                                               _PRETRAINED / "cartpole_control.pt"),
-                          f"{where}, by `python train_vae.py {' '.join(control)} --out_dir outputs/control`")
+        build.part("control", lambda: run_table(
+            "control", out_dir / "control_run", None, control,
+            f"python train_vae.py {' '.join(control)} --out_dir outputs/control", cfg, None, "cartpole_control.pt",
+            where))
         if cfg.car:
             car = results.get("car_quality", [{}])[-1]
-            run = Path(car["run"]) if car else out_dir / "car_default_run"
-            seconds = car.get("seconds") or timed_default_run(run, ["--env_id", "CarRacing-v3"])
-            pages.write_block("car", score_run(run, seconds, cfg, "car_", _PRETRAINED / "carracing.pt"),
-                              f"{where}, by `python train_vae.py --env_id CarRacing-v3`")
+            build.part("car", lambda: run_table(
+                "car", Path(car.get("run", out_dir / "car_default_run")), car.get("seconds"),
+                ["--env_id", "CarRacing-v3"], "python train_vae.py --env_id CarRacing-v3", cfg, "car_",
+                "carracing.pt", where))
         if cfg.activities:
-            pages.write_block("activities", activity_table(out_dir, cfg.fresh),
-                              f"{where}, by `python tools/activities.py`, each scored by `python evaluate_vae.py "
-                              f"--fresh {cfg.fresh}`")
-        if cfg.first_hour:
-            first_hour.main(["--out_dir", str(out_dir / "first_hour")])
+            build.part("activities", lambda: {"activities": (
+                activity_table(out_dir, cfg.fresh), f"{where}, by `python tools/activities.py`, each scored by "
+                f"`python evaluate_vae.py --fresh {cfg.fresh}`")})
+        if cfg.first_hour:  # its table is read from its times.json below, as with --tables_only
+            build.part("first_hour", lambda: first_hour.main(["--out_dir", str(out_dir / "first_hour")]) or {})
         if cfg.compare:
-            pages.write_block("compare", comparison(out_dir),
-                              f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")
+            build.part("compare", lambda: {"compare": (
+                comparison(out_dir), f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")})
     times = out_dir / "first_hour" / "times.json"  # as the GPU table: from the last run of its tool, if any
     if times.exists():
         report = json.loads(times.read_text())
         pages.write_block("times", times_table(report), f"{_where(report['machine'])}, by `python tools/first_hour.py`")
     table, machine = gpu_table(out_dir)
     pages.write_block("gpu", table, f"{machine}, by `python tools/bench.py --gpu`" if machine else "")
+    pages.write_block("provenance", provenance(out_dir))
     pages.save()
     print(f"rewrote {_README} and the pages in {_DOCS}/" + ("" if cfg.tables_only else ", with their pictures"))
 
