@@ -36,7 +36,7 @@ from worldvae.resume import TrainingPosition
 ENV_ID = "CartPole-v1"  # any classic-control id: CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0, ...
 N_FRAMES = 24_000  # frames to keep after filtering (collection is cheap: fresh frames beat repeated epochs)
 RESET_AFTER = None  # every episode is reset after its first RESET_AFTER observations; None: the env's (CartPole: 20)
-ANGLE_RANGE = None  # keep frames whose pole angle (rad) lies in [low, high], ends included; None: the env's; "all"
+ANGLE_RANGE = None  # keep frames whose pole angle (rad) is in [low, high], ends included; None: the env's; "all": any
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
 POLICY = None  # how actions are drawn; None: the env's (random; CarRacing: mixed); CartPole: balancer (docs/data.md)
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     set_threads(cfg.threads)  # before torch's first op starts its thread pool
     device = pick_device(cfg.device, ranks.local_rank if ranks.launched else None)  # this process's own GPU
-    envs.resolve_env_defaults(cfg)
+    print(envs.env_defaults_line(envs.resolve_env_defaults(cfg)))  # what None took: config.json records it too
     if cfg.batch_size is None and not cfg.resume:  # a resume takes the run's own, once last.pt is read
         cfg.batch_size = auto_batch_size(device)
     validate_config(cfg, ranks)

@@ -9,13 +9,13 @@ import pytest
 from conftest import same_dataset, train_config
 
 import train_vae
-from worldvae import collection, envs, rendering
+from worldvae import collection, rendering
 from worldvae.cli import UserError
 from worldvae.collection import collect_frames
-from worldvae.envs import make_env, resolve_crop
+from worldvae.envs import knowledge, make_env
 from worldvae.rendering import preprocess_frame
 
-CARTPOLE_CROP = resolve_crop("CartPole-v1", None)
+CARTPOLE_CROP = knowledge("CartPole-v1").crop
 
 
 def collect(env_id: str = "CartPole-v1", n_frames: int = 150, angle_range=(-0.3, 0.3), **overrides) -> dict:
@@ -125,10 +125,10 @@ def test_bad_constants_are_rejected_before_any_work(overrides: dict, message: st
 
 
 def test_each_env_has_its_own_angle_filter_and_the_summary_says_what_it_rejected(capsys) -> None:
-    assert envs.resolve_angle_range("CartPole-v1", None) == (-0.3, 0.3)
-    assert envs.resolve_angle_range("CartPole-v1", "all") is None
-    assert envs.resolve_angle_range("Pendulum-v1", None) is None  # +-0.3 would keep ~4% of random swings
-    assert envs.resolve_angle_range("Acrobot-v1", None) is None  # +-0.3 would keep only hanging-down frames
+    assert train_config(env_id="CartPole-v1", angle_range=None).angle_range == (-0.3, 0.3)
+    assert train_config(env_id="CartPole-v1", angle_range="all").angle_range == "all"
+    assert train_config(env_id="Pendulum-v1", angle_range=None).angle_range == "all"  # +-0.3: ~4% of random swings
+    assert train_config(env_id="Acrobot-v1", angle_range=None).angle_range == "all"  # +-0.3: only hanging down
     data = collect("Pendulum-v1", n_frames=200, angle_range=None)
     angles = np.arctan2(data["states"][:, 1], data["states"][:, 0])
     assert np.abs(angles).max() > 1.0, "Pendulum's default keeps frames far from upright"
@@ -175,7 +175,7 @@ def test_the_dataset_does_not_depend_on_how_many_workers_collect_it() -> None:
 def test_fast_cartpole_render_is_the_env_render_pixel_for_pixel(img_size: int, crop) -> None:
     env = make_env("CartPole-v1", seed=0)
     env.reset(seed=0)
-    crop = resolve_crop("CartPole-v1", crop)
+    crop = crop or CARTPOLE_CROP
     rng = np.random.default_rng(0)
     for x, theta in zip(rng.uniform(-2.4, 2.4, 40), rng.uniform(-0.3, 0.3, 40), strict=True):
         env.unwrapped.state = np.array([x, 0.0, theta, 0.0])

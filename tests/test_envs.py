@@ -58,7 +58,7 @@ def test_the_brownian_driver_leaves_the_road_and_mixed_episodes_take_each_policy
         chosen.append(mixed.current.name)
     shares = [chosen.count(name) / len(chosen) for name in ("driver", "brownian", "random")]
     assert np.allclose(shares, policies.Mixed.SHARES, atol=0.05), f"episodes of each policy: {shares}"
-    assert envs.resolve_policy("CarRacing-v3", None) == "mixed", "CarRacing's own"
+    assert train_config(env_id="CarRacing-v3", policy=None).policy == "mixed", "CarRacing's own"
 
 
 def test_the_fast_road_rotates_as_pygame_does_bit_for_bit() -> None:
@@ -78,7 +78,7 @@ def test_fast_render_draws_carracings_road_as_gymnasium_does_pixel_for_pixel() -
     """Both envs driven alike through the zoom-in, at full gas with wandering steering, and onto a second
     track: every observation, and the rgb_array render, the same bytes."""
     plain, fast = (envs.make_env("CarRacing-v3", seed=0) for _ in range(2))
-    crop = envs.resolve_crop("CarRacing-v3", None)
+    crop = envs.knowledge("CarRacing-v3").crop
     rendering.frame_renderer(fast, crop, 64, fast=True)
     assert fast.unwrapped._render_road is not plain.unwrapped._render_road, "FAST_RENDER changed how the road is drawn"
     rng, steer = np.random.default_rng(0), 0.0
@@ -263,7 +263,7 @@ def test_an_env_that_observes_images_is_encoded_from_its_observation_cropped_as_
     path = _checkpoint_for(tmp_path, "CarRacing-v3")
     env = LatentObservation(gym.make("CarRacing-v3"), path)
     observation, _ = env.env.reset(seed=3)
-    frame = rendering.preprocess_frame(observation, envs.resolve_crop("CarRacing-v3", None), 32)
+    frame = rendering.preprocess_frame(observation, envs.knowledge("CarRacing-v3").crop, 32)
     expected = env.model(to_unit_float(torch.from_numpy(frame.copy()[None]))).mu[0].detach().numpy()
     assert np.allclose(env.observation(observation), expected, atol=1e-6)
     check_env(env, skip_render_check=True)

@@ -18,7 +18,7 @@ import sample_vae
 import train_vae
 from MyVAE import MyVAE
 from tools import bench
-from worldvae import cli, constants, dataset, files
+from worldvae import cli, constants, dataset, envs, files
 from worldvae.checkpoints import save_checkpoint
 
 
@@ -70,8 +70,7 @@ def test_fresh_too_small_to_score_is_refused(capsys, tmp_path) -> None:
 
 
 def test_a_folder_where_a_shard_goes_is_one_line(capsys, tmp_path) -> None:
-    cfg = constants.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)])
-    cfg.latent_dim = 4
+    cfg = envs.resolve_env_defaults(constants.parse_config("train_vae", [*TINY, "--out_dir", str(tmp_path)]))
     (dataset.dataset_dir(tmp_path, cfg) / "shard_00000.npz").mkdir(parents=True)
     assert_one_line(run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path)), "is not a regular file")
 

@@ -172,3 +172,39 @@ def test_weights_that_do_not_fit_the_model_description_are_refused(tmp_path) -> 
     torch.save(checkpoint, path)
     with pytest.raises(CheckpointError, match="does not match"):
         load_vae(path)
+
+
+def test_the_kl_floor_is_free_bits_per_dimension_as_its_words_say_not_world_models_floor_per_frame() -> None:
+    import train_vae
+    from worldvae import constants
+
+    words = constants.knobs(train_vae)["KL_FLOOR"].help
+    assert "per dimension" in words and "World Models used" not in words
+    model = MyVAE(**SMALL)
+    x = torch.rand(2, 3, 64, 64)
+    mu = torch.tensor([[0.5, 0.0, 2.0, 0.0], [0.5, 0.0, 2.0, 0.0]])  # KL 0.125, 0, 2, 0 nats: 2.125 a frame
+    parts = model.loss(x, x, mu, torch.zeros(2, 4), kl_weight=1.0, kl_floor=0.5)
+    world_models = max(2.125, 0.5 * 4)  # a floor on each frame's total: 0.5 nats times the code's size
+    assert parts["loss"].item() == pytest.approx(3.5) != pytest.approx(world_models)
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_the_kl_weight_is_beta_against_a_per_pixel_mean_a_gaussian_decoder_whose_sigma_grows_with_the_frame(
+        side: int) -> None:
+    """As its words say: the loss is kl_weight times the negative ELBO of a Gaussian decoder of variance
+    kl_weight * pixels / 2 (sigma 0.25 at 64 px for the default 1e-5, twice that per doubling of the side)."""
+    import train_vae
+    from worldvae import constants
+
+    weight, pixels = train_vae.KL_WEIGHT, 3 * side * side
+    sigma2 = weight * pixels / 2
+    assert "sigma 0.25 at 64 px" in constants.knobs(train_vae)["KL_WEIGHT"].help
+    if side == 64:
+        assert sigma2**0.5 == pytest.approx(0.25, rel=0.01)
+    model = MyVAE(latent_dim=4, img_size=side, hidden_dims=(8, 8, 16, 16, 32))
+    x, recon = torch.rand(2, 3, side, side), torch.rand(2, 3, side, side)
+    mu, log_var = torch.randn(2, 4), torch.randn(2, 4) * 0.3
+    parts = model.loss(recon, x, mu, log_var, kl_weight=weight)
+    squared_error = ((recon - x) ** 2).flatten(1).sum(1).mean()
+    negative_elbo = squared_error / (2 * sigma2) + parts["kl"]  # up to a constant that does not move the weights
+    assert parts["loss"].item() == pytest.approx(weight * negative_elbo.item(), rel=1e-5)

@@ -24,7 +24,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from tools import bench, make_docs
-from worldvae import cli, collection, constants, dataset, distributed, files, policies, readers, resume, store
+from worldvae import cli, collection, constants, dataset, distributed, envs, files, policies, readers, resume, store
 from worldvae.checkpoints import load_checkpoint
 from worldvae.cli import UserError
 from worldvae.heldout import heldout_frames
@@ -280,8 +280,7 @@ def test_a_folder_where_the_lock_file_belongs_is_one_line(capsys, tmp_path) -> N
 
 
 def test_a_file_where_the_store_folder_belongs_is_one_line_and_stays(capsys, tmp_path) -> None:
-    cfg = constants.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)])
-    cfg.latent_dim = 4
+    cfg = envs.resolve_env_defaults(constants.parse_config("train_vae", [*ONE_SHARD, "--out_dir", str(tmp_path)]))
     blocker = dataset.dataset_dir(tmp_path, cfg)
     blocker.write_text("a user's file")
     assert_one_line(run_main(capsys, train_vae.main, *ONE_SHARD, "--out_dir", str(tmp_path)), "is not a folder")

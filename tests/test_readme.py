@@ -208,7 +208,8 @@ def test_a_docs_build_keeps_the_parts_this_code_built_on_this_machine_and_says_w
 def test_the_code_version_changes_with_the_code_and_not_with_the_pages_a_build_writes(tmp_path, monkeypatch) -> None:
     import subprocess
 
-    for name, text in {"train.py": "x = 1\n", "README.md": "r\n", "docs/page.md": "p\n", "pretrained/m.pt": "w"}.items():
+    tree = {"train.py": "x = 1\n", "README.md": "r\n", "docs/page.md": "p\n", "pretrained/m.pt": "w"}
+    for name, text in tree.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

@@ -62,6 +62,11 @@ OUT_DIR = "outputs/bench"  # bench.json, the plot and the runs it makes go here
 # ---------------------------------------------------------------- measurements
 
 
+def train_defaults(**overrides: object) -> SimpleNamespace:
+    """train_vae.py's constants with `overrides`, the env's own values filled in, as a run of it takes them."""
+    return envs.resolve_env_defaults(constants.defaults(train_vae, **overrides))
+
+
 def measure_collection(cfg: SimpleNamespace) -> dict:
     start = time.perf_counter()
     ours, _ = collection.collect_frames(cfg)
@@ -82,7 +87,7 @@ def frame_fidelity(cfg: SimpleNamespace, ours: dict[str, np.ndarray], n: int = 3
     states, a full-size render resized with antialiasing, and the reference's bicubic frame."""
     env = envs.make_env(cfg.env_id, cfg.seed)
     env.reset(seed=cfg.seed)
-    crop = envs.resolve_crop(cfg.env_id, cfg.crop)
+    crop = cfg.crop
     bicubic = bicubic_renderer(crop, cfg.img_size)
     to_full, to_reference = [], []
     for frame, state in zip(ours["frames"][:n], ours["states"][:n], strict=True):
@@ -157,9 +162,9 @@ def measure_quality(bench: SimpleNamespace, heldout_u8: np.ndarray, out_dir: Pat
 def measure_car_quality(bench: SimpleNamespace, out_dir: Path) -> list[dict]:
     """CarRacing-v3's own defaults at each budget, collection included: wall seconds, and held-out
     MSE and road IoU on fresh frames of another seed (the last budget is the run the docs quote)."""
-    car = envs.resolve_env_defaults(constants.defaults(train_vae, env_id="CarRacing-v3"))
-    heldout = collection.collect_frames(constants.defaults(train_vae, env_id=car.env_id, n_frames=bench.heldout_frames,
-                                                 latent_dim=car.latent_dim, seed=fresh_seed(bench.seed)))[0]
+    car = train_defaults(env_id="CarRacing-v3")
+    heldout = collection.collect_frames(train_defaults(env_id=car.env_id, n_frames=bench.heldout_frames,
+                                                       seed=fresh_seed(bench.seed)))[0]
     points = []
     for share in bench.quality_budgets:
         n_frames = max(int(car.n_frames * share), car.shard_frames)
@@ -406,8 +411,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out_dir = files.prepare_out_dir(bench.out_dir)
     results = {"machine": compute.machine()}
     print(f"{results['machine']}")
-    heldout_cfg = constants.defaults(train_vae, env_id=ENV_ID, n_frames=bench.heldout_frames,
-                               seed=fresh_seed(bench.seed) + 1000)
+    heldout_cfg = train_defaults(env_id=ENV_ID, n_frames=bench.heldout_frames, seed=fresh_seed(bench.seed) + 1000)
     heldout = collection.collect_frames(heldout_cfg)[0]["frames"]
     if bench.gpu:
         rows = gpu_acceptance(bench, heldout, out_dir / "gpu")
@@ -418,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     print("1/6 collection ...")
     results["collection"] = measure_collection(
-        constants.defaults(train_vae, env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
+        train_defaults(env_id=ENV_ID, n_frames=bench.collect_frames, seed=bench.seed))
     print("2/6 training speed ...")
     results["training"] = measure_training(bench, out_dir)
     if bench.quality:

@@ -60,7 +60,7 @@ def bicubic_renderer(crop: Sequence[float], img_size: int) -> rendering.Renderer
 
 def reference_collect(cfg: SimpleNamespace) -> dict[str, np.ndarray]:
     """Our filters and seeding, the homework's cost: one process, full render and bicubic resize per frame."""
-    render = bicubic_renderer(envs.resolve_crop(cfg.env_id, cfg.crop), cfg.img_size)
+    render = bicubic_renderer(cfg.crop, cfg.img_size)
     return collection.collect_chunk(cfg, 0, cfg.n_frames, render)[0]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from MyVAE import MyVAE
-from worldvae import files
+from worldvae import envs, files
 from worldvae.cli import UserError, reason
 
 CHECKPOINT_FORMAT = "MyVAE checkpoint v1"
@@ -100,4 +100,4 @@ def run_config(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
     if differ:
         raise CheckpointError(f"{path}: its config does not describe its model ({'; '.join(differ)}): it was "
                               "edited; use the checkpoint as train_vae.py wrote it")
-    return config
+    return envs.resolved_config(config)

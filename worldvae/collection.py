@@ -32,10 +32,6 @@ from worldvae.envs import (
     make_env,
     observes_images,
     passes_angle_filter,
-    resolve_angle_range,
-    resolve_crop,
-    resolve_policy,
-    resolve_reset_after,
 )
 from worldvae.policies import make_policy
 from worldvae.progress import ProgressBar
@@ -67,14 +63,12 @@ class CollectionStats:
 
     def summary(self, cfg: SimpleNamespace) -> str:
         """What the filters did, in words, for the constants `cfg`."""
-        reset_after = resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy)
-        angle_range = resolve_angle_range(cfg.env_id, cfg.angle_range)
         kept = f"kept {self.kept} ({self.kept / max(1, self.observations):.0%})"
-        why = (f"rejected {self.rejected_angle} whose pole angle lay outside ANGLE_RANGE={angle_range}"
-               if angle_range is not None else "no angle filter, so none rejected")
+        why = (f"rejected {self.rejected_angle} whose pole angle lay outside ANGLE_RANGE={cfg.angle_range}"
+               if cfg.angle_range != "all" else "no angle filter, so none rejected")
         intro = f"; skipped {self.skipped_intro} of the episodes' intros" if self.skipped_intro else ""
         return (f"{self.observations} observations in {self.episodes} episodes ({self.ended_by_env} ended by the env, "
-                f"the rest reset after {reset_after}): {kept}; {why}{intro}")
+                f"the rest reset after {cfg.reset_after}): {kept}; {why}{intro}")
 
 
 def chunk_seed(seed: int, chunk: int) -> int:
@@ -99,11 +93,12 @@ def collect_chunk(
     n_frames * MAX_STEPS_PER_FRAME observations. `render` replaces the env's frame renderer.
     """
     seed, known = chunk_seed(cfg.seed, index), knowledge(cfg.env_id)
-    reset_after, angle_range = resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy), resolve_angle_range(
-        cfg.env_id, cfg.angle_range)
+    if None in (cfg.reset_after, cfg.angle_range, cfg.crop, cfg.policy):
+        raise ValueError("collection needs the env's own values resolved first: envs.resolve_env_defaults")
+    reset_after, angle_range = cfg.reset_after, cfg.angle_range
     env = make_env(cfg.env_id, seed)
-    render = render or frame_renderer(env, resolve_crop(cfg.env_id, cfg.crop), cfg.img_size, cfg.fast_render)
-    policy = make_policy(resolve_policy(cfg.env_id, cfg.policy))
+    render = render or frame_renderer(env, cfg.crop, cfg.img_size, cfg.fast_render)
+    policy = make_policy(cfg.policy)
     data = empty_arrays(env, n_frames, cfg.img_size)
     stats = CollectionStats()
 

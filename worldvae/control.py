@@ -31,10 +31,11 @@ import numpy as np
 import torch
 
 from MyVAE import MyVAE
+from worldvae import envs
 from worldvae.codes import encode_frames
 from worldvae.collection import collect_frames
 from worldvae.compute import to_unit_float
-from worldvae.envs import make_env, resolve_crop
+from worldvae.envs import make_env
 from worldvae.policies import balancing_action
 from worldvae.rendering import frame_renderer
 
@@ -113,8 +114,8 @@ def control_check(model: MyVAE, config: dict, device: torch.device, episodes: in
                   seed: int = 10_000) -> dict:
     """The check on CartPole for the model trained with `config`: readout R^2 on held-out probe frames,
     and the mean and worst episode of the controller on the code and on the true state."""
-    probe_cfg = SimpleNamespace(**(config | {"n_frames": fit_frames, "seed": seed, "policy": "prober",
-                                             "reset_after": None}))
+    probe_cfg = envs.resolve_env_defaults(SimpleNamespace(**(config | {"n_frames": fit_frames, "seed": seed,
+                                                                       "policy": "prober", "reset_after": None})))
     labelled = collect_frames(probe_cfg)[0]
     half = labelled["episode"] % 2 == 0  # fit on every other episode, score on the rest: both cover the track
     degree = readout_degree(model.latent_dim, int(half.sum()))
@@ -123,8 +124,7 @@ def control_check(model: MyVAE, config: dict, device: torch.device, episodes: in
     scored = Readout.fit(design[half], targets[half]).r2(design[~half], targets[~half])  # on episodes it never saw
     readout = Readout.fit(design, targets)  # the closed loop's: every probe frame, to cover all the cart can reach
     made = make_env(config["env_id"], seed)
-    render = frame_renderer(made, resolve_crop(config["env_id"], config["crop"]), config["img_size"],
-                            config["fast_render"])
+    render = frame_renderer(made, config["crop"], config["img_size"], config["fast_render"])
     made.close()
     model.eval()
 

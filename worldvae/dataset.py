@@ -23,10 +23,6 @@ from worldvae.envs import (
     envs_with_an_angle,
     knowledge,
     make_env,
-    resolve_angle_range,
-    resolve_crop,
-    resolve_policy,
-    resolve_reset_after,
 )
 from worldvae.policies import make_policy
 from worldvae.rendering import draws_fast, frame_size
@@ -67,16 +63,16 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
     cli.require_at_most(cfg.max_steps_per_frame, 10**6, "MAX_STEPS_PER_FRAME", "a filter that keeps less than one "
                         "observation in a million cannot make a dataset")
     allowed = knowledge(cfg.env_id).policies
-    cli.require(cfg.policy is None or cfg.policy in allowed, f"POLICY={cfg.policy!r} does not drive {cfg.env_id}: "
+    cli.require(cfg.policy in allowed, f"POLICY={cfg.policy!r} does not drive {cfg.env_id}: "
                 f"choose one of {', '.join(allowed)}, or None (the env's own, {knowledge(cfg.env_id).policy})")
     intro = knowledge(cfg.env_id).skip_first
-    cli.require(cfg.reset_after is None or (isinstance(cfg.reset_after, int) and cfg.reset_after > intro),
+    cli.require(isinstance(cfg.reset_after, int) and cfg.reset_after > intro,
                 f"RESET_AFTER must be an integer above the {intro} intro observations {cfg.env_id} skips, or None; "
                 f"got {cfg.reset_after!r}")
-    cli.require(resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy) - intro <= CHUNK_FRAMES,
+    cli.require(cfg.reset_after - intro <= CHUNK_FRAMES,
                 f"RESET_AFTER={cfg.reset_after} would keep more than {CHUNK_FRAMES} frames of an episode, the most a "
                 f"collection chunk holds (episodes are cut there): at most {CHUNK_FRAMES + intro} for {cfg.env_id}")
-    if cfg.angle_range not in (None, "all"):
+    if cfg.angle_range != "all":
         cli.require(
             isinstance(cfg.angle_range, tuple)
             and len(cfg.angle_range) == 2
@@ -86,21 +82,20 @@ def validate_collection(cfg: SimpleNamespace, world: int = 1) -> None:
         )
         cli.require(
             knowledge(cfg.env_id).angle is not None,
-            f"{cfg.env_id} has no pole angle to filter on: leave ANGLE_RANGE at None "
+            f"{cfg.env_id} has no pole angle to filter on: leave ANGLE_RANGE at None or \"all\" "
             f"(envs with an angle: {', '.join(envs_with_an_angle())})",
         )
-    if cfg.crop is not None:
-        ok = isinstance(cfg.crop, tuple) and len(cfg.crop) == 4
-        top, bottom, left, right = cfg.crop if ok else (0, 0, 0, 0)
-        cli.require(
-            0 <= top < bottom <= 1 and 0 <= left < right <= 1,
-            f"CROP must be (top, bottom, left, right) fractions with 0 <= top < bottom <= 1 and "
-            f"0 <= left < right <= 1; got {cfg.crop}",
-        )
-        cli.require(
-            round((bottom - top) * height) >= 1 and round((right - left) * width) >= 1,
-            f"CROP={cfg.crop} keeps no whole pixel row or column of {cfg.env_id}'s {height}x{width} frames",
-        )
+    ok = isinstance(cfg.crop, tuple) and len(cfg.crop) == 4
+    top, bottom, left, right = cfg.crop if ok else (0, 0, 0, 0)
+    cli.require(
+        0 <= top < bottom <= 1 and 0 <= left < right <= 1,
+        f"CROP must be (top, bottom, left, right) fractions with 0 <= top < bottom <= 1 and "
+        f"0 <= left < right <= 1; got {cfg.crop}",
+    )
+    cli.require(
+        round((bottom - top) * height) >= 1 and round((right - left) * width) >= 1,
+        f"CROP={cfg.crop} keeps no whole pixel row or column of {cfg.env_id}'s {height}x{width} frames",
+    )
 
 
 def check_room(cfg: SimpleNamespace, out_dir: Path, n_frames: int) -> None:
@@ -124,15 +119,15 @@ def collection_settings(cfg: SimpleNamespace) -> dict:
     N_FRAMES is not among them: a larger N_FRAMES reuses the shards a smaller one collected."""
     return {
         "env_id": cfg.env_id,
-        "reset_after": resolve_reset_after(cfg.env_id, cfg.reset_after, cfg.policy),
-        "angle_range": list(angle_range) if (angle_range := resolve_angle_range(cfg.env_id, cfg.angle_range)) else None,
-        "crop": list(resolve_crop(cfg.env_id, cfg.crop)),
+        "reset_after": cfg.reset_after,
+        "angle_range": None if cfg.angle_range == "all" else list(cfg.angle_range),
+        "crop": list(cfg.crop),
         "img_size": cfg.img_size,
         "seed": cfg.seed,
         "shard_frames": cfg.shard_frames,
         # what decides how a frame looks besides the filters: the policy that drove, and the code that drew it
-        "policy": (policy := resolve_policy(cfg.env_id, cfg.policy)),
-        "policy_params": make_policy(policy).params(),
+        "policy": cfg.policy,
+        "policy_params": make_policy(cfg.policy).params(),
         "fast_render": draws_fast(cfg.env_id, cfg.fast_render),
         "collector_version": COLLECTOR_VERSION,
     }

@@ -22,6 +22,7 @@ from worldvae.cli import UserError
 
 CHUNK_FRAMES = 250  # frames per collection chunk: the unit of seeding and parallel work; episodes are cut there
 _FULL_FRAME = (0.0, 1.0, 0.0, 1.0)
+ENV_DEFAULTS = ("reset_after", "angle_range", "crop", "policy", "latent_dim", "hidden_dims", "epochs")  # None: env's
 
 
 @dataclass(frozen=True)
@@ -91,43 +92,37 @@ def knowledge(env_id: str) -> EnvKnowledge:
 
 
 def resolve_env_defaults(cfg: SimpleNamespace) -> SimpleNamespace:
-    """Fill the constants left at None that mean "the env's own" (LATENT_DIM, EPOCHS, HIDDEN_DIMS), in place."""
+    """Replace, in place, every constant left at None that means "the env's own" by that env's value, once, when
+    a run's constants are read (config.json then records what the run used): LATENT_DIM, EPOCHS, HIDDEN_DIMS,
+    CROP, POLICY, RESET_AFTER (for a policy that runs whole episodes, the balancer, as many observations as a
+    collection chunk keeps: the env ends them) and ANGLE_RANGE ("all" where the env filters no angle). A value
+    set by hand stays as it is, for validation to judge; so does a None whose env default depends on one that
+    cannot be (an unknown POLICY). Older configs, written before this, are read through it too."""
     known = knowledge(cfg.env_id)
-    for name in ("latent_dim", "epochs", "hidden_dims"):
-        if getattr(cfg, name) is None:
+    for name in ("latent_dim", "epochs", "hidden_dims", "crop", "policy"):
+        if getattr(cfg, name, None) is None and hasattr(cfg, name):
             setattr(cfg, name, getattr(known, name))
+    if getattr(cfg, "reset_after", 0) is None and cfg.policy in policies.POLICIES:
+        whole = policies.POLICIES[cfg.policy].runs_whole_episodes
+        cfg.reset_after = CHUNK_FRAMES + known.skip_first if whole else known.reset_after
+    if getattr(cfg, "angle_range", 0) is None:
+        cfg.angle_range = known.angle_range or "all"
     return cfg
+
+
+def resolved_config(config: dict) -> dict:
+    """A run's recorded constants with the env's own values filled in: a run recorded before they were
+    resolved at its start (or before POLICY existed) has None there."""
+    return vars(resolve_env_defaults(SimpleNamespace(**({"policy": None} | config))))
+
+
+def env_defaults_line(cfg: SimpleNamespace) -> str:
+    """The values of the constants whose None means the env's own, as the run took them: what it prints."""
+    return f"{cfg.env_id}: " + ", ".join(f"{name.upper()}={getattr(cfg, name)!r}" for name in ENV_DEFAULTS)
 
 
 def envs_with_an_angle() -> list[str]:
     return [family for family, known in _ENVS.items() if known.angle is not None]
-
-
-def resolve_crop(env_id: str, crop: tuple[float, ...] | None) -> tuple[float, ...]:
-    return crop if crop is not None else knowledge(env_id).crop
-
-
-def resolve_policy(env_id: str, policy: str | None) -> str:
-    """POLICY as collection applies it: None takes the env's own."""
-    return policy if policy is not None else knowledge(env_id).policy
-
-
-def resolve_reset_after(env_id: str, reset_after: int | None, policy: str | None = None) -> int:
-    """RESET_AFTER as collection applies it: None takes the env's own, or, for a policy that runs whole
-    episodes (the balancer), as many observations as a collection chunk keeps: the env ends them."""
-    if reset_after is not None:
-        return reset_after
-    known = knowledge(env_id)
-    if policies.POLICIES[resolve_policy(env_id, policy)].runs_whole_episodes:
-        return CHUNK_FRAMES + known.skip_first
-    return known.reset_after
-
-
-def resolve_angle_range(env_id: str, angle_range: tuple[float, float] | str | None) -> tuple[float, float] | None:
-    """ANGLE_RANGE as collection applies it: None takes the env's default, "all" keeps every angle."""
-    if angle_range is None:
-        return knowledge(env_id).angle_range
-    return None if angle_range == "all" else angle_range
 
 
 def state_names(env_id: str, n: int) -> list[str]:
@@ -183,10 +178,10 @@ def pole_angle(env_id: str, obs: np.ndarray) -> float | None:
     return None if angle_of is None else float(angle_of(obs))
 
 
-def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | None, obs: np.ndarray) -> bool:
-    """Filter (2): no range given, or the pole angle of `obs` lies in [low, high], both ends included and
+def passes_angle_filter(env_id: str, angle_range: tuple[float, float] | str, obs: np.ndarray) -> bool:
+    """Filter (2): ANGLE_RANGE "all", or the pole angle of `obs` lies in [low, high], both ends included and
     read at the observation's own precision (CartPole's float32 angle 0.3 is 0.30000001: it is kept)."""
-    if angle_range is None:
+    if angle_range == "all":
         return True
     low, high = (float(np.asarray(end, dtype=obs.dtype)) for end in angle_range)
     return low <= pole_angle(env_id, obs) <= high

@@ -34,7 +34,7 @@ def heldout_frames(config: dict, fresh: int = 0, beside: Path | None = None, fit
     seed, all of them scored. With `fit`, frames to fit a probe on too: the run's training split, or,
     without it, half of the fresh episodes, the other half then scored alone.
     """
-    cfg = SimpleNamespace(**({"policy": None} | config))  # runs before POLICY drove with the env's own
+    cfg = SimpleNamespace(**config)
     frame_store, problem = complete_store(cfg, beside)
     train = None
     if frame_store is not None:

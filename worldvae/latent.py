@@ -69,8 +69,7 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if code == "mu_log_var" and not self.model.variational:
             raise UserError(f"{checkpoint} is an autoencoder, whose code has no variance: use code=\"mu\"")
         self.code = code
-        crop = envs.resolve_crop(config["env_id"], config["crop"])
-        self._render = rendering.frame_renderer(env, crop, config["img_size"], config["fast_render"])
+        self._render = rendering.frame_renderer(env, config["crop"], config["img_size"], config["fast_render"])
         size = self.model.latent_dim * (2 if code == "mu_log_var" else 1)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
 

@@ -11,6 +11,7 @@ code of a stored frame. N(0, I), the homework's prior, stays one switch away (--
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -58,11 +59,15 @@ def fit_mixture(codes: np.ndarray, components: int = COMPONENTS, seed: int = 0) 
 def fit_to_checkpoint(path: Path, frame_store: store.Store, cfg: SimpleNamespace, device: torch.device) -> None:
     """Fit the mixture to the codes of the first FIT_FRAMES training frames of a run (its constants `cfg`,
     its frames in `frame_store`), as the model saved at `path` encodes them, and store it there."""
+    start = time.perf_counter()
     checkpoint = load_checkpoint(path)
     shards = range(len(store.shard_sizes(cfg.n_frames, cfg.shard_frames)))
     frames = readers.read_part(frame_store, shards, cfg.val_fraction, cfg.seed, "train", FIT_FRAMES)["frames"]
     mu = codes.code_means(build_vae(checkpoint, device), frames, device, "encoding the frames the prior is fitted to")
-    write_checkpoint(path, checkpoint | {"prior": fit_mixture(mu, seed=cfg.seed)})
+    mixture = fit_mixture(mu, seed=cfg.seed)
+    write_checkpoint(path, checkpoint | {"prior": mixture})
+    print(f"fitted the prior, {len(mixture['weights'])} Gaussians, to the codes of {len(mu)} training frames, in "
+          f"{time.perf_counter() - start:.1f}s; stored in {path}")
 
 
 def draw_codes(prior: dict[str, torch.Tensor] | None, n: int, latent_dim: int,

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import torch
 
 from MyVAE import MyVAE
-from worldvae import distributed
+from worldvae import distributed, envs
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 from worldvae.cli import require
 from worldvae.compute import Compute
@@ -82,7 +82,7 @@ def check_resumable(checkpoint: dict, cfg: SimpleNamespace, path: Path) -> None:
     BATCH_SIZE=None takes the batch the run started with, whatever this device would pick: the
     schedule and the order of the data depend on it (a batch set by hand must be the same)."""
     require("progress" in checkpoint, f"{path} is not a training checkpoint (last.pt holds one)")
-    saved = checkpoint["config"]
+    saved = envs.resolved_config(checkpoint["config"])
     if cfg.batch_size is None:
         cfg.batch_size = saved["batch_size"]
     changed = [
