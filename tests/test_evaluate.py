@@ -102,7 +102,8 @@ def test_evaluate_runs_end_to_end_on_a_tiny_checkpoint(capsys, tiny_run, tmp_pat
 
 
 def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_path) -> None:
-    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=100)
+    metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=100,
+                                    plausibility_frames=200)
     assert "100 fresh frames" in metrics["data"] and metrics["frames_scored"] == 100
     check = metrics["control"]  # CartPole's closed-loop check, beside the controller on the true state
     assert check["episodes"] == 2 and check["true_state_mean_steps"] == 500 == check["true_state_worst_steps"]
@@ -126,13 +127,15 @@ def test_sampling_modes_write_their_pictures(capsys, tiny_run, tmp_path, flag: s
     rows, cols, col_labels = shape
     if rows is None:  # the traversal: a row per active dimension, as evaluate_vae counts them on the same frames
         (tmp_path / "eval").mkdir()
-        rows = max(1, evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path / "eval")["active_dims"])
+        metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path / "eval", plausibility_frames=200)
+        rows = max(1, metrics["active_dims"])
     assert_grid(tmp_path / name, rows, cols, 32, col_labels)
     assert not (tmp_path / "samples.png").exists(), "a mode replaces the random samples"
 
 
 @pytest.mark.slow
-def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(capsys, tmp_path) -> None:
+def test_compare_trains_ae_and_vaes_on_the_same_budget_and_tabulates_them(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(evaluate_vae, "PLAUSIBILITY_FRAMES", 200)  # evaluate_vae.main's default, read per call
     args = ["--n_frames", "96", "--epochs", "1", "--kl_weights", "(1e-5, 1e-3)", "--out_dir", str(tmp_path)]
     result = run_main(capsys, compare_vae.main, *args)
     assert result.returncode == 0, result.stderr

@@ -95,7 +95,7 @@ def test_evaluate_says_truthfully_what_it_scored_when_the_dataset_is_gone(tmp_pa
     checkpoint = __import__("worldvae.checkpoints", fromlist=["checkpoints"]).load_checkpoint(run / "vae.pt")
     checkpoint["config"]["out_dir"] = str(run)  # this copy has no dataset beside it
     __import__("torch").save(checkpoint, run / "vae.pt")
-    metrics = evaluate_vae.evaluate(run / "vae.pt", tmp_path)
+    metrics = evaluate_vae.evaluate(run / "vae.pt", tmp_path, plausibility_frames=200)
     assert "dataset is gone" in metrics["data"] and "validation" not in metrics["data"]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, assert_grid, assert_one_line, run_main, run_script
+from conftest import TINY, assert_grid, assert_one_line, run_main, run_script, train_config
 from PIL import Image
 
 import encode_vae
@@ -15,6 +17,7 @@ import evaluate_vae
 import sample_vae
 import train_vae
 from MyVAE import MyVAE
+from worldvae import envs
 from worldvae.checkpoints import load_checkpoint, save_checkpoint
 
 
@@ -163,3 +166,29 @@ def test_the_next_hint_run_as_printed_overwrites_nothing_and_no_lock_is_left(cap
     assert {name: after[name] for name in before} == before, "the first run's files are untouched"
     assert "pendulum/samples.png" in after, "the hint's samples went beside its checkpoint"
     assert all(lock.read_text() == "" for lock in tmp_path.rglob(".lock")), "finished runs name no PID"
+
+
+@pytest.mark.slow
+def test_the_env_defaults_are_resolved_once_printed_and_recorded_in_config_json(capsys, tmp_path) -> None:
+    result = run_main(capsys, train_vae.main, *TINY, "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    line = "CartPole-v1: RESET_AFTER=20, ANGLE_RANGE=(-0.3, 0.3), CROP=(0.4, 1.0, 0.0, 1.0), POLICY='random'"
+    assert line in result.stdout, "the run says what each None took"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert (config["reset_after"], config["angle_range"], config["crop"], config["policy"]) == (
+        20, [-0.3, 0.3], [0.4, 1.0, 0.0, 1.0], "random")
+    assert None not in (config[name] for name in envs.ENV_DEFAULTS)
+
+
+def test_a_run_recorded_before_the_defaults_were_resolved_reads_as_it_ran(tmp_path) -> None:
+    """A config with None (and no POLICY) is read with the env's own values: the same store, the same frames."""
+    from worldvae import dataset
+    from worldvae.checkpoints import run_config
+
+    resolved = train_config(env_id="CartPole-v1", img_size=32, latent_dim=4, hidden_dims=(8, 16, 16, 32, 32))
+    old = vars(resolved) | {"reset_after": None, "angle_range": None, "crop": None}
+    del old["policy"]
+    save_checkpoint(tmp_path / "vae.pt", MyVAE(latent_dim=4, img_size=32, hidden_dims=(8, 16, 16, 32, 32)), config=old)
+    read = run_config(load_checkpoint(tmp_path / "vae.pt"), tmp_path / "vae.pt")
+    assert (read["reset_after"], read["angle_range"], read["policy"]) == (20, (-0.3, 0.3), "random")
+    assert dataset.dataset_dir("out", SimpleNamespace(**read)) == dataset.dataset_dir("out", resolved)
