@@ -64,8 +64,8 @@ def sample_quality(model: MyVAE, prior_: dict | None, real_u8: np.ndarray, n: in
     """How far decoded samples of `prior_` (None: N(0, I)) lie from real frames: median and 90th
     percentile of the nearest-frame MSE. A sample from a hole in the prior (a blotch, a ghost lattice)
     is far from every real frame; a crisp one is about as close as a good reconstruction."""
-    samples = model.generate(prior.draw_codes(prior_, n, model.latent_dim, torch.Generator().manual_seed(seed)))
-    distances = plausible.nearest_frame_mse(samples, real_u8)
+    distances = plausible.nearest_frame_mse(prior.new_frames(model, prior_, n, torch.Generator().manual_seed(seed)),
+                                            real_u8)
     return {"median": float(np.median(distances)), "p90": float(np.quantile(distances, 0.9))}
 
 
@@ -77,13 +77,13 @@ def implausible_samples(model: MyVAE, prior_: dict | None, config: dict, device:
     reconstructed to set the line."""
     frames = rendered_frames(config, n_frames)
     reference, others = readers.split_by_episode(frames["episode"], 0.5, fresh_seed(config["seed"]))
-    reconstructions = model.reconstruct(to_unit_float(torch.from_numpy(frames["frames"][others]).to(device)))
+    reconstructions = torch.cat([model.reconstruct(to_unit_float(batch.to(device)))
+                                 for batch in torch.from_numpy(frames["frames"][others]).split(codes.FRAMES_PER_BATCH)])
     scores = {}
     for name in ("fitted", "normal") if prior_ is not None else ("normal",):
-        codes_ = prior.draw_codes(prior_ if name == "fitted" else None, n_samples, model.latent_dim,
-                                  torch.Generator().manual_seed(seed))
-        scores[name] = plausible.implausible_share(model.generate(codes_), reconstructions,
-                                                   frames["frames"][reference])
+        samples = prior.new_frames(model, prior_ if name == "fitted" else None, n_samples,
+                                   torch.Generator().manual_seed(seed))
+        scores[name] = plausible.implausible_share(samples, reconstructions, frames["frames"][reference])
     return scores
 
 
@@ -181,8 +181,8 @@ def write_pictures(model: MyVAE, prior_name: str, prior_: dict | None, test: dic
     pool = to_unit_float(torch.from_numpy(test["frames"][:_INTERPOLATION_POOL]).to(device))
     save_interpolation(codes.interpolation(model, pool[0], pool[codes.farthest_from_first(pool)]),
                        out_dir / "interpolation.png")
-    z = prior.draw_codes(prior_, n_samples, model.latent_dim, torch.Generator().manual_seed(seed))
-    save_samples(model.generate(z), out_dir / "samples.png", prior.caption(prior_name))
+    samples = prior.new_frames(model, prior_, n_samples, torch.Generator().manual_seed(seed))
+    save_samples(samples, out_dir / "samples.png", prior.caption(prior_name))
     plot_latent_scatter(codes_.mu, order, *scatter, out_dir / "latent_scatter.png")
 
 

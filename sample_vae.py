@@ -70,8 +70,7 @@ def write_samples(model: MyVAE, prior_name: str, prior_: dict | None, n_samples:
                   out_dir: Path) -> list[Path]:
     """Decode n_samples draws of the prior; write all of them as one grid, and each as a PNG in samples/
     (whose text field names the prior, as the grid's title does)."""
-    z = prior.draw_codes(prior_, n_samples, model.latent_dim, torch.Generator().manual_seed(seed))
-    samples = model.generate(z)
+    samples = prior.new_frames(model, prior_, n_samples, torch.Generator().manual_seed(seed))
     sample_dir = out_dir / "samples"
     sample_dir.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(to_uint8_hwc(samples)):
@@ -90,11 +89,11 @@ def show_interactive(model: MyVAE, prior_: dict | None, seed: int) -> None:
     fig, ax = plt.subplots(figsize=(4, 4.6))
     fig.subplots_adjust(bottom=0.15)
     ax.axis("off")
-    shown = ax.imshow(to_uint8_hwc(model.generate(prior.draw_codes(prior_, 1, model.latent_dim, generator)))[0])
+    shown = ax.imshow(to_uint8_hwc(prior.new_frames(model, prior_, 1, generator))[0])
     button = Button(fig.add_axes((0.35, 0.03, 0.3, 0.08)), "Generate")
 
     def generate(_event: object) -> None:
-        shown.set_data(to_uint8_hwc(model.generate(prior.draw_codes(prior_, 1, model.latent_dim, generator)))[0])
+        shown.set_data(to_uint8_hwc(prior.new_frames(model, prior_, 1, generator))[0])
         fig.canvas.draw_idle()
 
     button.on_clicked(generate)

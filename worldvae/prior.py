@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from MyVAE import MyVAE
 from worldvae import codes, readers, store
 from worldvae.checkpoints import build_vae, load_checkpoint, write_checkpoint
 from worldvae.cli import require
@@ -78,6 +79,14 @@ def draw_codes(prior: dict[str, torch.Tensor] | None, n: int, latent_dim: int,
     component = torch.multinomial(prior["weights"].float(), n, replacement=True, generator=generator)
     eps = torch.randn(n, latent_dim, 1, generator=generator)
     return prior["means"].float()[component] + (prior["scale_tril"].float()[component] @ eps)[..., 0]
+
+
+def new_frames(model: MyVAE, prior: dict[str, torch.Tensor] | None, n: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """n frames decoded from codes drawn from `prior` (None: N(0, I)), in eval mode, codes.FRAMES_PER_BATCH
+    at a time (the decoder's activations for all n at once could exceed memory): what samples are."""
+    z = draw_codes(prior, n, model.latent_dim, generator)
+    return torch.cat([model.generate(part) for part in z.split(codes.FRAMES_PER_BATCH)])
 
 
 def choose(checkpoint: dict, name: str, path: str | Path) -> tuple[str, dict[str, torch.Tensor] | None]:
