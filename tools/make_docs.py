@@ -273,8 +273,9 @@ class Build:
         self.stamp = {"code": code_version(), "machine": compute.machine()}
         self.where = _where(self.stamp["machine"])
 
-    def part(self, name: str, run: Callable[[], dict[str, str]]) -> None:
-        """Run part `name` (which gives {block: table}, each measured here, now), or take it from its record."""
+    def part(self, name: str, run: Callable[[], dict[str, tuple[str, str]]]) -> None:
+        """Run part `name`, which gives {block: (table, its provenance)} measured here and now, or take that
+        from its record."""
         record = self.records / f"{name}.json"
         saved = json.loads(record.read_text()) if record.exists() else {}
         if saved.get("stamp") == self.stamp:
