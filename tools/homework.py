@@ -113,8 +113,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cli.require(run.eval_every >= 0, f"EVAL_EVERY must be 0 or more, got {run.eval_every}")
     for name in ("n_frames", "iterations", "batch", "eval_every"):
         cli.require_at_most(getattr(run, name), 1_000_000, name.upper(), "the reference needs far fewer")
-    cli.require(1e-9 <= run.lr <= 10, f"LR must lie in 1e-09 .. 10 (Adam moves each weight by about LR a step), "
-                f"got {run.lr}")
+    cli.require_learning_rate(run.lr)
     cli.require(run.heldout is None or isinstance(run.heldout, str), f"HELDOUT must be the path of an .npy file, or "
                 f"None; got {run.heldout!r}")
     cli.require_seed(run.seed)

@@ -36,6 +36,12 @@ def require_seed(seed: int) -> None:
     require(0 <= seed < 2**32, f"SEED must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), got {seed}")
 
 
+def require_learning_rate(lr: float) -> None:
+    """Adam moves each weight by about LR a step: below 1e-9 no float32 weight moves, above 10 every step
+    throws every weight."""
+    require(1e-9 <= lr <= 10, f"LR must lie in 1e-09 .. 10 (Adam moves each weight by about LR a step), got {lr}")
+
+
 def require_at_most(value: float, limit: float, name: str, why: str) -> None:
     """A size constant's upper edge: past it the run cannot work (or would take an absurd allocation)."""
     require(value <= limit, f"{name}={value!r} is above {limit:,}: {why}")

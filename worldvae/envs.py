@@ -100,12 +100,12 @@ def resolve_env_defaults(cfg: SimpleNamespace) -> SimpleNamespace:
     cannot be (an unknown POLICY). Older configs, written before this, are read through it too."""
     known = knowledge(cfg.env_id)
     for name in ("latent_dim", "epochs", "hidden_dims", "crop", "policy"):
-        if getattr(cfg, name, None) is None and hasattr(cfg, name):
+        if getattr(cfg, name) is None:
             setattr(cfg, name, getattr(known, name))
-    if getattr(cfg, "reset_after", 0) is None and cfg.policy in policies.POLICIES:
+    if cfg.reset_after is None and cfg.policy in policies.POLICIES:
         whole = policies.POLICIES[cfg.policy].runs_whole_episodes
         cfg.reset_after = CHUNK_FRAMES + known.skip_first if whole else known.reset_after
-    if getattr(cfg, "angle_range", 0) is None:
+    if cfg.angle_range is None:
         cfg.angle_range = known.angle_range or "all"
     return cfg
 
