@@ -29,6 +29,7 @@ from worldvae.collection import collect_frames
 from worldvae.compute import pick_device, to_unit_float
 from worldvae.heldout import HELDOUT_LIMIT, fresh_seed, heldout_frames, rendered_frames
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
+from worldvae.policies import HELD_OUT
 
 # -----------------------------------------------------------------------------
 CHECKPOINT = "outputs/vae.pt"  # a checkpoint written by train_vae.py
@@ -147,9 +148,10 @@ def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_sampl
 
 def road_by_policy(model: MyVAE, config: dict, device: torch.device, n_frames: int) -> dict[str, dict]:
     """CarRacing: MSE, road IoU and the phantom-road rate on `n_frames` fresh frames (another seed) of
-    each policy: the careful driver, the brownian driver (off the road, on grass) and uniform random."""
+    each driver: the careful one, the brownian one (off the road, on grass), uniform random, and the
+    drivers from outside the training family's ranges (policies.HELD_OUT)."""
     scores = {}
-    for policy in ("driver", "brownian", "random"):
+    for policy in ("driver", "brownian", "random", *HELD_OUT):
         new = collect_frames(SimpleNamespace(**(config | {"n_frames": n_frames, "policy": policy,
                                                           "seed": fresh_seed(config["seed"])})))[0]["frames"]
         codes_ = encode_frames(model, new, device, f"scoring {policy} frames", road=True)
@@ -221,11 +223,16 @@ def summary(metrics: dict) -> str:
                      f"(mean over the {metrics['frames_showing_road']} frames that show road)")
     if "control" in metrics:
         c = metrics["control"]
-        r2 = ", ".join(f"{name} {value:.3f}" for name, value in c["readout_r2"].items())
-        lines.append(f"  control check, {c['episodes']} episodes of a fixed controller on the state read back from the "
-                     f"code: mean {c['mean_steps']:.0f} steps, worst {c['worst_steps']} (on the true state: mean "
-                     f"{c['true_state_mean_steps']:.0f}, worst {c['true_state_worst_steps']}; solved: mean >= "
-                     f"{control.SOLVED}); readout R^2 {r2}")
+        lines.append(f"  control check, {c['episodes']} episodes of each fixed controller on the state read back from "
+                     f"the code (solved: mean >= {control.SOLVED} of 500 steps): worst combination mean "
+                     f"{c['mean_steps']:.0f} steps, worst episode {c['worst_steps']}")
+        for combination in c["combinations"]:
+            lines.append(f"    {combination['controller']} on the degree-{combination['readout_degree']} readout: mean "
+                         f"{combination['mean_steps']:.0f}, worst {combination['worst_steps']} (on the true state: "
+                         f"{combination['true_state_mean_steps']:.0f}, {combination['true_state_worst_steps']})")
+        for degree, r2 in c["readout_r2"].items():
+            lines.append(f"    readout of {degree}, R^2 on unseen probe episodes: "
+                         + ", ".join(f"{name} {value:.3f}" for name, value in r2.items()))
     if not metrics["probe_r2"]:  # CarRacing, Atari: the env's observation is the image
         lines.append("  linear probe: none (the env has no state vector to read back)")
     else:

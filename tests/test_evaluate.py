@@ -105,11 +105,19 @@ def test_evaluate_on_fresh_frames_collects_them_from_another_seed(tiny_run, tmp_
     metrics = evaluate_vae.evaluate(tiny_run / "vae.pt", tmp_path, fresh=100, control_episodes=2, control_frames=100,
                                     plausibility_frames=200)
     assert "100 fresh frames" in metrics["data"] and metrics["frames_scored"] == 100
-    check = metrics["control"]  # CartPole's closed-loop check, beside the controller on the true state
+    check = metrics["control"]  # CartPole's closed-loop check, beside the controllers on the true state
     assert check["episodes"] == 2 and check["true_state_mean_steps"] == 500 == check["true_state_worst_steps"]
-    assert 1 <= check["worst_steps"] <= check["mean_steps"] <= 500 and set(check["readout_r2"]) == {
-        "cart position", "pole angle"}
-    assert "control check, 2 episodes" in evaluate_vae.summary(metrics)
+    combinations = [(c["controller"], c["readout_degree"]) for c in check["combinations"]]
+    degrees = [int(name.removeprefix("degree ")) for name in check["readout_r2"]]  # those the probe frames afford
+    assert degrees == [1], "the tiny run's 100 probe frames afford no products of its 4-dimensional code"
+    assert combinations == [(name, degree) for name in control.CONTROLLERS for degree in degrees]
+    assert check["worst_steps"] == min(c["worst_steps"] for c in check["combinations"]), "the worst is the summary"
+    assert check["mean_steps"] == min(c["mean_steps"] for c in check["combinations"])
+    assert 1 <= check["worst_steps"] <= check["mean_steps"] <= 500
+    assert all(set(r2) == {"cart position", "pole angle"} for r2 in check["readout_r2"].values())
+    summary = evaluate_vae.summary(metrics)
+    assert "control check, 2 episodes of each fixed controller" in summary
+    assert all(f"{name} on the degree-{degree} readout" in summary for name, degree in combinations)
 
 
 @pytest.mark.parametrize(
@@ -162,14 +170,15 @@ def test_the_control_check_tells_a_readout_that_knows_the_state_from_a_shuffled_
     assert good.r2(design, states).min() > 0.99 > shuffled.r2(design, states).max()
 
     def reading(readout):
-        return lambda env: readout(control.features(control.true_state(env)[None], 3))[0]
+        return lambda envs: readout(control.features(control.true_state(envs), 3))
 
     far = control.features(np.array([[40.0, -9.0]]), 3)  # a code unlike any the readout was fitted on
     assert np.all((good(far) >= states.min(0)) & (good(far) <= states.max(0))), "no estimate off the fitted range"
     on_good = control.closed_loop("CartPole-v1", reading(good), episodes=3, seed=0, max_steps=200)
     on_shuffled = control.closed_loop("CartPole-v1", reading(shuffled), episodes=3, seed=0, max_steps=200)
     assert min(on_good) == 200 and max(on_shuffled) < 100, (on_good, on_shuffled)
-    assert control.closed_loop("CartPole-v1", control.true_state, episodes=3, seed=0) == [500] * 3
+    for gains in control.CONTROLLERS.values():  # each controller balances all 500 steps from the true state
+        assert control.closed_loop("CartPole-v1", control.true_state, episodes=3, seed=0, gains=gains) == [500] * 3
 
 
 def test_the_readout_reads_back_a_state_of_up_to_the_third_degree_in_the_code() -> None:
@@ -180,8 +189,9 @@ def test_the_readout_reads_back_a_state_of_up_to_the_third_degree_in_the_code() 
     readout = control.Readout.fit(design, states)  # what the features can express, not generalization
     assert readout.r2(design, states).min() > 0.999
     assert design.shape == (500, 1 + 3 + 6 + 10), "a bias, the code, its 2- and 3-products"
-    assert control.readout_degree(10, 2000) == 3 and control.readout_degree(32, 2000) == 2, \
+    assert control.readout_degrees(10, 2000) == (2, 3) and control.readout_degrees(32, 4000) == (2,), \
         "the third degree only where the fit has four frames per feature"
+    assert control.readout_degrees(32, 2000) == (1,), "a code too wide for any product's fit: its linear readout"
 
 
 def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:

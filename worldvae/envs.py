@@ -72,9 +72,10 @@ _ENVS = {
         # 256, keep every policy's MSE under 0.0008 and the run, collection included, under 10 minutes
         epochs=3,
         hidden_dims=(16, 32, 64, 64, 64),
-        # a controller in training drives off the road, spins and crosses the track: its frames must be seen too
-        policy="mixed",
-        policies=("mixed", "driver", "brownian", "random"),
+        # a controller in training drives off the road, spins and crosses the track, carefully or not: a
+        # family of drivers, not one
+        policy="drivers",
+        policies=("drivers", "mixed", "driver", "brownian", "random"),
     ),
     # Atari: frameskip as the env defines it (v5: 4), no angle; episodes as long as a collection chunk holds
     "ALE": EnvKnowledge(reset_after=CHUNK_FRAMES),
