@@ -1,0 +1,69 @@
+"""PPO on a VAE's codes beside PPO on CartPole's true state: the same seeds, the same budget.
+
+    python tools/bench_ppo.py                    # 3 seeds, 200k steps a side: about 20 minutes on 2 cores
+    python tools/bench_ppo.py --seeds "(0,)"     # one seed: about 7 minutes
+
+Runs examples/ppo_on_codes.py (rl-zoo's published PPO settings for CartPole-v1) once on the codes
+of CHECKPOINT and once on the true state for each seed, and prints each side's mean test return,
+over all seeds' test episodes, and their ratio: how much of what PPO learns from the state it
+learns from the vision stage's codes. Writes OUT_DIR/ppo.json, which `tools/make_docs.py` quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: its scripts and the library
+from examples import ppo_on_codes  # noqa: E402
+from worldvae import cli, compute, constants, files  # noqa: E402
+
+# -----------------------------------------------------------------------------
+CHECKPOINT = "pretrained/cartpole_control.pt"  # the VAE whose codes PPO reads
+SEEDS = (0, 1, 2)  # each seed trains and tests both sides
+TOTAL_STEPS = 200_000  # env steps of training, each side and seed
+OUT_DIR = "outputs/bench_ppo"  # ppo.json goes here
+# -----------------------------------------------------------------------------
+
+
+def check(cfg) -> None:
+    cli.require(isinstance(cfg.seeds, tuple) and 1 <= len(cfg.seeds) <= 100, f"SEEDS must be a tuple of 1 to 100 "
+                f"seeds, got {cfg.seeds!r}")
+    for seed in cfg.seeds:
+        cli.require(isinstance(seed, int) and 0 <= seed < 2**32, f"SEEDS must hold whole numbers in 0 .. 2**32 - 1 "
+                    f"(numpy, torch and gymnasium all take them), got {seed!r}")
+    cli.require(isinstance(cfg.total_steps, int) and 1 <= cfg.total_steps <= 10**9, f"TOTAL_STEPS must lie in "
+                f"1 .. 10**9, got {cfg.total_steps!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    cfg = constants.parse_config(__name__, argv)
+    check(cfg)  # the recipe checks the rest before its first run
+    out_dir = files.prepare_out_dir(cfg.out_dir)
+    runs = {"codes": [], "state": []}
+    for seed in cfg.seeds:
+        for observe, side in runs.items():
+            side.append(ppo_on_codes.main(["--observe", observe, "--checkpoint", cfg.checkpoint, "--seed", str(seed),
+                                           "--total_steps", str(cfg.total_steps)]))
+    mean = {observe: float(np.mean([r for run in side for r in run["returns"]])) for observe, side in runs.items()}
+    worst = {observe: min(run["worst_return"] for run in side) for observe, side in runs.items()}
+    first = runs["codes"][0]
+    report = {"machine": compute.machine(), "checkpoint": cfg.checkpoint, "seeds": list(cfg.seeds),
+              "total_steps": cfg.total_steps, "n_stack": first["n_stack"], "settings": first["ppo_settings"],
+              "mean_return": mean, "worst_return": worst, "ratio": mean["codes"] / mean["state"], "runs": runs}
+    for observe in runs:
+        print(f"{observe}: mean return {mean[observe]:.1f}, worst episode {worst[observe]:.0f} "
+              f"({len(cfg.seeds)} seeds x {first['test_episodes']} test episodes)")
+    print(f"codes / state: {report['ratio']:.3f}")
+    text = json.dumps(files.json_safe(report), indent=2)
+    files.atomic_write(out_dir / "ppo.json", lambda f: f.write(text.encode()))
+    print(f"wrote {out_dir / 'ppo.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    cli.run(main)
