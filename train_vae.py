@@ -39,7 +39,7 @@ RESET_AFTER = None  # every episode is reset after its first RESET_AFTER observa
 ANGLE_RANGE = None  # keep frames whose pole angle (rad) is in [low, high], ends included; None: the env's; "all": any
 CROP = None  # (top, bottom, left, right) fractions of the frame to keep; None: the env's default
 IMG_SIZE = 64  # frames are resized to IMG_SIZE x IMG_SIZE (a power of two, >= 32)
-POLICY = None  # how actions are drawn; None: the env's (random; CarRacing: mixed); CartPole: balancer (docs/data.md)
+POLICY = None  # how actions are drawn; None: the env's (random; CarRacing: drivers); CartPole: balancer (docs/data.md)
 MAX_STEPS_PER_FRAME = 50  # give up when N_FRAMES * this many observations kept too few
 N_ENVS = 0  # worker processes that collect in parallel; 0: one per CPU core, 1: no workers
 SHARD_FRAMES = 4000  # frames per file of the dataset (a multiple of 250): the unit of resuming, streaming, splitting

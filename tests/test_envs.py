@@ -58,7 +58,39 @@ def test_the_brownian_driver_leaves_the_road_and_mixed_episodes_take_each_policy
         chosen.append(mixed.current.name)
     shares = [chosen.count(name) / len(chosen) for name in ("driver", "brownian", "random")]
     assert np.allclose(shares, policies.Mixed.SHARES, atol=0.05), f"episodes of each policy: {shares}"
-    assert train_config(env_id="CarRacing-v3", policy=None).policy == "mixed", "CarRacing's own"
+
+
+def test_each_carracing_episode_draws_its_driver_from_the_ranges_the_dataset_names() -> None:
+    env = SimpleNamespace(action_space=gym.spaces.Box(-1, 1, (3,), seed=0))
+    drivers = policies.make_policy("drivers")
+    drawn = []
+    for _ in range(500):
+        drivers.start(env)
+        drawn.append(drivers.steering)
+    ranges = policies.Drivers.RANGES
+    for name, (low, high) in ranges.items():
+        values = np.array([getattr(s, name) for s in drawn if name != "follow" or s.follow])
+        assert low <= values.min() and values.max() <= high and values.max() - values.min() > (high - low) / 2, name
+    blind = np.mean([s.follow == 0 for s in drawn])
+    assert abs(blind - policies.Drivers.BLIND) < 0.06, f"{blind:.0%} of the drivers drive blind"
+    assert train_config(env_id="CarRacing-v3", policy=None).policy == "drivers", "CarRacing's own"
+    cfg = train_config(env_id="CarRacing-v3")
+    assert dataset.collection_settings(cfg)["policy_params"]["ranges"] == {k: list(v) for k, v in ranges.items()}
+    before = dataset.dataset_dir("out", cfg)
+    wider = {**ranges, "gas": (0.1, 1.0)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(policies.Drivers, "RANGES", wider)
+        assert dataset.dataset_dir("out", cfg) != before, "other ranges collect into another folder"
+
+
+def test_the_held_out_drivers_lie_outside_the_ranges_training_draws_from() -> None:
+    """Each held-out driver has some trait no training driver has: what it scores is generalization."""
+    ranges = policies.Drivers.RANGES
+    for name, steering in policies.HELD_OUT.items():
+        outside = [trait for trait, (low, high) in ranges.items()
+                   if not low <= getattr(steering, trait) <= high and not (trait == "follow" and steering.follow == 0)]
+        assert outside, f"{name} could be drawn in training"
+        assert policies.make_policy(name).steering == steering
 
 
 def test_the_fast_road_rotates_as_pygame_does_bit_for_bit() -> None:
@@ -341,7 +373,7 @@ def test_a_carracing_model_is_scored_on_the_frames_of_every_policy(tmp_path) -> 
 
     checkpoint = load_checkpoint(_checkpoint_for(tmp_path, "CarRacing-v3", n_envs=1))
     scores = evaluate_vae.road_by_policy(load_vae(tmp_path / "vae.pt"), checkpoint["config"], torch.device("cpu"), 40)
-    assert set(scores) == {"driver", "brownian", "random"}
+    assert list(scores) == ["driver", "brownian", "random", *policies.HELD_OUT], "the fixed drivers, then the held-out"
     for score in scores.values():
         assert score["frames"] == 40 and score["mse"] > 0 and (score["road_iou"] is None or 0 <= score["road_iou"] <= 1)
         assert score["phantom_road_rate"] in (None, 1.0)

@@ -172,10 +172,11 @@ class _Wrote(Exception):
 def _numeric_knobs() -> list[tuple[object, str, object]]:
     """(script, NAME, default) of every constant that takes a number or numbers, in every script and tool."""
     import encode_vae
-    from tools import activities, first_hour, homework, make_docs
+    from examples import ppo_on_codes
+    from tools import activities, bench_ppo, first_hour, homework, make_docs
 
     scripts = (train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, first_hour, homework, make_docs,
-               activities)
+               activities, ppo_on_codes, bench_ppo)
     return [(script, name, knob.value) for script in scripts for name, knob in constants.knobs(script).items()
             if not isinstance(knob.value, (bool, str)) and name not in ("OUT_DIR", "OUT", "POLICY")]
 

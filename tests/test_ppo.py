@@ -8,8 +8,8 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from conftest import run_main
+
 from worldvae import REPO, constants
 from worldvae.latent import LatentObservation
 
@@ -41,7 +41,8 @@ def test_the_recipe_trains_ppo_on_codes_and_tests_it_on_seeds_it_never_trained_o
     """A few hundred steps: the recipe runs end to end with the published settings and reports every test episode."""
     result = run_main(capsys, ppo_on_codes.main, "--total_steps", "300", "--test_episodes", "3")
     assert result.returncode == 0, result.stderr
-    assert "PPO (rl-zoo's CartPole-v1 settings) on the codes of pretrained/cartpole_control.pt, 4 stacked" in result.stdout
+    assert "PPO (rl-zoo's CartPole-v1 settings) on the codes of pretrained/cartpole_control.pt, 4 stacked" \
+        in result.stdout
     returns = ppo_on_codes.main(["--total_steps", "300", "--test_episodes", "3"])["returns"]
     assert len(returns) == 3 and all(1 <= r <= 500 for r in returns)
     assert f"mean return {np.mean(returns):.1f}" in result.stdout, "the same seeds give the same returns"

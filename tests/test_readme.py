@@ -13,7 +13,8 @@ import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
-from tools import activities, bench, first_hour, homework, make_docs
+from examples import ppo_on_codes
+from tools import activities, bench, bench_ppo, first_hour, homework, make_docs
 from worldvae import cli, constants
 
 README = (REPO / "README.md").read_text()
@@ -35,8 +36,8 @@ def readme_table(script: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `([A-Z_0-9]+)` \| `([^`]*)` \|", match.group(1), re.M))
 
 
-@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, bench, homework,
-                                    first_hour, activities, make_docs])
+@pytest.mark.parametrize("module", [train_vae, sample_vae, evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench,
+                                    bench_ppo, homework, first_hour, activities, make_docs])
 def test_readme_tables_list_every_constant_with_its_real_default(module) -> None:
     table = readme_table(constants.script_path(module))
     knobs = constants.knobs(module)
@@ -48,13 +49,14 @@ def test_readme_tables_list_every_constant_with_its_real_default(module) -> None
 SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
 LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
 TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
+EXAMPLES = sorted((REPO / "examples").glob("*.py"))  # recipes for what users put on top: the library's clients
 # may call another script's main(argv) or read its constants (constants.defaults), nothing else
-ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py"}
+ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py", "bench_ppo.py"}
 
 
 def _our_imports(path) -> set[str]:
     """The repo's modules `path` imports, as dotted names: train_vae, MyVAE, worldvae.store, tools.bench."""
-    ours = {p.stem for p in REPO.glob("*.py")} | {"worldvae", "tools"}
+    ours = {p.stem for p in REPO.glob("*.py")} | {"worldvae", "tools", "examples"}
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -86,8 +88,10 @@ def library_layers() -> dict[str, int]:
 
 
 def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
-    scripts = {p.stem for p in SCRIPT_FILES}
+    scripts = {p.stem for p in SCRIPT_FILES + EXAMPLES}
     assert _our_imports(REPO / "MyVAE.py") == set(), "the model file imports nothing of ours"
+    for path in EXAMPLES:  # a recipe uses the library as a user's own project would: no script, no tool
+        assert {name.split(".")[0] for name in _our_imports(path)} <= {"worldvae"}, path.name
     for path in LIBRARY:  # the library: itself and the model, never a script or a tool
         assert _our_imports(path) <= {f"worldvae.{p.stem}" for p in LIBRARY} | {"worldvae", "MyVAE"}, path.name
     layers = library_layers()
@@ -100,7 +104,8 @@ def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
         imports = _our_imports(path)
         assert not {name for name in imports if name.startswith("tools")} - {"tools.bench"} or path in TOOLS, path.name
         if path.name not in ORCHESTRATORS:
-            assert not imports & scripts, f"{path.name} imports a script"
+            assert not imports & scripts and not any(n.startswith("examples") for n in imports), \
+                f"{path.name} imports a script"
             continue
         tree = ast.parse(path.read_text())  # an orchestrator may call another script's main(argv), nothing else
         imported = {alias.asname or alias.name.split(".")[-1] for node in ast.walk(tree)
@@ -131,8 +136,8 @@ def test_the_constants_blocks_are_what_make_docs_writes() -> None:
     """So `python tools/make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
     page = (REPO / "docs" / "constants.md").read_text()
     assert make_docs.constants_tables([train_vae, sample_vae]) in page, "the knobs a newcomer turns, first"
-    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, activities,
-                                         make_docs])
+    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo,
+                                         homework, first_hour, activities, make_docs])
     assert others in page
 
 
@@ -221,3 +226,18 @@ def test_the_code_version_changes_with_the_code_and_not_with_the_pages_a_build_w
     assert make_docs.code_version() == before, "the pages and checkpoints a build writes are not code"
     (tmp_path / "train.py").write_text("x = 2\n")
     assert make_docs.code_version() != before, "an edit, committed or not, is another code"
+
+
+def test_the_ppo_table_gives_each_seed_both_sides_then_all_seeds_and_their_ratio(monkeypatch, tmp_path) -> None:
+    def run(seed: int, mean: float, worst: float) -> dict:
+        return {"seed": seed, "mean_return": mean, "worst_return": worst}
+
+    report = {"runs": {"codes": [run(0, 490.0, 300), run(1, 500.0, 500)], "state": [run(0, 500.0, 500),
+                                                                                   run(1, 500.0, 500)]},
+              "mean_return": {"codes": 495.0, "state": 500.0}, "worst_return": {"codes": 300, "state": 500},
+              "ratio": 0.99, "n_stack": 4, "total_steps": 200_000}
+    monkeypatch.setattr(make_docs.bench_ppo, "main", lambda argv: report)
+    table = make_docs.ppo_table(tmp_path)
+    assert table.splitlines()[2:5] == ["| 0 | 490.0 / 300 | 500.0 / 500 |", "| 1 | 500.0 / 500 | 500.0 / 500 |",
+                                       "| all seeds | **495.0** / 300 | 500.0 / 500 |"]
+    assert "**99.0%** of the state's mean return, 200,000 steps a side" in table

@@ -1,13 +1,13 @@
 """Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
-    python tools/make_docs.py                    # all of it: about 2.5 hours on 2 cores, resumable
-    python tools/make_docs.py --compare False --bench False --first_hour False   # the default runs: ~40 minutes
+    python tools/make_docs.py                    # all of it: about 3 hours on 2 cores, resumable
+    python tools/make_docs.py --compare False --bench False --first_hour False --ppo False   # the default runs: ~40 min
     python tools/make_docs.py --tables_only      # the constants tables, and those first_hour.py and bench --gpu wrote
 
-The build runs in parts (the bench, the default runs, CarRacing, the homework's activities, the
-first hour, the AE-versus-VAE comparison). A part that this very code already built on this
-machine (OUT_DIR/parts/) is not run again, so a build stopped or cut short by a session's end
-continues where it stopped; the README's provenance line says whether every table came from one
+The build runs in parts (the bench, the default runs, PPO on the control model's codes, CarRacing,
+the homework's activities, the first hour, the AE-versus-VAE comparison). A part that this very
+code already built on this machine (OUT_DIR/parts/) is not run again, so a build stopped or cut
+short by a session's end continues where it stopped; the README's provenance line says whether every table came from one
 build of one code on one machine.
 
 With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
@@ -40,7 +40,8 @@ import encode_vae  # noqa: E402
 import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
-from tools import activities, bench, first_hour, homework  # noqa: E402
+from examples import ppo_on_codes  # noqa: E402
+from tools import activities, bench, bench_ppo, first_hour, homework  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
 from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 
@@ -49,6 +50,7 @@ CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.t
 COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
 ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md (~15 minutes)
+PPO = True  # also run tools/bench_ppo.py: PPO on the control model's codes beside PPO on the state (~25 minutes)
 FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
 TABLES_ONLY = False  # only rewrite the constants tables (and first_hour's and bench --gpu's, if written); nothing runs
 FRESH = 2000  # new frames (another seed) each default run is scored on
@@ -59,15 +61,15 @@ _README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrai
 _PAGES = {  # each table, and the page that holds it
     "provenance": _README, "results": _README, "control": _README, "times": _README,
     "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
-    "activities": _DOCS / "homework.md", "car": _DOCS / "carracing-atari.md",
+    "activities": _DOCS / "homework.md", "car": _DOCS / "carracing-atari.md", "ppo": _DOCS / "carracing-atari.md",
     "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
-_PARTS = ("bench", "results", "control", "car", "activities", "first_hour", "compare")  # a whole build, in order
+_PARTS = ("bench", "results", "control", "ppo", "car", "activities", "first_hour", "compare")  # a whole build, in order
 _BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
-_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, bench, homework, first_hour, activities,
-                  sys.modules[__name__])
+_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo, homework, first_hour,
+                  activities, sys.modules[__name__])
 _KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
 
 
@@ -150,10 +152,17 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
                      f"{score['mse']:.6f}, {iou}, {phantom}"))
     if "control" in metrics:
         c = metrics["control"]
-        rows.append((f"control check: a fixed controller on the state read back from the code, {c['episodes']} "
-                     "episodes of at most 500 steps: mean / worst (on the true state)",
+        degrees = " and ".join(name.removeprefix("degree ") for name in c["readout_r2"])
+        rows.append((f"control check: {len(c['controllers'])} fixed controllers, each through readouts of degree "
+                     f"{degrees}, {c['episodes']} episodes of at most 500 steps: the worst combination's mean / "
+                     "worst episode (the controllers on the true state)",
                      f"**{c['mean_steps']:.0f} / {c['worst_steps']}** ({c['true_state_mean_steps']:.0f} / "
                      f"{c['true_state_worst_steps']})"))
+        for name, gains in c["controllers"].items():
+            cells = ", ".join(f"degree {x['readout_degree']}: {x['mean_steps']:.0f} / {x['worst_steps']}"
+                              for x in c["combinations"] if x["controller"] == name)
+            rows.append((f"controller `{name}`, gains {tuple(gains)} on (x, x_dot, theta, theta_dot): mean / worst",
+                         cells))
     if pretrained is not None:
         scores = {key: metrics[key] for key in ("mse", "road_iou", "control", "by_policy") if key in metrics}
         save_compact(pretrained, load_checkpoint(run / "vae.pt"), scores)
@@ -208,6 +217,22 @@ def activity_table(out_dir: Path, fresh: int) -> str:
                     f"{implausible(metrics)} |")
     return ("| activity | env | held-out MSE | KL, active dimensions | implausible samples, fitted prior / N(0, I) |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
+
+
+def ppo_table(out_dir: Path) -> str:
+    """Run tools/bench_ppo.py (the shipped control model's codes, which the control part just wrote) and give
+    its table: each seed's test returns on the codes and on the true state, then all seeds and their ratio."""
+    report = bench_ppo.main(["--out_dir", str(out_dir)])
+    rows = [f"| {codes['seed']} | {codes['mean_return']:.1f} / {codes['worst_return']:.0f} | "
+            f"{state['mean_return']:.1f} / {state['worst_return']:.0f} |"
+            for codes, state in zip(report["runs"]["codes"], report["runs"]["state"], strict=True)]
+    mean, worst = report["mean_return"], report["worst_return"]
+    rows.append(f"| all seeds | **{mean['codes']:.1f}** / {worst['codes']:.0f} | {mean['state']:.1f} / "
+                f"{worst['state']:.0f} |")
+    return (f"| seed | PPO on {report['n_stack']} stacked codes: mean / worst test return | PPO on the true state: "
+            f"mean / worst |\n| --- | --- | --- |\n" + "\n".join(rows)
+            + f"\n\nCodes against state: **{report['ratio']:.1%}** of the state's mean return, "
+            f"{report['total_steps']:,} steps a side.")
 
 
 def comparison(out_dir: Path) -> str:
@@ -341,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "control", out_dir / "control_run", None, control,
             f"python train_vae.py {' '.join(control)} --out_dir outputs/control", cfg, None, "cartpole_control.pt",
             where))
+        if cfg.ppo:
+            build.part("ppo", lambda: {"ppo": (ppo_table(out_dir / "bench_ppo"), f"{where}, by `python "
+                                               "tools/bench_ppo.py`")})
         if cfg.car:
             car = results.get("car_quality", [{}])[-1]
             build.part("car", lambda: run_table(

@@ -137,7 +137,7 @@ class Driver(Policy):
         s, car_racing, rng = self.steering, env.unwrapped, env.action_space.np_random
         self.noise = float(np.clip(s.persistence * self.noise + rng.normal(0.0, s.noise), -1.0, 1.0))
         steer = self.noise - s.follow * heading_error(car_racing) if s.follow else self.noise
-        braking = rng.random() < s.brake_rate
+        braking = s.brake_rate > 0 and rng.random() < s.brake_rate  # no draw for a driver that never brakes
         speed = float(np.linalg.norm(car_racing.car.hull.linearVelocity))
         gas = s.gas if speed < s.top_speed and not braking else 0.0
         return np.array([np.clip(steer, -1.0, 1.0), gas, BRAKE if braking else 0.0], dtype=np.float32)
