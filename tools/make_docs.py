@@ -7,8 +7,8 @@
 The build runs in parts (the bench, the default runs, PPO on the control model's codes, CarRacing,
 the homework's activities, the first hour, the AE-versus-VAE comparison). A part that this very
 code already built on this machine (OUT_DIR/parts/) is not run again, so a build stopped or cut
-short by a session's end continues where it stopped; the README's provenance line says whether every table came from one
-build of one code on one machine.
+short by a session's end continues where it stopped; the README's provenance line says whether
+every table came from one build of one code on one machine.
 
 With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
 collection included) are the runs the results tables quote: one measurement feeds every
