@@ -49,7 +49,7 @@ def test_readme_tables_list_every_constant_with_its_real_default(module) -> None
 SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
 LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
 TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
-EXAMPLES = sorted((REPO / "examples").glob("*.py"))  # recipes for what users put on top: the library's clients
+EXAMPLES = sorted((REPO / "examples").glob("[!_]*.py"))  # recipes for what users put on top: the library's clients
 # may call another script's main(argv) or read its constants (constants.defaults), nothing else
 ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py", "bench_ppo.py"}
 
