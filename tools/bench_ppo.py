@@ -34,8 +34,8 @@ def check(cfg) -> None:
     cli.require(isinstance(cfg.seeds, tuple) and 1 <= len(cfg.seeds) <= 100, f"SEEDS must be a tuple of 1 to 100 "
                 f"seeds, got {cfg.seeds!r}")
     for seed in cfg.seeds:
-        cli.require(isinstance(seed, int) and 0 <= seed < 2**32, f"SEEDS must hold whole numbers in 0 .. 2**32 - 1 "
-                    f"(numpy, torch and gymnasium all take them), got {seed!r}")
+        cli.require(isinstance(seed, int), f"SEEDS must hold whole numbers, got {seed!r}")
+        cli.require_seed(seed, "SEEDS")
     cli.require(isinstance(cfg.total_steps, int) and 1 <= cfg.total_steps <= 10**9, f"TOTAL_STEPS must lie in "
                 f"1 .. 10**9, got {cfg.total_steps!r}")
 

@@ -31,9 +31,10 @@ def require(condition: bool, message: str) -> None:
         raise UserError(message)
 
 
-def require_seed(seed: int) -> None:
-    """Seeds go to numpy, torch and the env: all take 0 .. 2**32 - 1."""
-    require(0 <= seed < 2**32, f"SEED must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), got {seed}")
+def require_seed(seed: int, name: str = "SEED") -> None:
+    """Seeds go to numpy, torch and the env: all take 0 .. 2**32 - 1. `name`: the constant that gave it."""
+    require(0 <= seed < 2**32, f"{name} must lie in 0 .. 2**32 - 1 (numpy, torch and gymnasium all take it), "
+            f"got {seed}")
 
 
 def require_learning_rate(lr: float) -> None:
