@@ -45,14 +45,19 @@ def variants(cfg: SimpleNamespace) -> list[tuple[str, list[str]]]:
     return ae + [(f"vae_beta{b:g}", ["--kl_weight", repr(float(b))]) for b in cfg.kl_weights]
 
 
+def train_argv(flags: list[str], cfg: SimpleNamespace, run_dir: Path) -> list[str]:
+    """train_vae.py's flags for one model: the shared budget, the model's own flags, its folder."""
+    shared = {"n_frames": cfg.n_frames, "epochs": cfg.epochs, "seed": cfg.seed}
+    budget = [f"--{knob}={value}" for knob, value in shared.items() if value is not None]
+    return [*budget, *flags, "--out_dir", str(run_dir)]
+
+
 def train_and_score(name: str, flags: list[str], cfg: SimpleNamespace, out_dir: Path) -> dict:
     """Train one model with train_vae.py, score it with evaluate_vae.py; its metrics."""
     run_dir = out_dir / name
     print(f"\n=== {name} ===")
-    shared = {"n_frames": cfg.n_frames, "epochs": cfg.epochs, "seed": cfg.seed}
-    budget = [f"--{knob}={value}" for knob, value in shared.items() if value is not None]
     try:
-        train_vae.main([*budget, *flags, "--out_dir", str(run_dir)])
+        train_vae.main(train_argv(flags, cfg, run_dir))
     except cli.Stopped as stop:
         signum = stop.exit_code - 128
         raise cli.Stopped(f"stopped by {signal.Signals(signum).name} while training {name}; run the same "
@@ -88,13 +93,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"KL_WEIGHTS must be a tuple of numbers >= 0, or None; got {weights!r}")
     cli.require(bool(weights) or weights is None or cfg.autoencoder,
                 "nothing to compare: give KL_WEIGHTS, or keep AUTOENCODER")
-    for name in ("n_frames", "epochs"):  # what it hands train_vae.py, checked before the first run starts
-        value = getattr(cfg, name)
-        cli.require(value is None or (isinstance(value, int) and 1 <= value <= 10**8),
-                    f"{name.upper()} must be a whole number from 1 to 10**8, or None; got {value!r}")
-    if cfg.seed is not None:
-        cli.require(isinstance(cfg.seed, int), f"SEED must be an integer or None, got {cfg.seed!r}")
-        cli.require_seed(cfg.seed)
+    # every model's refusals (its budget, a KL weight, a folder holding a run), by train_vae.py itself, come first
+    for name, flags in variants(cfg):
+        train_vae.main(train_argv(flags, cfg, Path(cfg.out_dir) / name), check_only=True)
     out_dir = files.prepare_out_dir(cfg.out_dir)
     results = [train_and_score(name, flags, cfg, out_dir) for name, flags in variants(cfg)]
 

@@ -57,16 +57,26 @@ def episode_starts(episodes: np.ndarray) -> np.ndarray:
     return np.append(np.flatnonzero(np.diff(episodes, prepend=-1)), len(episodes)).astype(np.int64)
 
 
+def is_codes_file(path: Path) -> bool:
+    """Whether `path` holds codes this script wrote (an .npz with mu and episode_start)."""
+    try:
+        with np.load(path, allow_pickle=False) as held:
+            return isinstance(held, np.lib.npyio.NpzFile) and {"mu", "episode_start"} <= set(held.files)
+    except (OSError, ValueError, EOFError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     checkpoint = load_checkpoint(cfg.checkpoint)
     run = SimpleNamespace(**run_config(checkpoint, cfg.checkpoint))
+    out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
+    files.refuse_foreign_file(out, is_codes_file, "a codes file of encode_vae.py")  # the checkpoint itself, say
     frame_store, problem = dataset.complete_store(run, beside=Path(cfg.checkpoint).parent)
     cli.require(frame_store is not None, f"{problem}, so {cfg.checkpoint}'s frames cannot be encoded: the "
                 "train_vae.py command that made it collects the same frames again (they depend on the settings and "
                 "the seed alone) into another --out_dir")
     print(f"encoding the frames of {frame_store.folder}")
-    out = Path(cfg.out or Path(cfg.checkpoint).parent / "codes.npz")
     files.prepare_out_dir(str(out.parent))
     device = pick_device(cfg.device)
     model = build_vae(checkpoint, device)

@@ -285,7 +285,8 @@ def save_epoch(model: MyVAE, optimizer: torch.optim.Optimizer, position: Trainin
     resume.write_training_state(out_dir / "last.pt", model, optimizer, position, cfg, rng)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None, check_only: bool = False) -> None:
+    """The run; with `check_only`, only its refusals (an orchestrator checks every run before the first)."""
     ranks = distributed.Ranks.from_env()
     distributed.print_only_on_main(ranks)
     cfg = constants.parse_config(__name__, argv)
@@ -297,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     validate_config(cfg, ranks)
     cfg.world_size = ranks.world  # recorded with the run: it resumes only with as many processes
     files.refuse_to_replace(Path(cfg.out_dir), cfg.resume or cfg.replace)  # before anything is written
+    if check_only:
+        return
     out_dir = files.prepare_out_dir(cfg.out_dir)
     start = time.perf_counter()
     with (

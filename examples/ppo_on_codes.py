@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the library beside the scripts
 from worldvae import cli, constants  # noqa: E402
+from worldvae.checkpoints import load_checkpoint, run_config  # noqa: E402
 from worldvae.cli import UserError  # noqa: E402
 from worldvae.latent import LatentObservation  # noqa: E402
 from worldvae.progress import ProgressBar  # noqa: E402
@@ -53,9 +54,13 @@ def check(cfg) -> None:
                 f"{_PPO_SETTINGS['n_envs']} .. 10**9, got {cfg.total_steps}")
     cli.require(1 <= cfg.test_episodes <= 10_000, f"TEST_EPISODES must lie in 1 .. 10000, got {cfg.test_episodes}")
     cli.require_seed(cfg.seed)
-    if cfg.observe == "codes" and not Path(cfg.checkpoint).is_file():
-        raise UserError(f"no checkpoint at {cfg.checkpoint}: train one (python train_vae.py --policy balancer "
-                        "--reset_after None) or keep the shipped pretrained/cartpole_control.pt")
+    if cfg.observe == "codes":
+        if not Path(cfg.checkpoint).is_file():
+            raise UserError(f"no checkpoint at {cfg.checkpoint}: train one (python train_vae.py --policy balancer "
+                            "--reset_after None) or keep the shipped pretrained/cartpole_control.pt")
+        env_id = run_config(load_checkpoint(cfg.checkpoint), cfg.checkpoint)["env_id"]
+        cli.require(env_id == _ENV_ID, f"{cfg.checkpoint} is a model of {env_id} frames; this recipe drives "
+                    f"{_ENV_ID}: give a {_ENV_ID} checkpoint")
 
 
 def import_sb3():
@@ -120,10 +125,13 @@ def test(cfg, model) -> list[float]:
     return [float(r) for r in returns]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, check_only: bool = False) -> dict | None:
+    """Train and test; with `check_only`, only the refusals (tools/bench_ppo.py checks every run first)."""
     cfg = constants.parse_config(__name__, argv)
     check(cfg)
     sb3 = import_sb3()
+    if check_only:
+        return None
     what = "the true state" if cfg.observe == "state" else f"the codes of {cfg.checkpoint}"
     print(f"PPO (rl-zoo's CartPole-v1 settings) on {what}, {cfg.n_stack} stacked, {cfg.total_steps:,} steps, "
           f"seed {cfg.seed}")

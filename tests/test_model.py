@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 import torch
+from conftest import train_config
 from torch.distributions import Normal, kl_divergence
 
 from MyVAE import MyVAE
@@ -126,13 +127,14 @@ def test_a_few_optimizer_steps_lower_the_loss_on_a_fixed_batch() -> None:
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, variational: bool) -> None:
     model = MyVAE(variational=variational, img_size=32, **SMALL).eval()
     path = tmp_path / "vae.pt"
-    save_checkpoint(path, model, config={"LR": 1e-3})
+    config = vars(train_config(img_size=32, variational=variational, **SMALL))
+    save_checkpoint(path, model, config=config)
     loaded = load_vae(path)
     x = torch.rand(2, 3, 32, 32)
     assert not loaded.training
     assert torch.equal(model(x)[0], loaded(x)[0])
     assert loaded.model_args == model.model_args
-    assert load_checkpoint(path)["config"] == {"LR": 1e-3}
+    assert load_checkpoint(path)["config"] == config
     assert [p.name for p in tmp_path.iterdir()] == ["vae.pt"], "no temporary file (.vae.pt.HOST-PID.RANDOM.tmp) left"
 
 

@@ -190,7 +190,7 @@ def test_a_stop_under_two_processes_keeps_each_ones_loss_sums_and_each_resumes_i
         (train_vae, ["--shard_frames", str(250 * 10**300)], "SHARD_FRAMES=2500"),
         (train_vae, ["--n_envs", "-1"], "N_ENVS must be 0"),
         (compare_vae, ["--kl_weights", "(1e999,)"], "--kl_weights expects finite numbers"),
-        (compare_vae, ["--n_frames", "-5"], "N_FRAMES must be a whole number from 1 to 10**8"),
+        (compare_vae, ["--n_frames", "-5"], "N_FRAMES must be at least 1"),
         (bench, ["--memory_frames", "(1000000000000,)"], "MEMORY_FRAMES must be a tuple of frame counts"),
         (bench, ["--quality_budgets", "(-1,)"], "QUALITY_BUDGETS must be shares"),
         (make_docs, ["--fresh", "-1"], "FRESH must lie in 50 .. 50000"),

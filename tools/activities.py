@@ -77,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     numbers = [activity.number for activity in _ACTIVITIES]
     cli.require(cfg.activity in (0, *numbers), f"ACTIVITY must be 0 (all) or one of {numbers}, got {cfg.activity!r}")
-    for activity in _ACTIVITIES:
-        if cfg.activity in (0, activity.number):
-            run_activity(activity, cfg.out_dir)
+    chosen = [activity for activity in _ACTIVITIES if cfg.activity in (0, activity.number)]
+    for activity in chosen:  # a later activity's folder that holds a run is refused before the first trains
+        train_vae.main(commands(activity, cfg.out_dir)[0][1:], check_only=True)
+    for activity in chosen:
+        run_activity(activity, cfg.out_dir)
 
 
 if __name__ == "__main__":

@@ -30,25 +30,27 @@ OUT_DIR = "outputs/bench_ppo"  # ppo.json goes here
 # -----------------------------------------------------------------------------
 
 
-def check(cfg) -> None:
-    cli.require(isinstance(cfg.seeds, tuple) and 1 <= len(cfg.seeds) <= 100, f"SEEDS must be a tuple of 1 to 100 "
-                f"seeds, got {cfg.seeds!r}")
-    for seed in cfg.seeds:
-        cli.require(isinstance(seed, int), f"SEEDS must hold whole numbers, got {seed!r}")
-        cli.require_seed(seed, "SEEDS")
-    cli.require(isinstance(cfg.total_steps, int) and 1 <= cfg.total_steps <= 10**9, f"TOTAL_STEPS must lie in "
-                f"1 .. 10**9, got {cfg.total_steps!r}")
+def recipe_argv(cfg, seed: int, observe: str) -> list[str]:
+    """examples/ppo_on_codes.py's flags for one side of one seed."""
+    return ["--observe", observe, "--checkpoint", cfg.checkpoint, "--seed", str(seed), "--total_steps",
+            str(cfg.total_steps)]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = constants.parse_config(__name__, argv)
-    check(cfg)  # the recipe checks the rest before its first run
-    out_dir = files.prepare_out_dir(cfg.out_dir)
+    cli.require(isinstance(cfg.seeds, tuple) and 1 <= len(cfg.seeds) <= 100 and all(
+        isinstance(seed, int) for seed in cfg.seeds), f"SEEDS must be a tuple of 1 to 100 whole numbers, got "
+        f"{cfg.seeds!r}")
+    for seed in cfg.seeds:
+        cli.require_seed(seed, "SEEDS")
     runs = {"codes": [], "state": []}
+    for seed in cfg.seeds:  # the recipe refuses what it cannot run (a seed, a step count, a checkpoint): all first
+        for observe in runs:
+            ppo_on_codes.main(recipe_argv(cfg, seed, observe), check_only=True)
+    out_dir = files.prepare_out_dir(cfg.out_dir)
     for seed in cfg.seeds:
         for observe, side in runs.items():
-            side.append(ppo_on_codes.main(["--observe", observe, "--checkpoint", cfg.checkpoint, "--seed", str(seed),
-                                           "--total_steps", str(cfg.total_steps)]))
+            side.append(ppo_on_codes.main(recipe_argv(cfg, seed, observe)))
     mean = {observe: float(np.mean([r for run in side for r in run["returns"]])) for observe, side in runs.items()}
     worst = {observe: min(run["worst_return"] for run in side) for observe, side in runs.items()}
     first = runs["codes"][0]

@@ -104,6 +104,22 @@ def train(run: SimpleNamespace, frames: torch.Tensor, kl_weight: float, heldout_
     return {"images_per_s": (run.iterations - run.warmup_steps) * run.batch / stepping, "points": points}
 
 
+def read_frames(path: Path, img_size: int) -> np.ndarray:
+    """HELDOUT's frames: an .npy of uint8 frames (N, 3, img_size, img_size), as the bench writes; one line
+    naming the file and what is wrong with it otherwise."""
+    cli.require(files.is_file(path, "HELDOUT"), f"HELDOUT={str(path)!r} is not a file: give an .npy of frames")
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise cli.UserError(f"HELDOUT={str(path)!r} is not an .npy array ({cli.reason(error)})") from None
+    expected = f"uint8 frames (N, 3, {img_size}, {img_size})"
+    cli.require(isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4
+                and frames.shape[1:] == (3, img_size, img_size) and len(frames) >= 1,
+                f"HELDOUT={str(path)!r} holds {getattr(frames, 'dtype', type(frames).__name__)} of shape "
+                f"{getattr(frames, 'shape', '?')}, not {expected} as the model is trained on")
+    return frames
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     run = constants.parse_config(__name__, argv)
     cli.require(run.n_frames >= run.batch >= 1, f"N_FRAMES={run.n_frames} must hold at least one batch of "
@@ -117,12 +133,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cli.require(run.heldout is None or isinstance(run.heldout, str), f"HELDOUT must be the path of an .npy file, or "
                 f"None; got {run.heldout!r}")
     cli.require_seed(run.seed)
-    heldout_u8 = None
-    if run.heldout is not None:
-        cli.require(Path(run.heldout).is_file(), f"HELDOUT={run.heldout!r} is not a file: give an .npy of frames")
-        heldout_u8 = np.load(run.heldout)
     cfg = constants.defaults(train_vae, env_id=run.env_id, n_frames=run.n_frames, seed=run.seed)
     envs.resolve_env_defaults(cfg)
+    heldout_u8 = None if run.heldout is None else read_frames(Path(run.heldout), cfg.img_size)
+    report_dir = files.prepare_out_dir(str(Path(run.report).parent))  # before minutes of work, not after
     start = time.perf_counter()
     device = pick_device("auto")
     frames = to_unit_float(torch.from_numpy(reference_collect(cfg)["frames"]).to(device))  # the homework held floats
@@ -132,8 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for point in result["points"]:  # wall seconds of the run so far, collection included
         point["seconds"] += collect_seconds
     text = json.dumps(result, indent=2)
-    files.atomic_write(files.prepare_out_dir(Path(run.report).parent) / Path(run.report).name,
-                       lambda f: f.write(text.encode()))
+    files.atomic_write(report_dir / Path(run.report).name, lambda f: f.write(text.encode()))
     print(f"homework's recipe: {torch.get_num_threads()} threads, {result['images_per_s']:.0f} images/s; "
           f"wrote {run.report}")
     return result

@@ -302,7 +302,7 @@ class Build:
         """Run part `name`, which gives {block: (table, its provenance)} measured here and now, or take that
         from its record."""
         record = self.records / f"{name}.json"
-        saved = json.loads(record.read_text()) if record.exists() else {}
+        saved = read_record(record) or {}
         if saved.get("stamp") == self.stamp:
             print(f"make_docs: {name} was built by this code on this machine ({saved['when']}); its tables are kept")
         else:
@@ -311,6 +311,22 @@ class Build:
         for block, (body, provenance) in saved["blocks"].items():
             self.pages.write_block(block, body, provenance)
         self.pages.save()
+
+
+def read_record(path: Path) -> dict | None:
+    """A part's record (its stamp, when and where, its tables), or None where there is none or it is damaged
+    (a part whose record cannot be read is built again, as one never built)."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if isinstance(record["stamp"], dict) and isinstance(record["when"], str) and all(
+                isinstance(body, str) and isinstance(where, str) for body, where in record["blocks"].values()):
+            return record
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    print(f"make_docs: {path} is damaged; its part is built again")
+    return None
 
 
 def code_version() -> str:
@@ -327,8 +343,7 @@ def code_version() -> str:
 
 def provenance(out_dir: Path) -> str:
     """The README's one line on where every table came from, read from the parts' records."""
-    records = {name: json.loads(path.read_text()) for name in _PARTS
-               if (path := out_dir / "parts" / f"{name}.json").exists()}
+    records = {name: record for name in _PARTS if (record := read_record(out_dir / "parts" / f"{name}.json"))}
     stamps = {json.dumps(record["stamp"], sort_keys=True) for record in records.values()}
     if len(records) == len(_PARTS) and len(stamps) == 1:
         code = next(iter(records.values()))["stamp"]["code"]

@@ -20,6 +20,7 @@ import functools
 import importlib
 import io
 import math
+import os
 import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,6 +106,8 @@ def _convert(name: str, text: str, knob: Knob) -> Any:
         ok = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
         value = tuple(value) if isinstance(value, list) else value
         expected = f"a tuple of numbers like {default!r}"
+    elif default is None and is_path(name):  # a folder or file named 2024 is still a name: the text as typed
+        value, ok, expected = text, text.strip() != "", "a path, or None"
     elif default is None:
         numbers = isinstance(value, (tuple, list)) and all(_is_number(v) for v in value)
         ok = value is None or numbers or _is_number(value) or isinstance(value, str)
@@ -115,6 +118,11 @@ def _convert(name: str, text: str, knob: Knob) -> Any:
     if not ok:
         raise UserError(f"{flag} expects {expected}, got {text!r}")
     return value
+
+
+def is_path(name: str) -> bool:
+    """Whether constant `name` names a file or folder (OUT_DIR, CHECKPOINT, HELDOUT, REPORT, OUT, ...)."""
+    return name in ("OUT", "CHECKPOINT", "HELDOUT", "REPORT") or name.endswith("_DIR")
 
 
 def _finite(number: float) -> bool:
@@ -174,5 +182,29 @@ def parse_config(module_name: str, argv: Sequence[str] | None = None) -> SimpleN
         else:
             config[name.lower()] = _convert(name, text, knob)
             print(f"override: {name} = {config[name.lower()]!r}")
+        if is_path(name) and isinstance(config[name.lower()], str):
+            _require_a_path_the_system_takes(name, config[name.lower()])
     return SimpleNamespace(**config)
+
+
+def _require_a_path_the_system_takes(name: str, path: str) -> None:
+    """Refuse, before any work, a path whose name part or whole length the file system refuses: found
+    late, it would be an OSError from deep in a run."""
+    here = Path(path).absolute()
+    existing = next(folder for folder in here.parents if os.path.isdir(folder))  # isdir: False, never OSError
+    limits = {key: _pathconf(existing, key, default) for key, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096))}
+    long_part = next((part for part in here.parts if len(os.fsencode(part)) > limits["PC_NAME_MAX"]), None)
+    if long_part is not None:
+        raise UserError(f"{name} names a file or folder {len(os.fsencode(long_part))} bytes long, and the file "
+                        f"system takes at most {limits['PC_NAME_MAX']}: give a shorter name")
+    if len(os.fsencode(str(here))) >= limits["PC_PATH_MAX"]:
+        raise UserError(f"{name} is a path {len(os.fsencode(str(here)))} bytes long, and the system takes under "
+                        f"{limits['PC_PATH_MAX']}: give a shorter one")
+
+
+def _pathconf(path: Path, key: str, default: int) -> int:
+    try:
+        return os.pathconf(path, key)
+    except (OSError, ValueError, AttributeError):  # no such limit here (Windows, some file systems)
+        return default
 

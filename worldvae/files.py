@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
 import re
@@ -71,13 +72,48 @@ def _rewrite(lock: IO[str], text: str) -> None:
     lock.flush()
 
 
+RUN_FILES = ("config.json", "metrics.csv", "steps.csv", "loss_curves.png", "reconstructions.png")  # beside the model
+
+
 def refuse_to_replace(out_dir: Path, asked: bool) -> None:
     """A trained model is a user's: a run into an OUT_DIR that holds one (vae.pt, or a stopped run's
-    last.pt) stops in one line, before it writes anything, unless it was asked to continue or replace it."""
+    last.pt) stops in one line, before it writes anything, unless it was asked to continue or replace it.
+    So does a run into a folder holding files of a run's names that no run wrote (the user's own
+    config.json or metrics.csv): a run writes its config.json first, so without one of its own there,
+    the other files are not a run's either."""
     held = [name for name in ("vae.pt", "last.pt") if (out_dir / name).exists()]
     if held and not asked:
         raise UserError(f"OUT_DIR={str(out_dir)!r} holds an earlier run ({' and '.join(held)}): give another "
                         f"--out_dir to keep both, --resume to continue it, or --replace to replace it")
+    theirs = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if theirs and not held and not asked and not _a_runs_config(out_dir / "config.json"):
+        raise UserError(f"OUT_DIR={str(out_dir)!r} holds {', '.join(theirs)}, which no run of train_vae.py wrote "
+                        "and a run would replace: give another --out_dir, or --replace to replace them")
+
+
+def _a_runs_config(path: Path) -> bool:
+    """Whether `path` is the config.json of a run (one stopped before its first epoch ended)."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and {"env_id", "n_frames", "seed", "out_dir"} <= set(config)
+
+
+def refuse_foreign_file(path: Path, mine: Callable[[Path], bool], what: str) -> None:
+    """Before a script writes `path`: refuse, in one line, a file there that `mine` does not recognise
+    as one it wrote (what: the kind it writes), so a user's own file is never replaced."""
+    if path.exists() and not mine(path):
+        raise UserError(f"{path} exists and is not {what}, which this would replace: give another path, or move it")
+
+
+def is_file(path: Path, name: str) -> bool:
+    """Whether `path` is a file; a path the operating system refuses to look up (a name part longer than
+    the file system allows, say) is the user's to fix: one line naming the constant `name` that gave it."""
+    try:
+        return path.is_file()
+    except OSError as error:
+        raise UserError(f"{name}={str(path)!r} cannot be looked up ({error.strerror or error})") from None
 
 
 def prepare_out_dir(out_dir: str) -> Path:

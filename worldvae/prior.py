@@ -34,7 +34,8 @@ _RIDGE = 1e-4  # added to each covariance, times the codes' mean variance: a com
 def fit_mixture(codes: np.ndarray, components: int = COMPONENTS, seed: int = 0) -> dict[str, torch.Tensor]:
     """A Gaussian mixture with full covariances fitted to `codes` (N, D) by expectation-maximization,
     started from k-means++ centres: its weights (K,), means (K, D) and the Cholesky factors of its
-    covariances (K, D, D), as float32 tensors (what a checkpoint stores)."""
+    covariances (K, D, D), as float32 tensors (what a checkpoint stores). Components that end with less
+    than one code's weight are dropped, so K may be under `components`."""
     x = np.asarray(codes, dtype=np.float64)
     n, dim = x.shape
     k = max(1, min(components, n // (dim + 1)))  # each component needs more codes than it has parameters per axis
@@ -53,6 +54,8 @@ def fit_mixture(codes: np.ndarray, components: int = COMPONENTS, seed: int = 0) 
             break
         previous = likelihood
     weights, means, covariances = _maximize(x, resp, ridge)
+    kept = weights * n >= 1  # a component that holds less than one code is empty: it would sit at the origin
+    weights, means, covariances = weights[kept] / weights[kept].sum(), means[kept], covariances[kept]
     return {"weights": torch.tensor(weights, dtype=torch.float32), "means": torch.tensor(means, dtype=torch.float32),
             "scale_tril": torch.tensor(np.linalg.cholesky(covariances), dtype=torch.float32)}
 
