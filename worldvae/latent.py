@@ -51,6 +51,11 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         gym.ObservationWrapper.__init__(self, env)
         if code not in CODES:
             raise UserError(f"code must be one of {', '.join(CODES)}, got {code!r}")
+        if multiprocessing.parent_process() is not None:  # a vector env's worker (AsyncVectorEnv), forked or spawned
+            # one thread, before anything parallel runs (reading the checkpoint builds a model): a pool the parent
+            # started does not survive fork (the child's first parallel op would wait forever), and N workers of N
+            # threads each would only fight over the cores; one frame at a time needs no more
+            torch.set_num_threads(1)
         saved = load_checkpoint(checkpoint)
         config = run_config(saved, checkpoint)
         env_id = env.spec.id if env.spec is not None else "an unregistered env"
@@ -60,10 +65,6 @@ class LatentObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if not envs.observes_images(env) and env.render_mode != "rgb_array":
             raise UserError(f"{env_id} is drawn from its render: make it with gym.make({env_id!r}, "
                             "render_mode=\"rgb_array\")")
-        if multiprocessing.parent_process() is not None:  # a vector env's worker (AsyncVectorEnv), forked or spawned
-            # one thread: a pool the parent started does not survive fork (its first parallel op would wait forever),
-            # and N workers of N threads each would only fight over the cores; one frame at a time needs no more
-            torch.set_num_threads(1)
         self.device = pick_device(device or config["device"])
         self.model = build_vae(saved, self.device)
         if code == "mu_log_var" and not self.model.variational:
