@@ -144,11 +144,6 @@ class MyVAE(nn.Module):
             return self.decode(z.to(next(self.parameters()).device))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Decode n latent vectors drawn from the prior N(0, I) (a CPU generator, if given)."""
-        return self.generate(torch.randn(n, self.latent_dim, generator=generator))
-
-    @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """Encode and decode x from the code's mean, in eval mode (so twice the same frame gives the
         same picture); the mode is restored."""
@@ -201,7 +196,7 @@ def _self_check() -> None:
             f"-> output {tuple(recon.shape)}, {n_params:,} parameters, "
             + ", ".join(f"{k} {v.item():.4f}" for k, v in parts.items())
         )
-    print("samples:", tuple(model.sample(2).shape))
+    print("decoded from z ~ N(0, I):", tuple(model.generate(torch.randn(2, model.latent_dim)).shape))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from worldvae.checkpoints import build_vae, load_checkpoint, run_config
 from worldvae.codes import Codes, encode_frames
 from worldvae.collection import collect_frames
 from worldvae.compute import pick_device, to_unit_float
-from worldvae.heldout import HELDOUT_LIMIT, fresh_seed, heldout_frames, rendered_frames
+from worldvae.heldout import HELDOUT_LIMIT, Heldout, fresh_seed, heldout_frames, rendered_frames
 from worldvae.pictures import plot_latent_scatter, save_comparison, save_interpolation, save_samples, save_traversal
 from worldvae.policies import HELD_OUT
 
@@ -61,86 +61,83 @@ def linear_probe(z_fit: np.ndarray, y_fit: np.ndarray, z_test: np.ndarray, y_tes
     return 1.0 - residual / np.maximum(total, 1e-12)
 
 
-def sample_quality(model: MyVAE, prior_: dict | None, real_u8: np.ndarray, n: int, seed: int) -> dict[str, float]:
-    """How far decoded samples of `prior_` (None: N(0, I)) lie from real frames: median and 90th
-    percentile of the nearest-frame MSE. A sample from a hole in the prior (a blotch, a ghost lattice)
-    is far from every real frame; a crisp one is about as close as a good reconstruction."""
-    distances = plausible.nearest_frame_mse(prior.new_frames(model, prior_, n, torch.Generator().manual_seed(seed)),
-                                            real_u8)
-    return {"median": float(np.median(distances)), "p90": float(np.quantile(distances, 0.9))}
-
-
-def implausible_samples(model: MyVAE, prior_: dict | None, config: dict, device: torch.device, n_frames: int,
-                        n_samples: int, seed: int) -> dict[str, dict]:
-    """For each prior the checkpoint offers, the share of its decoded samples that no frame the env
-    draws resembles (worldvae/plausible.py): judged against `n_frames` fresh frames of another seed,
-    drawn by the env's own renderer, half of whose episodes are the reference, the other half
-    reconstructed to set the line."""
-    frames = rendered_frames(config, n_frames)
-    reference, others = readers.split_by_episode(frames["episode"], 0.5, fresh_seed(config["seed"]))
-    reconstructions = torch.cat([model.reconstruct(to_unit_float(batch.to(device)))
-                                 for batch in torch.from_numpy(frames["frames"][others]).split(codes.FRAMES_PER_BATCH)])
-    scores = {}
-    for name in ("fitted", "normal") if prior_ is not None else ("normal",):
-        samples = prior.new_frames(model, prior_ if name == "fitted" else None, n_samples,
-                                   torch.Generator().manual_seed(seed))
-        scores[name] = plausible.implausible_share(samples, reconstructions, frames["frames"][reference])
-    return scores
-
-
-def evaluate(checkpoint_path: str | Path, out_dir: Path, fresh: int = 0, n_samples: int = 16, seed: int = 0,
-             device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES, control_episodes: int = 0,
-             control_frames: int = CONTROL_FRAMES, plausibility_frames: int = PLAUSIBILITY_FRAMES,
-             coverage_frames: int = COVERAGE_FRAMES) -> dict:
-    """Score one checkpoint, write its pictures and metrics.json to out_dir, return the metrics; on
-    CartPole, with `control_episodes`, the closed-loop control check too."""
-    checkpoint = load_checkpoint(checkpoint_path)
-    device = device or torch.device("cpu")
-    model = build_vae(checkpoint, device)
-    config = run_config(checkpoint, checkpoint_path)
-    held = heldout_frames(config, fresh, beside=Path(checkpoint_path).parent)
+def reconstruction_scores(model: MyVAE, config: dict, held: Heldout, device: torch.device) -> tuple[dict, Codes]:
+    """How well the model keeps held-out frames (MSE, PSNR, the road), what its code holds (KL per dimension,
+    active dimensions) and how linearly it holds the state (the probe); and the test frames' codes."""
     road = envs.env_family(config["env_id"]) == "CarRacing"  # what its controller needs: the road, kept
-    fit, test = encode_frames(model, held.fit["frames"], device), encode_frames(model, held.test["frames"], device,
-                                                                              road=road)
-
+    fit, test = (encode_frames(model, held.fit["frames"], device),
+                 encode_frames(model, held.test["frames"], device, road=road))
     mse = float(test.mse.mean())
     kl = codes.mean_kl(test.mu, test.log_var) if model.variational else np.zeros(model.latent_dim)
     variance = codes.code_variance(test.mu)
-    order = codes.ranked_dims(kl if model.variational else variance)
     names = envs.state_names(config["env_id"], held.test["states"].shape[1])
     r2 = linear_probe(fit.mu, held.fit["states"], test.mu, held.test["states"])
-    prior_name, fitted = prior.choose(checkpoint, "auto", checkpoint_path)  # as sample_vae.py draws by default
-    quality = sample_quality(model, fitted, held.fit["frames"], quality_samples, seed)
-    judged = implausible_samples(model, fitted, config, device, plausibility_frames, quality_samples, seed)
-    metrics = {
-        "checkpoint": str(checkpoint_path),
-        "variational": model.variational,
-        "kl_weight": config["kl_weight"] if model.variational else None,
-        "env_id": config["env_id"],
+    return {
         "frames_scored": int(len(held.test["frames"])),
         "data": held.description,
         "mse": mse,
         "psnr_db": 10 * math.log10(1.0 / mse),
-        "sample_prior": prior_name,
-        "implausible_samples": {name: score["implausible"] for name, score in judged.items()},
-        "plausibility": judged,
-        "sample_nearest_mse_median": quality["median"],
-        "sample_nearest_mse_p90": quality["p90"],
         "kl_per_dim": [float(v) for v in kl],
         "kl_total": float(kl.sum()),
         "active_dims": int((kl > codes.ACTIVE).sum()) if model.variational else None,
         "active_dims_by_variance": int((variance > codes.ACTIVE).sum()),
-        "dims_by_information": order,
+        "dims_by_information": codes.ranked_dims(kl if model.variational else variance),
         "probe_r2": dict(zip(names, (float(v) for v in r2), strict=True)),
         "road_iou": float(np.nanmean(test.road_iou)) if road else None,
         "frames_showing_road": int((~np.isnan(test.road_iou)).sum()) if road else None,
-    }
-    if road:  # what a learning controller meets: frames of every driver, not only the training policy's
+    }, test
+
+
+def sample_scores(model: MyVAE, prior_name: str, fitted: dict | None, config: dict, training_frames: np.ndarray,
+                  device: torch.device, *, n_samples: int, plausibility_frames: int, seed: int) -> dict:
+    """The samples of each prior the checkpoint offers, judged both ways (worldvae/plausible.py) against
+    `plausibility_frames` fresh frames of another seed, drawn by the env's own renderer: half of their
+    episodes the reference, the other half reconstructed to set the line; and, for the prior sample_vae.py
+    draws by default, the MSE to the nearest training frame. n_samples of them, a batch at a time."""
+    frames = rendered_frames(config, plausibility_frames)
+    reference, others = readers.split_by_episode(frames["episode"], 0.5, fresh_seed(config["seed"]))
+    reference_u8, others_u8 = frames["frames"][reference], frames["frames"][others]
+
+    def samples(prior_: dict | None) -> plausible.Images:
+        return prior.new_frame_batches(model, prior_, n_samples, torch.Generator().manual_seed(seed))
+
+    judged = {}
+    for name in ("fitted", "normal") if fitted is not None else ("normal",):
+        reconstructions = (model.reconstruct(batch) for batch in plausible.float_batches(others_u8, device))
+        judged[name] = plausible.judge(samples(fitted if name == "fitted" else None), n_samples, reconstructions,
+                                       reference_u8, others_u8)
+    nearest = plausible.nearest_frame_mse(samples(fitted), training_frames, n_samples)
+    return {"sample_prior": prior_name,
+            "implausible_samples": {name: score["implausible"] for name, score in judged.items()},
+            "plausibility": judged,
+            "sample_nearest_mse_median": float(np.median(nearest)),
+            "sample_nearest_mse_p90": float(np.quantile(nearest, 0.9))}
+
+
+def evaluate(checkpoint_path: str | Path, out_dir: Path, *, fresh: int = 0, n_samples: int = N_SAMPLES,
+             seed: int = SEED, device: torch.device | None = None, quality_samples: int = QUALITY_SAMPLES,
+             plausibility_frames: int = PLAUSIBILITY_FRAMES, coverage_frames: int = COVERAGE_FRAMES,
+             control_episodes: int = 0, control_frames: int = CONTROL_FRAMES) -> dict:
+    """Score one checkpoint as the module's docstring says, write metrics.json and the pictures to out_dir,
+    and return the metrics: its reconstructions and code, its samples, on CarRacing every driver's frames,
+    on CartPole (with `control_episodes`) the closed-loop control check."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    device = device or torch.device("cpu")
+    model, config = build_vae(checkpoint, device), run_config(checkpoint, checkpoint_path)
+    prior_name, fitted = prior.choose(checkpoint, "auto", checkpoint_path)  # as sample_vae.py draws by default
+    held = heldout_frames(config, fresh, beside=Path(checkpoint_path).parent)
+    scores, test_codes = reconstruction_scores(model, config, held, device)
+    metrics = {"checkpoint": str(checkpoint_path), "variational": model.variational,
+               "kl_weight": config["kl_weight"] if model.variational else None, "env_id": config["env_id"],
+               **scores, **sample_scores(model, prior_name, fitted, config, held.fit["frames"], device,
+                                         n_samples=quality_samples, plausibility_frames=plausibility_frames,
+                                         seed=seed)}
+    if scores["road_iou"] is not None:  # what a learning controller meets: every driver's frames
         metrics["by_policy"] = road_by_policy(model, config, device, fresh or coverage_frames)
     if control_episodes and envs.env_family(config["env_id"]) == "CartPole":
         metrics["control"] = control.control_check(model, config, device, control_episodes, control_frames)
-    colour, label = scatter_colour(config["env_id"], held.test)
-    write_pictures(model, prior_name, fitted, held.test, test, order, (colour, label), out_dir, n_samples, seed, device)
+    write_pictures(model, prior_name, fitted, held.test, test_codes, scores["dims_by_information"],
+                   scatter_colour(config["env_id"], held.test), out_dir, n_samples, seed, device)
     text = json.dumps(files.json_safe(metrics), indent=2, allow_nan=False)  # NaN (no road shown) is no JSON: null
     files.atomic_write(out_dir / "metrics.json", lambda f: f.write(text.encode()))
     return metrics
@@ -199,10 +196,13 @@ def summary(metrics: dict) -> str:
     ]
     for name, score in metrics["plausibility"].items():
         lines.append(f"  implausible samples ({prior.caption(name)}): {score['implausible']:.0%} of "
-                     f"{score['samples']}, "
-                     f"farther from every one of {score['reference_frames']} fresh frames than "
+                     f"{score['samples']}, farther from every one of {score['reference_frames']} fresh frames than "
                      f"{plausible.QUANTILE:.0%} of reconstructions are (a perfect model: about "
-                     f"{1 - plausible.QUANTILE:.0%})")
+                     f"{1 - plausible.QUANTILE:.0%}; far under it is a warning, not a win: a sampler of a few "
+                     "common frames scores there too)")
+        lines.append(f"    recall: {score['recall']:.0%} of those fresh frames have a sample within the same line; "
+                     f"{score['perfect_sampler_frames']} real frames of other episodes in the samples' place: "
+                     f"{score['perfect_recall']:.0%}")
     if metrics["variational"]:
         kl = ", ".join(f"{v:.2f}" for v in metrics["kl_per_dim"])
         lines.append(f"  KL per latent dimension (nats): {kl}")
@@ -259,13 +259,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     cli.require(100 <= cfg.control_frames <= HELDOUT_LIMIT, f"CONTROL_FRAMES must lie in 100 .. {HELDOUT_LIMIT}, got "
                 f"{cfg.control_frames}")
     cli.require_seed(cfg.seed)
-    checkpoint = load_checkpoint(cfg.checkpoint)  # a refused checkpoint leaves nothing behind: check it first
-    build_vae(checkpoint)
-    run_config(checkpoint, cfg.checkpoint)
+    run_config(load_checkpoint(cfg.checkpoint), cfg.checkpoint)  # a refused checkpoint leaves nothing behind
     out_dir = files.prepare_out_dir(cfg.out_dir or str(Path(cfg.checkpoint).parent / "eval"))
-    metrics = evaluate(cfg.checkpoint, out_dir, cfg.fresh, cfg.n_samples, cfg.seed, pick_device(cfg.device),
-                       cfg.quality_samples, cfg.control_episodes, cfg.control_frames, cfg.plausibility_frames,
-                       cfg.coverage_frames)
+    metrics = evaluate(cfg.checkpoint, out_dir, fresh=cfg.fresh, n_samples=cfg.n_samples, seed=cfg.seed,
+                       device=pick_device(cfg.device), quality_samples=cfg.quality_samples,
+                       plausibility_frames=cfg.plausibility_frames, coverage_frames=cfg.coverage_frames,
+                       control_episodes=cfg.control_episodes, control_frames=cfg.control_frames)
     print(summary(metrics))
     print(f"wrote {out_dir}/: metrics.json, reconstructions.png, traversal.png, interpolation.png, samples.png, "
           "latent_scatter.png")

@@ -206,11 +206,13 @@ def test_the_linear_probe_is_fitted_on_the_fit_rows_alone() -> None:
 def test_every_constant_evaluate_lists_reaches_the_scoring(monkeypatch, tiny_run, tmp_path) -> None:
     """--coverage_frames and its neighbours are read from the command line, not from the module's defaults."""
     seen = {}
-    monkeypatch.setattr(evaluate_vae, "evaluate", lambda *args: seen.update(args=args) or {})
+    monkeypatch.setattr(evaluate_vae, "evaluate", lambda *args, **keywords: seen.update(keywords) or {})
     monkeypatch.setattr(evaluate_vae, "summary", lambda metrics: "")
-    evaluate_vae.main(["--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path), "--coverage_frames", "77",
-                       "--plausibility_frames", "333", "--control_frames", "222", "--quality_samples", "11"])
-    assert {77, 333, 222, 11} <= set(seen["args"])
+    given = {"coverage_frames": 77, "plausibility_frames": 333, "control_frames": 222, "quality_samples": 11,
+             "control_episodes": 3, "n_samples": 5, "seed": 9, "fresh": 60}
+    evaluate_vae.main(["--checkpoint", str(tiny_run / "vae.pt"), "--out_dir", str(tmp_path),
+                       *(part for name, value in given.items() for part in (f"--{name}", str(value)))])
+    assert {name: seen.get(name) for name in given} == given, "each value reaches the keyword of its own name"
 
 
 def test_scores_on_the_validation_episodes_say_those_frames_chose_the_checkpoint(tiny_run) -> None:

@@ -29,7 +29,7 @@ def test_shapes_on_both_paths_and_sizes(img_size: int, variational: bool) -> Non
         assert [t.shape for t in encoded] == [(3, 4), (3, 4)]
     else:
         assert encoded.shape == (3, 4) and torch.count_nonzero(log_var) == 0
-    assert model.sample(5).shape == (5, 3, img_size, img_size)
+    assert model.generate(torch.randn(5, 4)).shape == (5, 3, img_size, img_size)
 
 
 def test_output_lies_in_unit_interval_like_the_data() -> None:

@@ -22,31 +22,27 @@ def cartpole_frames() -> dict[str, np.ndarray]:
     return collection.collect_frames(train_config(n_frames=900, img_size=32, n_envs=1))[0]
 
 
-class _Imitator:
-    """A stand-in model: reconstructs a frame as itself, and decodes every code into `drawn` frames in turn."""
-
-    def __init__(self, drawn: torch.Tensor) -> None:
-        self.drawn = drawn
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.drawn[torch.arange(len(z)) % len(self.drawn)]
-
-
-def _judge(frames: dict[str, np.ndarray], decoder: str) -> float:
-    """The implausible share of a model whose samples are `decoder`'s: real frames of episodes the reference
-    never saw, or noise; its reconstructions are perfect copies of other unseen frames."""
+def _judge(frames: dict[str, np.ndarray], sampler: str) -> dict:
+    """Samples judged against a reference of half the episodes by a model that reconstructs perfectly,
+    its samples being real frames of episodes the reference never saw, four of them over and over, or noise."""
     reference, rest = readers.split_by_episode(frames["episode"], 0.5, 0)
     others, unseen = readers.split_by_episode(frames["episode"][rest], 0.5, 1)
     as_float = torch.from_numpy(frames["frames"]).float() / 255
-    drawn = as_float[rest][unseen] if decoder == "real" else torch.rand(64, *as_float.shape[1:])
-    model = _Imitator(drawn)
-    samples = model.generate(torch.zeros(len(drawn), 4))
-    return plausible.implausible_share(samples, as_float[rest][others], frames["frames"][reference])["implausible"]
+    real = as_float[rest][unseen]
+    samples = {"real": real, "few": real[torch.arange(len(real)) % 4],
+               "noise": torch.rand(64, *as_float.shape[1:])}[sampler]
+    return plausible.judge(samples.split(32), len(samples), as_float[rest][others].split(32),
+                           frames["frames"][reference], frames["frames"][rest][others])
 
 
-def test_the_implausible_share_is_high_for_a_decoder_of_noise_and_low_for_one_of_real_frames(cartpole_frames) -> None:
-    assert _judge(cartpole_frames, "noise") == 1.0
-    assert _judge(cartpole_frames, "real") <= 0.15  # a perfect model: about 1 - QUANTILE
+def test_samples_are_judged_both_ways_noise_real_frames_and_a_few_common_frames(cartpole_frames) -> None:
+    noise, real, few = (_judge(cartpole_frames, sampler) for sampler in ("noise", "real", "few"))
+    assert noise["implausible"] == 1.0 and noise["recall"] == 0.0
+    assert real["implausible"] <= 0.15, "a perfect model: about 1 - QUANTILE"
+    assert real["recall"] >= 0.8 * real["perfect_recall"] > 0, "real frames cover the reference as real frames do"
+    assert few["implausible"] <= 0.15, "precision alone cannot tell a few common frames from a good sampler"
+    assert few["recall"] < 0.5 * few["perfect_recall"], "recall can"
+    assert few["perfect_recall"] == real["perfect_recall"] and few["samples"] == real["samples"]
 
 
 def test_a_mixture_fitted_to_codes_on_a_ring_draws_codes_on_the_ring_where_the_normal_prior_does_not() -> None:
@@ -60,7 +56,9 @@ def test_a_mixture_fitted_to_codes_on_a_ring_draws_codes_on_the_ring_where_the_n
     assert ((radius > 1.7) & (radius < 2.3)).mean() > 0.97, "new codes where the codes lie"
     normal = prior.draw_codes(None, 2000, 4, torch.Generator().manual_seed(0)).numpy()
     assert ((np.hypot(normal[:, 0], normal[:, 1]) > 1.7) & (np.hypot(normal[:, 0], normal[:, 1]) < 2.3)).mean() < 0.3
-    assert not np.isin(drawn, codes).any(), "a density: no draw is a stored code"
+    nearest = np.sqrt(((drawn[:, None, :] - codes[None, :, :]) ** 2).sum(-1)).min(1)
+    assert nearest.min() > 1e-4, "a density: no draw is (within float error of) a stored code"
+    assert len(np.unique(drawn, axis=0)) == len(drawn), "and no two draws are one"
     again = prior.draw_codes(fitted, 2000, 4, torch.Generator().manual_seed(0)).numpy()
     assert np.array_equal(drawn, again), "the same seed, the same codes"
 

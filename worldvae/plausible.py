@@ -5,12 +5,15 @@ scale a reader can judge, so it is compared with what a good picture of a real f
 the model's reconstructions of held-out frames, measured against the same real frames. A sample
 farther from every real frame than 95% of those reconstructions is implausible; a model whose
 samples look like its reconstructions of new frames scores about 5%, one that decodes blends,
-blotches or noise scores near 100%.
+blotches or noise scores near 100%. That is precision alone: a model that decodes a few common
+frames well scores under 5% too. So recall stands beside it: the share of fresh frames that some
+sample comes within the same line of, beside that share for as many real frames of other episodes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -20,31 +23,63 @@ from worldvae.compute import to_unit_float
 from worldvae.progress import ProgressBar
 
 QUANTILE = 0.95  # of the reconstructions' distances: the line past which a sample is implausible
+Images = Iterable[torch.Tensor]  # batches of frames as floats in [0, 1]: a long run of them never held at once
+
+
+def float_batches(frames_u8: np.ndarray, device: torch.device | str = "cpu") -> Images:
+    """Frames as floats in [0, 1] on `device`, codes.FRAMES_PER_BATCH at a time."""
+    for start in range(0, len(frames_u8), codes.FRAMES_PER_BATCH):
+        yield to_unit_float(torch.from_numpy(frames_u8[start:start + codes.FRAMES_PER_BATCH]).to(device))
+
+
+def nearest_frame_mse(images: torch.Tensor | Images, frames_u8: np.ndarray, total: int = 0) -> np.ndarray:
+    """For each image (floats in [0, 1]), the per-pixel MSE to its nearest frame in `frames_u8`."""
+    return nearest_both_ways(images, frames_u8, total)[0]
 
 
 @torch.no_grad()
-def nearest_frame_mse(images: torch.Tensor, frames_u8: np.ndarray) -> np.ndarray:
-    """For each image (floats in [0, 1]), the per-pixel MSE to its nearest frame in `frames_u8`.
+def nearest_both_ways(images: torch.Tensor | Images, frames_u8: np.ndarray, total: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The per-pixel MSE from each image to its nearest frame of `frames_u8`, and from each frame to its
+    nearest image. `images` may be batches (`total` of them in all, for the progress bar), so memory stays
+    bounded by codes.FRAMES_PER_BATCH images and frames at a time, whatever their numbers: squared
+    distances come from |a|^2 + |b|^2 - 2 a.b, one matrix product per pair of batches."""
+    if isinstance(images, torch.Tensor):
+        images, total = images.split(codes.FRAMES_PER_BATCH), len(images)
+    to_image, frame_best = [], torch.full((len(frames_u8),), math.inf)
+    with ProgressBar(total, "nearest frames", "image") as bar:
+        for batch in images:
+            flat = batch.float().flatten(1)
+            best = torch.full((len(flat),), math.inf, device=flat.device)
+            start = 0
+            for real in float_batches(frames_u8, flat.device):
+                real = real.flatten(1)
+                squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
+                best = torch.minimum(best, squared.min(1).values)
+                window = frame_best[start:start + len(real)]
+                window.copy_(torch.minimum(window, squared.min(0).values.cpu()))
+                start += len(real)
+            to_image.append((best.clamp(min=0) / flat.shape[1]).cpu())
+            bar.update(len(flat))
+    pixels = int(np.prod(frames_u8.shape[1:]))
+    return torch.cat(to_image).numpy(), (frame_best.clamp(min=0) / pixels).numpy()
 
-    Squared distances come from |a|^2 + |b|^2 - 2 a.b, one matrix product per batch of
-    frames, so memory stays bounded by codes.FRAMES_PER_BATCH whatever the number of frames.
-    """
-    flat = images.float().flatten(1)
-    best = torch.full((len(flat),), math.inf, device=flat.device)
-    with ProgressBar(len(frames_u8), "nearest frames", "frame") as bar:
-        for batch in torch.from_numpy(frames_u8).split(codes.FRAMES_PER_BATCH):
-            real = to_unit_float(batch.to(flat.device)).flatten(1)
-            squared = (flat**2).sum(1, keepdim=True) + (real**2).sum(1) - 2 * flat @ real.T
-            best = torch.minimum(best, squared.min(1).values)
-            bar.update(len(batch))
-    return (best.clamp(min=0) / flat.shape[1]).cpu().numpy()
 
+def judge(samples: Images, n_samples: int, reconstructions: Images, reference_u8: np.ndarray,
+          others_u8: np.ndarray) -> dict:
+    """Samples judged both ways against `reference_u8`, fresh frames of episodes the model never saw.
 
-def implausible_share(samples: torch.Tensor, reconstructions: torch.Tensor, reference_u8: np.ndarray) -> dict:
-    """The share of `samples` farther from every frame of `reference_u8` than QUANTILE of the
-    `reconstructions` (of other held-out frames, never of the reference's own) are, with that line
-    and the samples' median distance."""
-    line = float(np.quantile(nearest_frame_mse(reconstructions, reference_u8), QUANTILE))
-    distances = nearest_frame_mse(samples, reference_u8)
-    return {"implausible": float((distances > line).mean()), "line": line, "median": float(np.median(distances)),
-            "samples": len(distances), "reference_frames": len(reference_u8)}
+    The line: QUANTILE of the distances from `reconstructions` (of `others_u8`, fresh frames of other
+    episodes, never of the reference's own) to their nearest reference frame. Precision: the share of
+    samples farther than the line from every reference frame ("implausible"); a perfect model scores
+    about 1 - QUANTILE, and a sampler of a few common frames scores under it, so far under is a warning,
+    not a win. Recall: the share of reference frames that have a sample within the line, beside the same
+    share for as many of `others_u8` (real frames: a perfect sampler) as there are samples."""
+    line = float(np.quantile(nearest_frame_mse(reconstructions, reference_u8, len(others_u8)), QUANTILE))
+    to_reference, from_reference = nearest_both_ways(samples, reference_u8, n_samples)
+    perfect = others_u8[np.linspace(0, len(others_u8) - 1, min(n_samples, len(others_u8))).astype(int)]
+    perfect_from_reference = nearest_both_ways(float_batches(perfect), reference_u8, len(perfect))[1]
+    return {"implausible": float((to_reference > line).mean()), "recall": float((from_reference <= line).mean()),
+            "perfect_recall": float((perfect_from_reference <= line).mean()), "line": line,
+            "median": float(np.median(to_reference)), "samples": len(to_reference),
+            "reference_frames": len(reference_u8), "perfect_sampler_frames": len(perfect)}

@@ -12,6 +12,7 @@ code of a stored frame. N(0, I), the homework's prior, stays one switch away (--
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -76,7 +77,8 @@ def fit_to_checkpoint(path: Path, frame_store: store.Store, cfg: SimpleNamespace
 
 def draw_codes(prior: dict[str, torch.Tensor] | None, n: int, latent_dim: int,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """n codes (n, latent_dim) on the CPU: from the fitted mixture, or from N(0, I) when `prior` is None."""
+    """n codes (n, latent_dim) on the CPU: from the fitted mixture, or from N(0, I) when `prior` is None.
+    Every sample in this repo is drawn here."""
     if prior is None:
         return torch.randn(n, latent_dim, generator=generator)
     component = torch.multinomial(prior["weights"].float(), n, replacement=True, generator=generator)
@@ -84,12 +86,18 @@ def draw_codes(prior: dict[str, torch.Tensor] | None, n: int, latent_dim: int,
     return prior["means"].float()[component] + (prior["scale_tril"].float()[component] @ eps)[..., 0]
 
 
+def new_frame_batches(model: MyVAE, prior: dict[str, torch.Tensor] | None, n: int,
+                      generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+    """n frames decoded from codes drawn from `prior` (None: N(0, I)), in eval mode, codes.FRAMES_PER_BATCH
+    at a time: the decoder's frames for all n at once could exceed memory (100,000 of 64 px: 5 GB)."""
+    for z in draw_codes(prior, n, model.latent_dim, generator).split(codes.FRAMES_PER_BATCH):
+        yield model.generate(z)
+
+
 def new_frames(model: MyVAE, prior: dict[str, torch.Tensor] | None, n: int,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """n frames decoded from codes drawn from `prior` (None: N(0, I)), in eval mode, codes.FRAMES_PER_BATCH
-    at a time (the decoder's activations for all n at once could exceed memory): what samples are."""
-    z = draw_codes(prior, n, model.latent_dim, generator)
-    return torch.cat([model.generate(part) for part in z.split(codes.FRAMES_PER_BATCH)])
+    """n frames decoded from codes drawn from `prior` (None: N(0, I)), all at once: what a picture shows."""
+    return torch.cat(list(new_frame_batches(model, prior, n, generator)))
 
 
 def choose(checkpoint: dict, name: str, path: str | Path) -> tuple[str, dict[str, torch.Tensor] | None]:
