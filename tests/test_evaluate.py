@@ -221,3 +221,34 @@ def test_scores_on_the_validation_episodes_say_those_frames_chose_the_checkpoint
     config = run_config(load_checkpoint(tiny_run / "vae.pt"), tiny_run / "vae.pt")
     assert "chose this checkpoint" in heldout_frames(config, beside=tiny_run).description
     assert "chose" not in heldout_frames(config, fresh=60, beside=tiny_run).description
+
+
+def test_the_plausibility_line_is_set_by_reconstructions_of_frames_the_reference_does_not_hold(monkeypatch,
+                                                                                               tiny_run) -> None:
+    """A line set by reconstructions of the reference's own frames would sit near zero distance: a leak
+    that makes every sample look implausible, or, read the other way, flatters a model that copies."""
+    from worldvae.checkpoints import build_vae, load_checkpoint, run_config
+
+    checkpoint = load_checkpoint(tiny_run / "vae.pt")
+    model, config = build_vae(checkpoint), run_config(checkpoint, tiny_run / "vae.pt")
+    reconstructed, judged, real_reconstruct, real_judge = [], {}, model.reconstruct, plausible.judge
+
+    def reconstruct(batch: torch.Tensor) -> torch.Tensor:
+        reconstructed.append((batch * 255).round().to(torch.uint8).flatten(1).numpy())
+        return real_reconstruct(batch)
+
+    def judge(samples, n_samples, reconstructions, reference_u8, others_u8) -> dict:
+        judged["reference"] = reference_u8
+        return real_judge(samples, n_samples, reconstructions, reference_u8, others_u8)
+
+    frames = np.random.default_rng(0).integers(0, 256, (200, 3, 32, 32), dtype=np.uint8)  # each frame its own
+    monkeypatch.setattr(evaluate_vae, "rendered_frames", lambda config, n: {"frames": frames[:n],
+                                                                           "episode": np.arange(n) // 10})
+    monkeypatch.setattr(model, "reconstruct", reconstruct)
+    monkeypatch.setattr(plausible, "judge", judge)
+    evaluate_vae.sample_scores(model, "normal", None, config, np.zeros((4, 3, 32, 32), np.uint8), "cpu",
+                               n_samples=8, plausibility_frames=200, seed=0)
+    reference = {frame.tobytes() for frame in judged["reference"].reshape(len(judged["reference"]), -1)}
+    inputs = np.concatenate(reconstructed)
+    assert len(inputs) >= 50 and len(reference) >= 50 and len(inputs) + len(reference) == len(frames)
+    assert not any(frame.tobytes() in reference for frame in inputs), "no reference frame is reconstructed"
