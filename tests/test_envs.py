@@ -84,8 +84,11 @@ def test_each_carracing_episode_draws_its_driver_from_the_ranges_the_dataset_nam
 
 
 def test_the_held_out_drivers_lie_outside_the_ranges_training_draws_from() -> None:
-    """Each held-out driver has some trait no training driver has: what it scores is generalization."""
-    ranges = policies.Drivers.RANGES
+    """Each held-out driver has some trait no training driver has: what it scores is generalization.
+    Not top speed: no held-out driver goes faster than about 80 (on two tracks: jittery 77, racer 70,
+    braker 27), well inside training's 30 .. 120, so their unlimited top speed is one a training driver
+    can have; nor a blind driver's follow."""
+    ranges = {trait: bounds for trait, bounds in policies.Drivers.RANGES.items() if trait != "top_speed"}
     for name, steering in policies.HELD_OUT.items():
         outside = [trait for trait, (low, high) in ranges.items()
                    if not low <= getattr(steering, trait) <= high and not (trait == "follow" and steering.follow == 0)]
