@@ -222,10 +222,11 @@ def summary(metrics: dict) -> str:
         lines.append(f"  road kept: IoU of the road pixels, frame against reconstruction, {metrics['road_iou']:.3f} "
                      f"(mean over the {metrics['frames_showing_road']} frames that show road)")
     if "control" in metrics:
-        c = metrics["control"]
+        c, worst = metrics["control"], metrics["control"]["worst"]
         lines.append(f"  control check, {c['episodes']} episodes of each fixed controller on the state read back from "
-                     f"the code (solved: mean >= {control.SOLVED} of 500 steps): worst combination mean "
-                     f"{c['mean_steps']:.0f} steps, worst episode {c['worst_steps']}")
+                     f"the code (solved: mean >= {control.SOLVED} of 500 steps): the worst combination, "
+                     f"{worst['controller']} on the degree-{worst['readout_degree']} readout: mean "
+                     f"{worst['mean_steps']:.0f} steps, worst episode {worst['worst_steps']}")
         for combination in c["combinations"]:
             lines.append(f"    {combination['controller']} on the degree-{combination['readout_degree']} readout: mean "
                          f"{combination['mean_steps']:.0f}, worst {combination['worst_steps']} (on the true state: "

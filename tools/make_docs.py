@@ -151,13 +151,14 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
         rows.append((f"{score['frames']} fresh frames of the {policy} policy: MSE, road IoU, phantom-road rate",
                      f"{score['mse']:.6f}, {iou}, {phantom}"))
     if "control" in metrics:
-        c = metrics["control"]
+        c, worst = metrics["control"], metrics["control"]["worst"]
         degrees = " and ".join(name.removeprefix("degree ") for name in c["readout_r2"])
         rows.append((f"control check: {len(c['controllers'])} fixed controllers, each through readouts of degree "
-                     f"{degrees}, {c['episodes']} episodes of at most 500 steps: the worst combination's mean / "
-                     "worst episode (the controllers on the true state)",
-                     f"**{c['mean_steps']:.0f} / {c['worst_steps']}** ({c['true_state_mean_steps']:.0f} / "
-                     f"{c['true_state_worst_steps']})"))
+                     f"{degrees}, {c['episodes']} episodes of at most 500 steps: the worst combination "
+                     f"(`{worst['controller']}`, degree {worst['readout_degree']}), its mean / worst episode (that "
+                     "controller on the true state)",
+                     f"**{worst['mean_steps']:.0f} / {worst['worst_steps']}** ({worst['true_state_mean_steps']:.0f} / "
+                     f"{worst['true_state_worst_steps']})"))
         for name, gains in c["controllers"].items():
             cells = ", ".join(f"degree {x['readout_degree']}: {x['mean_steps']:.0f} / {x['worst_steps']}"
                               for x in c["combinations"] if x["controller"] == name)
