@@ -37,25 +37,53 @@ def test_the_policy_reads_the_latest_codes_of_the_frames_stacked_never_the_state
 
 
 @pytest.mark.slow
-def test_the_recipe_trains_ppo_on_codes_and_tests_it_on_seeds_it_never_trained_on(capsys) -> None:
-    """A few hundred steps: the recipe runs end to end with the published settings and reports every test episode."""
-    result = run_main(capsys, ppo_on_codes.main, "--total_steps", "300", "--test_episodes", "3")
+def test_the_recipe_trains_ppo_on_codes_and_tests_it_on_seeds_it_never_trained_on(capsys, monkeypatch) -> None:
+    """A few hundred steps: the recipe runs end to end with the published settings and reports every test
+    episode, which starts from a seed no training env was reset with."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    phase, seeds, returns = ["train"], {"train": set(), "test": set()}, []
+    real_reset, real_test = CartPoleEnv.reset, ppo_on_codes.test
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            seeds[phase[0]].add(seed)
+        return real_reset(self, seed=seed, options=options)
+
+    def test(cfg, model) -> list[float]:
+        phase[0] = "test"
+        returns.extend(real_test(cfg, model))
+        return returns
+
+    monkeypatch.setattr(CartPoleEnv, "reset", reset)
+    monkeypatch.setattr(ppo_on_codes, "test", test)
+    result = run_main(capsys, ppo_on_codes.main, "--total_steps", "300", "--test_episodes", "3", "--seed", "7")
     assert result.returncode == 0, result.stderr
     assert "PPO (rl-zoo's CartPole-v1 settings) on the codes of pretrained/cartpole_control.pt, 4 stacked" \
         in result.stdout
-    returns = ppo_on_codes.main(["--total_steps", "300", "--test_episodes", "3"])["returns"]
+    assert seeds["train"] == set(range(7, 7 + ppo_on_codes._PPO_SETTINGS["n_envs"])), "one seed per training env"
+    assert seeds["test"] and not seeds["test"] & seeds["train"], "the test starts where training never did"
     assert len(returns) == 3 and all(1 <= r <= 500 for r in returns)
-    assert f"mean return {np.mean(returns):.1f}" in result.stdout, "the same seeds give the same returns"
+    assert f"mean return {np.mean(returns):.1f}" in result.stdout
 
 
 @pytest.mark.slow
-def test_the_benchmark_puts_codes_and_state_side_by_side_with_their_ratio(capsys, tmp_path) -> None:
+def test_the_benchmark_puts_codes_and_state_side_by_side_with_their_ratio(capsys, monkeypatch, tmp_path) -> None:
+    ran, real_main = [], ppo_on_codes.main
+
+    def recipe(argv, check_only=False):  # what each run of the recipe returned, as the bench got it
+        result = real_main(argv, check_only)
+        ran.extend([result] if result is not None else [])
+        return result
+
+    monkeypatch.setattr(ppo_on_codes, "main", recipe)
     result = run_main(capsys, bench_ppo.main, "--seeds", "(3,)", "--total_steps", "256", "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "ppo.json").read_text())
-    assert [run["observe"] for run in report["runs"]["codes"] + report["runs"]["state"]] == ["codes", "state"]
-    assert all(run["seed"] == 3 and run["total_steps"] == 256 for side in report["runs"].values() for run in side)
-    assert report["ratio"] == pytest.approx(report["mean_return"]["codes"] / report["mean_return"]["state"])
+    assert [run["observe"] for run in ran] == ["codes", "state"]
+    assert all(run["seed"] == 3 and run["total_steps"] == 256 for run in ran)
+    codes, state = (np.mean(run["returns"]) for run in ran)  # from the recipe's own returns, not the report's means
+    assert report["ratio"] == pytest.approx(codes / state)
     assert f"codes / state: {report['ratio']:.3f}" in result.stdout and report["machine"]["cpu"]
 
 
