@@ -64,11 +64,15 @@ class Balancer(Policy):
 
     def __call__(self, env: gym.Env) -> int:
         rng = env.action_space.np_random
-        if rng.random() < self.TARGET_JUMPS:
-            self.target = float(rng.uniform(-self.TARGET_RANGE, self.TARGET_RANGE))
+        self.move_target(rng)
         if rng.random() < self.random_rate:
             return int(rng.integers(2))
         return balancing_action(np.asarray(env.unwrapped.state), self.target)
+
+    def move_target(self, rng: np.random.Generator) -> None:
+        """Now and then (TARGET_JUMPS), the target jumps anywhere in +-TARGET_RANGE."""
+        if rng.random() < self.TARGET_JUMPS:
+            self.target = float(rng.uniform(-self.TARGET_RANGE, self.TARGET_RANGE))
 
     def params(self) -> dict:
         return {"gains": list(BALANCER_GAINS), "random_rate": list(self.RANDOM_RATE),
@@ -94,13 +98,10 @@ class Prober(Balancer):
         super().start(env)
         self.phase, self.step = float(env.action_space.np_random.uniform(0, 2 * np.pi)), 0
 
-    def __call__(self, env: gym.Env) -> int:
+    def move_target(self, rng: np.random.Generator) -> None:
+        """The target sweeps +-TARGET_RANGE, one period in about 250 steps."""
         self.step += 1
-        self.target = 1.5 * float(np.sin(self.phase + self.step / 40))
-        rng = env.action_space.np_random
-        if rng.random() < self.random_rate:
-            return int(rng.integers(2))
-        return balancing_action(np.asarray(env.unwrapped.state), self.target)
+        self.target = self.TARGET_RANGE * float(np.sin(self.phase + self.step / 40))
 
 
 @dataclass(frozen=True)
