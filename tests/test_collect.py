@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import same_dataset, train_config
+from conftest import REPO, same_dataset, train_config
 
 import train_vae
 from worldvae import collection, rendering
@@ -225,3 +225,21 @@ def test_n_envs_0_counts_the_cpus_this_process_may_use_not_the_machines(monkeypa
         assert collection._cores_per_process() == 1
     finally:
         os.sched_setaffinity(0, allowed)
+
+
+def test_the_homework_pages_narrow_range_run_prints_the_line_the_page_quotes() -> None:
+    """docs/homework.md shows the angle filter at work with a command and the line it printed."""
+    import shlex
+
+    from worldvae import constants, envs
+
+    page = (REPO / "docs" / "homework.md").read_text()
+    command = page.split("shows the filter at work:\n\n```bash\n")[1].split("\n")[0]
+    quoted = page.split("<!-- narrow: the line collection printed -->\n```text\n")[1].split("\n")[0]
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", "train_vae.py"]
+    cfg = constants.parse_config(train_vae.__name__, argv[2:])
+    envs.resolve_env_defaults(cfg)
+    _, stats = collection.collect_frames(cfg)
+    assert quoted == f"collected {cfg.env_id}: {stats.summary(cfg)}"
+    assert stats.rejected_angle > 0.2 * stats.observations, "the page's run is one where the filter does work"
