@@ -148,7 +148,8 @@ def config_problem(config: object, model_args: dict[str, Any]) -> str | None:
         return f"its config holds {'; '.join(wrong)}"
     allowed = envs.knowledge(config["env_id"]).policies
     if config.get("policy") is not None and config["policy"] not in allowed:
-        return f"its config's POLICY={config['policy']!r} does not drive {config['env_id']} (one of {', '.join(allowed)})"
+        return (f"its config's POLICY={config['policy']!r} does not drive {config['env_id']} "
+                f"(one of {', '.join(allowed)})")
     differ = [f"{name.upper()} {config[name]!r} against the model's {value!r}" for name, value in model_args.items()
               if name in config and _plain(config[name]) != _plain(value)]
     if differ:
