@@ -235,7 +235,7 @@ def test_the_homework_pages_narrow_range_run_prints_the_line_the_page_quotes() -
 
     page = (REPO / "docs" / "homework.md").read_text()
     command = page.split("shows the filter at work:\n\n```bash\n")[1].split("\n")[0]
-    quoted = page.split("<!-- narrow: the line collection printed -->\n```text\n")[1].split("\n")[0]
+    quoted = page.split("It printed:\n\n```text\n")[1].split("\n")[0]
     argv = shlex.split(command)
     assert argv[:2] == ["python", "train_vae.py"]
     cfg = constants.parse_config(train_vae.__name__, argv[2:])

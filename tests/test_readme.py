@@ -241,3 +241,10 @@ def test_the_ppo_table_gives_each_seed_both_sides_then_all_seeds_and_their_ratio
     assert table.splitlines()[2:5] == ["| 0 | 490.0 / 300 | 500.0 / 500 |", "| 1 | 500.0 / 500 | 500.0 / 500 |",
                                        "| all seeds | **495.0** / 300 | 500.0 / 500 |"]
     assert "**99.0%** of the state's mean return, 200,000 steps a side" in table
+
+
+def test_the_results_table_gives_each_priors_judgement_and_a_dash_where_none_was_fitted() -> None:
+    judged = {"fitted": {"implausible": 0.04, "recall": 0.85}, "normal": {"implausible": 0.09, "recall": 0.82}}
+    assert make_docs.by_prior({"plausibility": judged}) == "**4%** / 9%"
+    assert make_docs.by_prior({"plausibility": judged}, "recall") == "**85%** / 82%"
+    assert make_docs.by_prior({"plausibility": {"normal": judged["normal"]}}, "recall") == "- / 82%"

@@ -133,7 +133,10 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
         ("training speed (last epoch)", f"{float(epochs[-1]['images_per_s']):.0f} images/s"),
         (f"held-out reconstruction MSE per pixel ({metrics['data']})", f"**{metrics['mse']:.6f}**"),
         ("PSNR", f"{metrics['psnr_db']:.1f} dB"),
-        ("implausible samples, fitted prior / N(0, I) (a perfect model: about 5%)", implausible(metrics)),
+        ("implausible samples, fitted prior / N(0, I) (a perfect model: about 5%)", by_prior(metrics)),
+        ("recall: fresh frames some sample comes within the same line of, fitted prior / N(0, I) (as many real "
+         f"frames of other episodes: {metrics['plausibility']['normal']['perfect_recall']:.0%})",
+         by_prior(metrics, "recall")),
         ("samples: MSE to the nearest training frame, median / 90th percentile",
          f"{metrics['sample_nearest_mse_median']:.6f} / **{metrics['sample_nearest_mse_p90']:.6f}**"),
         ("KL, and active latent dimensions (KL > 0.01 nats)",
@@ -171,11 +174,12 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
 
 
-def implausible(metrics: dict) -> str:
-    """The share of implausible samples of each prior the checkpoint offers: fitted / N(0, I)."""
-    shares = metrics["implausible_samples"]
-    fitted = f"**{shares['fitted']:.0%}**" if "fitted" in shares else "-"
-    return f"{fitted} / {shares['normal']:.0%}"
+def by_prior(metrics: dict, key: str = "implausible") -> str:
+    """One of the samples' judgements (worldvae/plausible.py) for each prior the checkpoint offers:
+    fitted / N(0, I)."""
+    judged = metrics["plausibility"]
+    fitted = f"**{judged['fitted'][key]:.0%}**" if "fitted" in judged else "-"
+    return f"{fitted} / {judged['normal'][key]:.0%}"
 
 
 def run_table(block: str, run: Path, seconds: float | None, flags: list[str], command: str, cfg,
@@ -215,7 +219,7 @@ def activity_table(out_dir: Path, fresh: int) -> str:
         kl = ("- (no KL)" if not metrics["variational"] else
               f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])} active")
         rows.append(f"| {activity.number}. {activity.title} | {metrics['env_id']} | {metrics['mse']:.6f} | {kl} | "
-                    f"{implausible(metrics)} |")
+                    f"{by_prior(metrics)} |")
     return ("| activity | env | held-out MSE | KL, active dimensions | implausible samples, fitted prior / N(0, I) |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
 
