@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 
 import pytest
@@ -51,7 +52,8 @@ LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
 TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
 EXAMPLES = sorted((REPO / "examples").glob("[!_]*.py"))  # recipes for what users put on top: the library's clients
 # may call another script's main(argv) or read its constants (constants.defaults), nothing else
-ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py", "bench_ppo.py"}
+ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py", "bench_ppo.py",
+                 "docs_parts.py"}
 
 
 def _our_imports(path) -> set[str]:
@@ -183,52 +185,72 @@ def test_make_docs_replaces_only_its_marked_blocks() -> None:
         make_docs.replace_block(text, "bench", "x", "y")
 
 
-def test_a_docs_build_keeps_the_parts_this_code_built_on_this_machine_and_says_when_all_are_one(tmp_path,
-                                                                                                 monkeypatch) -> None:
-    """make_docs runs for hours: a part done by the same code on the same machine is not run again."""
+def _one_part_tree(tmp_path, monkeypatch) -> tuple:
+    """A checkout of two files and one page, and a docs build of one part (compare) that imported a.py."""
+    from worldvae import compute
+
+    for name in ("a.py", "b.py"):
+        (tmp_path / name).write_text(f"{name} = 1\n")
     page = tmp_path / "page.md"
-    page.write_text("<!-- t: x -->\nold\n<!-- t end -->\n<!-- provenance: x -->\n<!-- provenance end -->\n")
-    monkeypatch.setattr(make_docs, "_PAGES", {"t": page, "provenance": page})
-    monkeypatch.setattr(make_docs, "_PARTS", ("one", "two"))
-    monkeypatch.setattr(make_docs, "code_version", lambda: "v1")
-    runs = []
-
-    def measured() -> dict:
-        runs.append(1)
-        return {"t": (f"| run {len(runs)} |\n| --- |", "a test machine")}
-
-    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
-    assert runs == [1] and "| run 1 |" in page.read_text(), "saved as soon as the part ends"
-    assert "not yet in one build" in make_docs.provenance(tmp_path) and "two" in make_docs.provenance(tmp_path)
-    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
-    assert runs == [1] and "| run 1 |" in page.read_text(), "the same code on the same machine: kept"
-    make_docs.Build(tmp_path, make_docs.Pages()).part("two", lambda: {})
-    assert "Every table on these pages comes from one build" in make_docs.provenance(tmp_path)
-    monkeypatch.setattr(make_docs, "code_version", lambda: "v2")
-    make_docs.Build(tmp_path, make_docs.Pages()).part("one", measured)
-    assert runs == [1, 1] and "| run 2 |" in page.read_text(), "changed code: measured again"
-    assert "not yet in one build" in make_docs.provenance(tmp_path)
-
-
-def test_the_code_version_changes_with_the_code_and_not_with_the_pages_a_build_writes(tmp_path, monkeypatch) -> None:
-    import subprocess
-
-    tree = {"train.py": "x = 1\n", "README.md": "r\n", "docs/page.md": "p\n", "pretrained/m.pt": "w"}
-    for name, text in tree.items():
-        (tmp_path / name).parent.mkdir(exist_ok=True)
-        (tmp_path / name).write_text(text)
-    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    blocks = ("compare", "provenance", "constants", "constants_more", "gpu")
+    page.write_text("".join(f"<!-- {name}: x -->\nold\n<!-- {name} end -->\n" for name in blocks))
     monkeypatch.setattr(make_docs, "REPO", tmp_path)
-    before = make_docs.code_version()
-    for name in ("README.md", "docs/page.md", "pretrained/m.pt"):
-        (tmp_path / name).write_text("rewritten by a build")
-    assert make_docs.code_version() == before, "the pages and checkpoints a build writes are not code"
-    (tmp_path / "train.py").write_text("x = 2\n")
-    assert make_docs.code_version() != before, "an edit, committed or not, is another code"
+    monkeypatch.setattr(make_docs, "_RECORDS", tmp_path / "records")
+    monkeypatch.setattr(make_docs, "_PAGES", dict.fromkeys(blocks, page))
+    monkeypatch.setattr(make_docs.docs_parts, "MEASURE", {"compare": None})
+    cfg = constants.defaults(make_docs, out_dir=str(tmp_path / "out"))
+    record = {"part": "compare", "flags": {}, "minutes": 12.0, "machine": compute.machine(), "date": "2026-12-07",
+              "loaded": ["a.py"], "measurements": {"kl_weights": "(1e-5,)", "table": "| model |\n| --- |"}}
+    record["stamp"] = make_docs.stamp(["a.py"], make_docs.part_flags("compare", cfg), compute.machine(),
+                                      make_docs.uses("compare", cfg))
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "compare.json").write_text(json.dumps(record))
+    return cfg, page
 
 
-def test_the_ppo_table_gives_each_seed_both_sides_then_all_seeds_and_their_ratio(monkeypatch, tmp_path) -> None:
+def test_the_status_turns_stale_when_a_file_the_part_imported_changes_and_only_then(tmp_path, monkeypatch,
+                                                                                     capsys) -> None:
+    cfg, page = _one_part_tree(tmp_path, monkeypatch)
+    assert not make_docs.status(cfg, tmp_path / "out"), "the page does not hold the record's table yet"
+    assert "compare: part compare" in capsys.readouterr().out
+    make_docs.main(["--tables_only", "--out_dir", str(tmp_path / "out")])
+    assert "| model |" in page.read_text() and "2026-12-07, by `python compare_vae.py" in page.read_text()
+    assert "one build" in page.read_text(), "every part current, from one machine: one build"
+    assert make_docs.status(cfg, tmp_path / "out"), "rendered from its record: current"
+    (tmp_path / "b.py").write_text("b = 2\n")
+    page.write_text(page.read_text() + "\nA reader's note, outside every block.\n")
+    assert make_docs.status(cfg, tmp_path / "out"), "an edit to a file no part imported, or to a page: still current"
+    (tmp_path / "a.py").write_text("a = 2\n")
+    assert not make_docs.status(cfg, tmp_path / "out")
+    assert "compare: part compare" in capsys.readouterr().out.split("stale, a.py changed")[0]
+    with pytest.raises(SystemExit, match="1"):
+        make_docs.main(["--status", "--out_dir", str(tmp_path / "out")])
+
+
+def test_a_table_edited_by_hand_is_stale_and_a_label_changes_without_measuring(tmp_path, monkeypatch) -> None:
+    cfg, page = _one_part_tree(tmp_path, monkeypatch)
+    make_docs.main(["--tables_only", "--out_dir", str(tmp_path / "out")])
+    page.write_text(page.read_text().replace("| model |", "| model, by hand |"))
+    assert not make_docs.status(cfg, tmp_path / "out"), "the page no longer says what its record measured"
+    make_docs.main(["--tables_only", "--out_dir", str(tmp_path / "out")])
+    assert "| model |" in page.read_text() and make_docs.status(cfg, tmp_path / "out")
+
+
+def test_every_process_of_a_part_logs_the_project_files_it_imported(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "WORLDVAE_IMPORT_LOG": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(REPO / "tools" / "import_log"), str(REPO)])}
+    subprocess.run([sys.executable, "-c", "import worldvae.prior"], env=env, check=True, cwd=tmp_path)
+    (log,) = tmp_path.glob("*.txt")
+    imported = log.read_text().split()
+    assert "worldvae/prior.py" in imported and "MyVAE.py" in imported
+    assert "train_vae.py" not in imported and not any("site-packages" in name for name in imported)
+
+
+def test_the_ppo_table_gives_each_seed_both_sides_then_all_seeds_and_their_ratio() -> None:
     def run(seed: int, mean: float, worst: float) -> dict:
         return {"seed": seed, "mean_return": mean, "worst_return": worst}
 
@@ -236,8 +258,7 @@ def test_the_ppo_table_gives_each_seed_both_sides_then_all_seeds_and_their_ratio
                                                                                    run(1, 500.0, 500)]},
               "mean_return": {"codes": 495.0, "state": 500.0}, "worst_return": {"codes": 300, "state": 500},
               "ratio": 0.99, "n_stack": 4, "total_steps": 200_000}
-    monkeypatch.setattr(make_docs.bench_ppo, "main", lambda argv: report)
-    table = make_docs.ppo_table(tmp_path)
+    table = make_docs.ppo_table(report)
     assert table.splitlines()[2:5] == ["| 0 | 490.0 / 300 | 500.0 / 500 |", "| 1 | 500.0 / 500 | 500.0 / 500 |",
                                        "| all seeds | **495.0** / 300 | 500.0 / 500 |"]
     assert "**99.0%** of the state's mean return, 200,000 steps a side" in table

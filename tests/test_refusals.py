@@ -194,12 +194,16 @@ def test_the_ppo_bench_refuses_a_later_step_before_its_folder_or_first_run(capsy
     assert not out.exists()
 
 
-def test_a_damaged_build_record_is_built_again_not_a_traceback(tmp_path, capsys) -> None:
-    (tmp_path / "parts").mkdir()
-    for damaged in ("{not json", json.dumps({"stamp": {}, "when": "x", "blocks": {"results": 5}}), "[]"):
-        (tmp_path / "parts" / "results.json").write_text(damaged)
-        assert make_docs.read_record(tmp_path / "parts" / "results.json") is None
-        assert "not yet in one build" in make_docs.provenance(tmp_path)
+def test_a_damaged_build_record_is_built_again_not_a_traceback(tmp_path, capsys, monkeypatch) -> None:
+    from worldvae import constants
+
+    monkeypatch.setattr(make_docs, "_RECORDS", tmp_path)
+    cfg = constants.defaults(make_docs)
+    for damaged in ("{not json", json.dumps({"stamp": {}, "loaded": "x", "measurements": {}, "minutes": 1}), "[]"):
+        (tmp_path / "results.json").write_text(damaged)
+        assert make_docs.read_record(tmp_path / "results.json") is None
+        assert make_docs.changed(None, "results", cfg) == ["never built"]
+        assert "not yet in one build" in make_docs.provenance_line(cfg)
         assert "is damaged; its part is built again" in capsys.readouterr().out
 
 

@@ -1,36 +1,33 @@
 """Regenerate every picture in docs/ and every table the README and docs/ pages quote, from the code as it is.
 
-    python tools/make_docs.py                    # all of it: about 3 hours on 2 cores, resumable
-    python tools/make_docs.py --compare False --bench False --first_hour False --ppo False   # the default runs: ~40 min
-    python tools/make_docs.py --tables_only      # the constants tables, and those first_hour.py and bench --gpu wrote
+    python tools/make_docs.py                 # the whole build: its plan first, then a line as each part ends
+    python tools/make_docs.py --status        # every table, its stamp, and whether the build would redo it
+    python tools/make_docs.py --tables_only   # render every table from its record again; nothing runs
 
 The build runs in parts (the bench, the default runs, PPO on the control model's codes, CarRacing,
-the homework's activities, the first hour, the AE-versus-VAE comparison). A part that this very
-code already built on this machine (OUT_DIR/parts/) is not run again, so a build stopped or cut
-short by a session's end continues where it stopped; the README's provenance line says whether
-every table came from one build of one code on one machine.
+the homework's activities, the first hour, the AE-versus-VAE comparison), each in a process of its
+own (tools/docs_parts.py). A part's record (docs/records/PART.json, committed with the pages) keeps
+its measurements, not its tables, and its stamp: the project files the part's processes imported,
+its flags, the versions of torch, gymnasium and stable-baselines3, and the machine. A part whose
+stamp the code as it is would give again is not run again: a build stopped half-way goes on where
+it stopped, and an edit to a page, or to a file no part imports, redoes nothing. The tables are
+rendered from the records, so a label's wording changes without measuring anything.
 
-With BENCH, `tools/bench.py` runs first, and its own default runs (CartPole's and CarRacing's,
-collection included) are the runs the results tables quote: one measurement feeds every
-table that names the default run. Without it, make_docs times a default run itself. Each
-run is scored by `evaluate_vae.py --fresh 2000` and drawn by `sample_vae.py`; then
-`compare_vae.py` runs. A table sits in its page between `<!-- NAME: ... -->` and
-`<!-- NAME end -->`, with the machine, the date and the command in that first line; the
-prose around it quotes no number the table holds.
+A table sits in its page between `<!-- NAME: ... -->` and `<!-- NAME end -->`, with the machine,
+the date and the command in that first line; the prose around it quotes no number the table holds.
 """
 
 from __future__ import annotations
 
-import csv
-import datetime
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
@@ -41,23 +38,23 @@ import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from examples import ppo_on_codes  # noqa: E402
-from tools import activities, bench, bench_ppo, first_hour, homework  # noqa: E402
+from tools import activities, bench, bench_ppo, docs_parts, first_hour, homework  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
-from worldvae.checkpoints import load_checkpoint, save_compact  # noqa: E402
 
 # -----------------------------------------------------------------------------
-CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt; ~5 minutes)
-COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures (~12 minutes)
-BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves (~45 minutes)
-ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md (~15 minutes)
-PPO = True  # also run tools/bench_ppo.py: PPO on the control model's codes beside PPO on the state (~25 minutes)
-FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy (~15 minutes)
-TABLES_ONLY = False  # only rewrite the constants tables (and first_hour's and bench --gpu's, if written); nothing runs
+CAR = True  # also CarRacing-v3 with its own defaults (needs requirements-envs.txt)
+COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE table and pictures
+BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves
+ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md
+PPO = True  # also run tools/bench_ppo.py: PPO on the control model's codes beside PPO on the state
+FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy
+TABLES_ONLY = False  # only render every table from its record again (and the constants tables); nothing runs
+STATUS = False  # only list every table, its stamp and whether the build would redo it; exit 0 when none
 FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
-_README, _DOCS, _PRETRAINED = REPO / "README.md", REPO / "docs", REPO / "pretrained"
+_README, _DOCS, _RECORDS = REPO / "README.md", REPO / "docs", REPO / "docs" / "records"
 _PAGES = {  # each table, and the page that holds it
     "provenance": _README, "results": _README, "control": _README, "times": _README,
     "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
@@ -65,12 +62,16 @@ _PAGES = {  # each table, and the page that holds it
     "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
-_PARTS = ("bench", "results", "control", "ppo", "car", "activities", "first_hour", "compare")  # a whole build, in order
+_BLOCKS = {  # the tables each part's measurements render to
+    "bench": ("bench", "threads", "scaling"), "results": ("results",), "control": ("control",), "ppo": ("ppo",),
+    "car": ("car",), "activities": ("activities",), "first_hour": ("times",), "compare": ("compare",)}
+_MINUTES = {  # what each part took on the 2-core box, for the plan where this machine has no record yet
+    "bench": 45, "results": 4, "control": 6, "ppo": 25, "car": 12, "activities": 15, "first_hour": 15, "compare": 12}
 _BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
 _OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo, homework, first_hour,
                   activities, sys.modules[__name__])
-_KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"
+_VERSIONED = ("torch", "gymnasium", "stable-baselines3")
 
 
 def constants_tables(modules: Sequence[ModuleType]) -> str:
@@ -89,14 +90,21 @@ def _literal(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
+_BLOCK = r"<!-- {name}: .*?-->\n(.*?)<!-- {name} end -->"
+
+
 def replace_block(text: str, name: str, body: str, provenance: str) -> str:
     """Put `body` between the page's `<!-- name: ... -->` and `<!-- name end -->` markers."""
-    pattern = re.compile(rf"<!-- {name}: .*?-->\n.*?<!-- {name} end -->", re.S)
+    pattern = re.compile(_BLOCK.format(name=name), re.S)
     if not pattern.search(text):
         raise cli.UserError(f"the page has no `<!-- {name}: ... -->` ... `<!-- {name} end -->` block")
-    visible = f"*Measured on {provenance}.*\n\n" if provenance else ""
     return pattern.sub(lambda _: f"<!-- {name}: written by `python tools/make_docs.py`; do not edit by hand -->\n"
-                       f"{visible}{body}\n<!-- {name} end -->", text)
+                       f"{block_text(body, provenance)}<!-- {name} end -->", text)
+
+
+def block_text(body: str, provenance: str) -> str:
+    """What stands between a block's markers: the provenance line, the table."""
+    return (f"*Measured on {provenance}.*\n\n" if provenance else "") + f"{body}\n"
 
 
 class Pages:
@@ -104,6 +112,11 @@ class Pages:
 
     def __init__(self) -> None:
         self.texts = {path: path.read_text() for path in set(_PAGES.values())}
+
+    def block(self, name: str) -> str | None:
+        """What the page holds between the block's markers now."""
+        match = re.search(_BLOCK.format(name=name), self.texts[_PAGES[name]], re.S)
+        return match[1] if match else None
 
     def write_block(self, name: str, body: str, provenance: str = "") -> None:
         self.texts[_PAGES[name]] = replace_block(self.texts[_PAGES[name]], name, body, provenance)
@@ -113,24 +126,15 @@ class Pages:
             files.atomic_write(path, lambda f, text=text: f.write(text.encode()))
 
 
-def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretrained: Path | None = None) -> str:
-    """Score a finished run on fresh frames, copy its pictures to docs/ (names starting with `prefix`;
-    None: none), ship a compact copy of it as `pretrained`, and give its results table, with
-    `seconds`, its wall time."""
-    evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(cfg.fresh), "--out_dir", str(run / "eval")])
-    sample_vae.main(["--checkpoint", str(run / "vae.pt"), "--rollout", "--out_dir", str(run / "eval")])
-    metrics = json.loads((run / "eval" / "metrics.json").read_text())
-    with open(run / "metrics.csv") as f:
-        epochs = list(csv.DictReader(f))
-    for name in ("samples.png", "reconstructions.png", "traversal.png", "interpolation.png", "latent_scatter.png",
-                 "rollout.gif", "loss_curves.png"):
-        if prefix is not None:
-            shutil.copyfile(run / ("" if name == "loss_curves.png" else "eval") / name, _DOCS / f"{prefix}{name}")
-    dataset = [*next(run.glob("frames_*")).iterdir()]
+# ----------------------------------------------------------------------------- the tables, from measurements
+
+def run_table(measured: dict) -> str:
+    """A default run's table (tools/docs_parts.scored_run's measurements)."""
+    metrics, disk = measured["metrics"], measured["disk_bytes"]
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
-        ("wall time of the run, collection included", f"{seconds:.0f} s"),
-        ("training speed (last epoch)", f"{float(epochs[-1]['images_per_s']):.0f} images/s"),
+        ("wall time of the run, collection included", f"{measured['seconds']:.0f} s"),
+        ("training speed (last epoch)", f"{measured['images_per_s']:.0f} images/s"),
         (f"held-out reconstruction MSE per pixel ({metrics['data']})", f"**{metrics['mse']:.6f}**"),
         ("PSNR", f"{metrics['psnr_db']:.1f} dB"),
         ("implausible samples, fitted prior / N(0, I) (a perfect model: about 5%)", by_prior(metrics)),
@@ -142,8 +146,8 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
         ("KL, and active latent dimensions (KL > 0.01 nats)",
          f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])}"),
         ("linear probe R^2 from the latent mean (held-out)", probe),
-        ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(*run.iterdir(), *dataset)} ({_mb(*dataset)}, "
-         f"{_mb(run / 'vae.pt')}, {_mb(run / 'last.pt')})"),
+        ("disk used by OUT_DIR (dataset, vae.pt, last.pt)", f"{_mb(disk['out_dir'])} ({_mb(disk['dataset'])}, "
+         f"{_mb(disk['vae.pt'])}, {_mb(disk['last.pt'])})"),
     ]
     if metrics["road_iou"] is not None:
         rows.insert(3, (f"road kept: IoU of road pixels, frame against reconstruction ({metrics['frames_showing_road']}"
@@ -154,24 +158,25 @@ def score_run(run: Path, seconds: float, cfg, prefix: str | None = "", pretraine
         rows.append((f"{score['frames']} fresh frames of the {policy} policy: MSE, road IoU, phantom-road rate",
                      f"{score['mse']:.6f}, {iou}, {phantom}"))
     if "control" in metrics:
-        c, worst = metrics["control"], metrics["control"]["worst"]
-        degrees = " and ".join(name.removeprefix("degree ") for name in c["readout_r2"])
-        rows.append((f"control check: {len(c['controllers'])} fixed controllers, each through readouts of degree "
-                     f"{degrees}, {c['episodes']} episodes of at most 500 steps: the worst combination "
-                     f"(`{worst['controller']}`, degree {worst['readout_degree']}), its mean / worst episode (that "
-                     "controller on the true state)",
-                     f"**{worst['mean_steps']:.0f} / {worst['worst_steps']}** ({worst['true_state_mean_steps']:.0f} / "
-                     f"{worst['true_state_worst_steps']})"))
-        for name, gains in c["controllers"].items():
-            cells = ", ".join(f"degree {x['readout_degree']}: {x['mean_steps']:.0f} / {x['worst_steps']}"
-                              for x in c["combinations"] if x["controller"] == name)
-            rows.append((f"controller `{name}`, gains {tuple(gains)} on (x, x_dot, theta, theta_dot): mean / worst",
-                         cells))
-    if pretrained is not None:
-        scores = {key: metrics[key] for key in ("mse", "road_iou", "control", "by_policy") if key in metrics}
-        save_compact(pretrained, load_checkpoint(run / "vae.pt"), scores)
-        rows.append(("shipped as", f"`{pretrained.relative_to(REPO)}` ({_mb(pretrained)})"))
+        rows += control_rows(metrics["control"])
+    rows.append(("shipped as", f"`{measured['shipped']}` ({_mb(measured['shipped_bytes'])})"))
     return "| measurement | value |\n| --- | --- |\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
+
+
+def control_rows(c: dict) -> list[tuple[str, str]]:
+    """The control check: its worst combination, named, with its own numbers; then every combination."""
+    worst = c["worst"]
+    degrees = " and ".join(name.removeprefix("degree ") for name in c["readout_r2"])
+    rows = [(f"control check: {len(c['controllers'])} fixed controllers, each through readouts of degree {degrees}, "
+             f"{c['episodes']} episodes of at most 500 steps: the worst combination (`{worst['controller']}`, degree "
+             f"{worst['readout_degree']}), its mean / worst episode (that controller on the true state)",
+             f"**{worst['mean_steps']:.0f} / {worst['worst_steps']}** ({worst['true_state_mean_steps']:.0f} / "
+             f"{worst['true_state_worst_steps']})")]
+    for name, gains in c["controllers"].items():
+        cells = ", ".join(f"degree {x['readout_degree']}: {x['mean_steps']:.0f} / {x['worst_steps']}"
+                          for x in c["combinations"] if x["controller"] == name)
+        rows.append((f"controller `{name}`, gains {tuple(gains)} on (x, x_dot, theta, theta_dot): mean / worst", cells))
+    return rows
 
 
 def by_prior(metrics: dict, key: str = "implausible") -> str:
@@ -182,52 +187,26 @@ def by_prior(metrics: dict, key: str = "implausible") -> str:
     return f"{fitted} / {judged['normal'][key]:.0%}"
 
 
-def run_table(block: str, run: Path, seconds: float | None, flags: list[str], command: str, cfg,
-              prefix: str | None, shipped: str, where: str) -> dict[str, tuple[str, str]]:
-    """A default run (done already, in `seconds`, or made and timed here with `flags`), scored, drawn and
-    shipped as pretrained/`shipped`: its results table, for `block`."""
-    seconds = seconds or timed_default_run(run, flags)
-    return {block: (score_run(run, seconds, cfg, prefix, _PRETRAINED / shipped), f"{where}, by `{command}`")}
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB"
 
 
-def timed_default_run(run: Path, env_argv: Sequence[str] = ()) -> float:
-    """A default run (of `env_argv`'s env, with its other constants) from a cold start: its wall seconds."""
-    shutil.rmtree(run, ignore_errors=True)  # collection is part of the run
-    start = time.perf_counter()
-    train_vae.main([*env_argv, "--out_dir", str(run)])
-    return time.perf_counter() - start
-
-
-def _mb(*paths: Path) -> str:
-    return f"{sum(p.stat().st_size for p in paths if p.is_file()) / 1e6:.1f} MB"
-
-
-def activity_table(out_dir: Path, fresh: int) -> str:
-    """Run the homework's five activities as their commands do, score each on `fresh` frames of another
-    seed, copy the two images each saved to docs/homework/, and give docs/homework.md's table."""
-    root = out_dir / "activities"
-    shutil.rmtree(root, ignore_errors=True)  # make_docs' own runs: each build starts them afresh
-    (_DOCS / "homework").mkdir(exist_ok=True)
+def activity_table(measured: dict) -> str:
+    """docs/homework.md's table: each activity's run, scored on fresh frames."""
     rows = []
-    for activity in activities.listed():
-        run = activities.run_activity(activity, root)
-        evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(fresh), "--out_dir", str(run / "eval")])
-        metrics = json.loads((run / "eval" / "metrics.json").read_text())
-        for i in range(2):
-            shutil.copyfile(run / "samples" / f"sample_{i:03d}.png", _DOCS / "homework" /
-                            f"activity{activity.number}_sample_{i}.png")
+    for activity in measured["activities"]:
+        metrics = activity["metrics"]
         kl = ("- (no KL)" if not metrics["variational"] else
               f"{metrics['kl_total']:.2f} nats, {metrics['active_dims']} of {len(metrics['kl_per_dim'])} active")
-        rows.append(f"| {activity.number}. {activity.title} | {metrics['env_id']} | {metrics['mse']:.6f} | {kl} | "
-                    f"{by_prior(metrics)} |")
+        rows.append(f"| {activity['number']}. {activity['title']} | {metrics['env_id']} | {metrics['mse']:.6f} | {kl} "
+                    f"| {by_prior(metrics)} |")
     return ("| activity | env | held-out MSE | KL, active dimensions | implausible samples, fitted prior / N(0, I) |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows))
 
 
-def ppo_table(out_dir: Path) -> str:
-    """Run tools/bench_ppo.py (the shipped control model's codes, which the control part just wrote) and give
-    its table: each seed's test returns on the codes and on the true state, then all seeds and their ratio."""
-    report = bench_ppo.main(["--out_dir", str(out_dir)])
+def ppo_table(report: dict) -> str:
+    """tools/bench_ppo.py's report: each seed's test returns on the codes and on the true state, then all seeds
+    and their ratio."""
     rows = [f"| {codes['seed']} | {codes['mean_return']:.1f} / {codes['worst_return']:.0f} | "
             f"{state['mean_return']:.1f} / {state['worst_return']:.0f} |"
             for codes, state in zip(report["runs"]["codes"], report["runs"]["state"], strict=True)]
@@ -238,23 +217,6 @@ def ppo_table(out_dir: Path) -> str:
             f"mean / worst |\n| --- | --- | --- |\n" + "\n".join(rows)
             + f"\n\nCodes against state: **{report['ratio']:.1%}** of the state's mean return, "
             f"{report['total_steps']:,} steps a side.")
-
-
-def comparison(out_dir: Path) -> str:
-    compare_vae.main(["--kl_weights", _KL_WEIGHTS, "--out_dir", str(out_dir / "compare")])
-    shutil.copyfile(out_dir / "compare" / "samples.png", _DOCS / "ae_vs_vae_samples.png")
-    shutil.copyfile(out_dir / "compare" / "beta_sweep.png", _DOCS / "beta_sweep.png")
-    return (out_dir / "compare" / "comparison.md").read_text().strip()
-
-
-def bench_part(bench_dir: Path, car: bool, where: str) -> dict[str, tuple[str, str]]:
-    """Run tools/bench.py, copy its quality curves to docs/, and give its three tables."""
-    bench.main(["--out_dir", str(bench_dir), "--car_quality", str(car)])
-    for name in ("quality_vs_time.png", "car_quality_vs_time.png"):
-        if (bench_dir / name).exists():
-            shutil.copyfile(bench_dir / name, _DOCS / name)
-    tables = bench_tables(json.loads((bench_dir / "bench.json").read_text()))
-    return {name: (table, f"{where}, by `python tools/bench.py`") for name, table in tables.items()}
 
 
 def bench_tables(results: dict) -> dict[str, str]:
@@ -274,143 +236,246 @@ def times_table(report: dict) -> str:
             + "\n".join(lines))
 
 
+def rendered(record: dict) -> dict[str, tuple[str, str]]:
+    """A part's tables from its record: {block: (table, provenance)}."""
+    part, measured = record["part"], record["measurements"]
+    where = _where(record["machine"], record["date"])
+    if part == "bench":
+        return {name: (table, f"{where}, by `python tools/bench.py`") for name, table in bench_tables(measured).items()}
+    if part in ("results", "control", "car"):
+        return {part: (run_table(measured), f"{where}, by `{measured['command']}`")}
+    if part == "ppo":
+        return {"ppo": (ppo_table(measured), f"{where}, by `python tools/bench_ppo.py`")}
+    if part == "activities":
+        return {"activities": (activity_table(measured), f"{where}, by `python tools/activities.py`, each scored by "
+                               f"`python evaluate_vae.py --fresh {measured['fresh']}`")}
+    if part == "first_hour":
+        return {"times": (times_table(measured), f"{where}, by `python tools/first_hour.py`")}
+    command = f"python compare_vae.py --kl_weights \"{measured['kl_weights']}\""
+    return {"compare": (measured["table"], f"{where}, by `{command}`")}
+
+
 def gpu_table(out_dir: Path) -> tuple[str, str]:
     """The GPU acceptance check's table, if `tools/bench.py --gpu` wrote one; else what to run."""
     path = out_dir / "bench" / "gpu.json"
     if not path.exists():
         return ("Not yet measured: no run of `python tools/bench.py --gpu` has been recorded here. On a machine "
-                "with an NVIDIA GPU, run it, then `python tools/make_docs.py --tables_only` (same `--out_dir`).", "")
+                "with an NVIDIA GPU, run it, then `python tools/make_docs.py --tables_only` (same `--out_dir`).",
+                "")
     results = json.loads(path.read_text())
     rows = "\n".join(f"| {r['check']} | {r['seconds']} | {r['result']} |" for r in results["gpu"])
-    return "| check | wall s | result |\n| --- | --- | --- |\n" + rows, _where(results["machine"])
+    return ("| check | wall s | result |\n| --- | --- | --- |\n" + rows,
+            f"{_where(results['machine'], results.get('date', 'an unrecorded date'))}, by `python tools/bench.py "
+            "--gpu`, not by this build")
 
 
-def _where(machine: dict) -> str:
+def _where(machine: dict, date: str) -> str:
     bf16 = "" if machine.get("avx512_bf16") is None else f", AVX-512 BF16 {'yes' if machine['avx512_bf16'] else 'no'}"
     return (f"{machine['cpu']}, {machine['cores']} cores, AMX {'yes' if machine['amx'] else 'no'}{bf16}, "
-            f"device {machine['device']}, torch {machine['torch']}, {datetime.date.today()}")
+            f"device {machine['device']}, torch {machine['torch']}, {date}")
 
 
-class Build:
-    """The build, part by part. A part done by this very code on this machine (its record in OUT_DIR/parts/)
-    is not run again: its tables are taken from the record, and its pictures are already in docs/. Each part's
-    pages are saved as soon as it ends, so a build stopped half-way keeps what it measured, and a build too
-    long for one sitting finishes across several."""
+# ----------------------------------------------------------------------------- stamps, records, the build
 
-    def __init__(self, out_dir: Path, pages: Pages) -> None:
-        self.records, self.pages = out_dir / "parts", pages
-        self.records.mkdir(exist_ok=True)
-        self.stamp = {"code": code_version(), "machine": compute.machine()}
-        self.where = _where(self.stamp["machine"])
+def stamp(loaded: Sequence[str], flags: dict, machine: dict, uses: dict[str, str]) -> dict:
+    """What a part's numbers depend on: the files it imported (each one's digest), its flags, the versions of
+    the libraries that compute them, the machine, and the stamps of the parts whose output it reads."""
+    return {"files": {name: file_digest(name) for name in loaded}, "flags": flags, "versions": versions(),
+            "machine": machine, "uses": uses}
 
-    def part(self, name: str, run: Callable[[], dict[str, tuple[str, str]]]) -> None:
-        """Run part `name`, which gives {block: (table, its provenance)} measured here and now, or take that
-        from its record."""
-        record = self.records / f"{name}.json"
-        saved = read_record(record) or {}
-        if saved.get("stamp") == self.stamp:
-            print(f"make_docs: {name} was built by this code on this machine ({saved['when']}); its tables are kept")
-        else:
-            saved = {"stamp": self.stamp, "when": self.where, "blocks": run()}
-            files.atomic_write(record, lambda f: f.write(json.dumps(saved, indent=2).encode()))
-        for block, (body, provenance) in saved["blocks"].items():
-            self.pages.write_block(block, body, provenance)
-        self.pages.save()
+
+def file_digest(name: str) -> str:
+    path = REPO / name
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "missing"
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for package in _VERSIONED:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def stamp_digest(record: dict | None) -> str:
+    return hashlib.sha256(json.dumps(record["stamp"], sort_keys=True).encode()).hexdigest()[:16] if record else ""
+
+
+def record_path(part: str) -> Path:
+    return _RECORDS / f"{part}.json"
 
 
 def read_record(path: Path) -> dict | None:
-    """A part's record (its stamp, when and where, its tables), or None where there is none or it is damaged
-    (a part whose record cannot be read is built again, as one never built)."""
+    """A part's record, or None where there is none or it is damaged (a part whose record cannot be read
+    is built again, as one never built)."""
     if not path.exists():
         return None
     try:
         record = json.loads(path.read_text())
-        if isinstance(record["stamp"], dict) and isinstance(record["when"], str) and all(
-                isinstance(body, str) and isinstance(where, str) for body, where in record["blocks"].values()):
+        if (isinstance(record["stamp"], dict) and isinstance(record["loaded"], list)
+                and isinstance(record["measurements"], dict) and isinstance(record["minutes"], (int, float))):
             return record
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     print(f"make_docs: {path} is damaged; its part is built again")
     return None
 
 
-def code_version() -> str:
-    """A digest of every file the repo tracks but the pages and checkpoints this build writes: what the
-    numbers depend on, uncommitted edits included."""
-    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    digest = hashlib.sha256()
-    for name in sorted(listed.splitlines()):
-        path = REPO / name
-        if not name.startswith(_BUILT) and path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
+def part_flags(part: str, cfg) -> dict:
+    """The flags of this build that a part's numbers depend on."""
+    return {"bench": {"car": cfg.car}, "results": {"fresh": cfg.fresh, "bench": cfg.bench},
+            "control": {"fresh": cfg.fresh}, "car": {"fresh": cfg.fresh, "bench": cfg.bench},
+            "activities": {"fresh": cfg.fresh}}.get(part, {})
 
 
-def provenance(out_dir: Path) -> str:
-    """The README's one line on where every table came from, read from the parts' records."""
-    records = {name: record for name in _PARTS if (record := read_record(out_dir / "parts" / f"{name}.json"))}
-    stamps = {json.dumps(record["stamp"], sort_keys=True) for record in records.values()}
-    if len(records) == len(_PARTS) and len(stamps) == 1:
-        code = next(iter(records.values()))["stamp"]["code"]
-        return (f"Every table on these pages comes from one build (`python tools/make_docs.py`) of one version of "
-                f"the code (digest `{code}`), on one machine: {next(iter(records.values()))['when']}.")
-    missing = [name for name in _PARTS if name not in records]
+def uses(part: str, cfg) -> dict[str, str]:
+    """The stamps (digests) of the parts whose output this one reads, as their records hold them now."""
+    read = {"results": ("bench",) if cfg.bench else (), "car": ("bench",) if cfg.bench else (), "ppo": ("control",)}
+    return {name: stamp_digest(read_record(record_path(name))) for name in read.get(part, ())}
+
+
+def changed(record: dict | None, part: str, cfg) -> list[str]:
+    """Why the code as it is would build `part` again: what differs from its record's stamp; [] if nothing."""
+    if record is None:
+        return ["never built"]
+    now = stamp(record["loaded"], part_flags(part, cfg), compute.machine(), uses(part, cfg))
+    was = record["stamp"]
+    reasons = [f"{name} changed" for name in sorted(now["files"]) if now["files"][name] != was["files"].get(name)]
+    reasons += [f"{key} differ" for key in ("flags", "versions", "machine", "uses") if now[key] != was.get(key)]
+    return reasons
+
+
+def chosen_parts(cfg) -> list[str]:
+    """The parts of this build, in order: the bench's runs feed the results, the control run feeds PPO."""
+    wanted = {"bench": cfg.bench, "ppo": cfg.ppo, "car": cfg.car, "activities": cfg.activities,
+              "first_hour": cfg.first_hour, "compare": cfg.compare}
+    return [part for part in docs_parts.MEASURE if wanted.get(part, True)]
+
+
+def run_part(part: str, out_dir: Path, cfg) -> dict:
+    """Measure `part` in a process of its own, with every Python process it starts logging what it imported
+    (tools/import_log/), and write its record: the measurements and their stamp."""
+    log = out_dir / "imports" / part
+    shutil.rmtree(log, ignore_errors=True)
+    log.mkdir(parents=True)
+    path = [str(REPO / "tools" / "import_log"), os.environ.get("PYTHONPATH")]
+    env = {**os.environ, "WORLDVAE_IMPORT_LOG": str(log), "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    flags = part_flags(part, cfg) | {"car": cfg.car, "fresh": cfg.fresh}
+    done = subprocess.run([sys.executable, "-m", "tools.docs_parts", part, str(out_dir.resolve()), json.dumps(flags)],
+                          cwd=REPO, env=env)
+    if done.returncode != 0:
+        raise cli.UserError(f"the {part} part stopped (exit {done.returncode}; its output is above): run the same "
+                            "command again to go on from it")
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    imported = {line for path in log.glob("*.txt") for line in path.read_text().split()}
+    loaded = sorted(name for name in imported & set(tracked) if not name.startswith(_BUILT))
+    measured = json.loads(docs_parts.measured_path(out_dir, part).read_text())
+    record = measured | {"loaded": loaded, "stamp": stamp(loaded, part_flags(part, cfg), measured["machine"],
+                                                          uses(part, cfg))}
+    _RECORDS.mkdir(exist_ok=True)
+    text = json.dumps(record, indent=2)
+    files.atomic_write(record_path(part), lambda f: f.write(text.encode()))
+    return record
+
+
+def build(cfg, out_dir: Path, pages: Pages) -> None:
+    """The plan (each part kept, or run and about how long), then each part as it ends, its tables written."""
+    plan = []
+    for part in chosen_parts(cfg):
+        record = read_record(record_path(part))
+        plan.append((part, record, changed(record, part, cfg)))
+    same_machine = {part: record["minutes"] for part, record, _ in plan
+                    if record is not None and record["machine"] == compute.machine()}
+    to_run = [part for part, _, reasons in plan if reasons]
+    print(f"make_docs: {len(plan)} parts, {len(to_run)} to run, about "
+          f"{sum(same_machine.get(p, _MINUTES[p]) for p in to_run):.0f} minutes:")
+    for part, _, reasons in plan:
+        print(f"  {part:<11} " + (f"run, ~{same_machine.get(part, _MINUTES[part]):.0f} min ({'; '.join(reasons)})"
+                                  if reasons else "kept: its stamp is the code's as it is"))
+    for part, record, _ in plan:
+        if changed(record, part, cfg):  # again: a part it reads may have been built since the plan
+            record = run_part(part, out_dir, cfg)
+            print(f"make_docs: {part} done in {record['minutes']:.1f} min")
+        for block, (body, provenance) in rendered(record).items():
+            pages.write_block(block, body, provenance)
+        pages.write_block("provenance", provenance_line(cfg))
+        pages.save()
+
+
+def render_all(pages: Pages, out_dir: Path, cfg) -> None:
+    """Every table from what is recorded: the constants from the code, each part's from its record, the GPU
+    check's from its own file, and the provenance line."""
+    pages.write_block("constants", constants_tables(_README_SCRIPTS))
+    pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
+    for part in docs_parts.MEASURE:
+        record = read_record(record_path(part))
+        for block, (body, provenance) in (rendered(record) if record else {}).items():
+            pages.write_block(block, body, provenance)
+    table, provenance = gpu_table(out_dir)
+    pages.write_block("gpu", table, provenance)
+    pages.write_block("provenance", provenance_line(cfg))
+
+
+def provenance_line(cfg) -> str:
+    """The README's one line on where every table came from: one build only when every part's record is current
+    and all come from one machine."""
+    records = {part: read_record(record_path(part)) for part in docs_parts.MEASURE}
+    current = all(record is not None and not changed(record, part, cfg) for part, record in records.items())
+    machines = {json.dumps(record["machine"], sort_keys=True) for record in records.values() if record}
+    if current and len(machines) == 1:
+        digest = hashlib.sha256("".join(stamp_digest(record) for record in records.values()).encode()).hexdigest()
+        first = next(iter(records.values()))
+        return (f"Every table on these pages but the GPU check's comes from one build (`python tools/make_docs.py`) "
+                f"of one code (digest `{digest[:16]}`, over the files each part imported), on one machine: "
+                f"{_where(first['machine'], first['date'])}.")
+    missing = [part for part, record in records.items() if record is None]
     return ("These pages were built in parts, not yet in one build of one code on one machine: each table's own "
-            "line says where and when it was measured" + (f"; not built here: {', '.join(missing)}" if missing
-                                                           else "") + ".")
+            "line says where and when it was measured" + (f"; without a record in docs/records/: {', '.join(missing)}"
+                                                           if missing else "")
+            + ".")
+
+
+def status(cfg, out_dir: Path) -> bool:
+    """Every table on every page, its stamp, and whether the build would redo it; True when none."""
+    pages, fresh = Pages(), Pages()
+    render_all(fresh, out_dir, cfg)
+    part_of = {block: part for part, blocks in _BLOCKS.items() for block in blocks}
+    all_current = True
+    for block, page in _PAGES.items():
+        part = part_of.get(block)
+        record = read_record(record_path(part)) if part else None
+        if part is None:
+            source = ("from `python tools/bench.py --gpu` on another machine, not this build" if block == "gpu"
+                      else "rendered from the code")
+            reasons = []
+        else:
+            source = (f"part {part}, stamp {stamp_digest(record)} ({len(record['loaded'])} files, "
+                      f"{record['date']})" if record else f"part {part}")
+            reasons = changed(record, part, cfg)
+        if not reasons and pages.block(block) != fresh.block(block):
+            reasons = ["the page differs from its record: `python tools/make_docs.py --tables_only`"]
+        all_current &= not reasons
+        print(f"{page.relative_to(REPO)} {block}: {source}: " + ("current" if not reasons else
+                                                                "stale, " + "; ".join(reasons)))
+    return all_current
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = constants.parse_config(__name__, argv)
     cli.require(50 <= cfg.fresh <= 50_000, f"FRESH must lie in 50 .. 50000 frames (what evaluate_vae.py scores on), "
-                f"got {cfg.fresh}")  # before any work: the docs build runs for hours
-    pages = Pages()
-    pages.write_block("constants", constants_tables(_README_SCRIPTS))
-    pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
+                f"got {cfg.fresh}")  # before any work: the docs build runs for an hour and more
     out_dir = Path(cfg.out_dir)
+    if cfg.status:
+        if not status(cfg, out_dir):
+            raise SystemExit(1)
+        return
+    pages = Pages()
     if not cfg.tables_only:
         out_dir = files.prepare_out_dir(cfg.out_dir)
-        _DOCS.mkdir(exist_ok=True)
-        _PRETRAINED.mkdir(exist_ok=True)
-        build = Build(out_dir, pages)
-        where, bench_dir = build.where, out_dir / "bench"
-        if cfg.bench:  # its default runs are the ones the results tables quote
-            build.part("bench", lambda: bench_part(bench_dir, cfg.car, where))
-        results = json.loads((bench_dir / "bench.json").read_text()) if cfg.bench else {}
-        cartpole = results.get("quality", {}).get("ours", [{}])[-1]  # the bench's own default runs, if it ran
-        build.part("results", lambda: run_table(
-            "results", Path(cartpole.get("run", out_dir / "default_run")), cartpole.get("seconds"), [],
-            "python train_vae.py", cfg, "", "cartpole.pt", where))
-        control = ["--policy", "balancer", "--reset_after", "None"]
-        build.part("control", lambda: run_table(
-            "control", out_dir / "control_run", None, control,
-            f"python train_vae.py {' '.join(control)} --out_dir outputs/control", cfg, None, "cartpole_control.pt",
-            where))
-        if cfg.ppo:
-            build.part("ppo", lambda: {"ppo": (ppo_table(out_dir / "bench_ppo"), f"{where}, by `python "
-                                               "tools/bench_ppo.py`")})
-        if cfg.car:
-            car = results.get("car_quality", [{}])[-1]
-            build.part("car", lambda: run_table(
-                "car", Path(car.get("run", out_dir / "car_default_run")), car.get("seconds"),
-                ["--env_id", "CarRacing-v3"], "python train_vae.py --env_id CarRacing-v3", cfg, "car_",
-                "carracing.pt", where))
-        if cfg.activities:
-            build.part("activities", lambda: {"activities": (
-                activity_table(out_dir, cfg.fresh), f"{where}, by `python tools/activities.py`, each scored by "
-                f"`python evaluate_vae.py --fresh {cfg.fresh}`")})
-        if cfg.first_hour:  # its table is read from its times.json below, as with --tables_only
-            build.part("first_hour", lambda: first_hour.main(["--out_dir", str(out_dir / "first_hour")]) or {})
-        if cfg.compare:
-            build.part("compare", lambda: {"compare": (
-                comparison(out_dir), f"{where}, by `python compare_vae.py --kl_weights \"{_KL_WEIGHTS}\"`")})
-    times = out_dir / "first_hour" / "times.json"  # as the GPU table: from the last run of its tool, if any
-    if times.exists():
-        report = json.loads(times.read_text())
-        pages.write_block("times", times_table(report), f"{_where(report['machine'])}, by `python tools/first_hour.py`")
-    table, machine = gpu_table(out_dir)
-    pages.write_block("gpu", table, f"{machine}, by `python tools/bench.py --gpu`" if machine else "")
-    pages.write_block("provenance", provenance(out_dir))
+        build(cfg, out_dir, pages)
+    render_all(pages, out_dir, cfg)
     pages.save()
     print(f"rewrote {_README} and the pages in {_DOCS}/" + ("" if cfg.tables_only else ", with their pictures"))
 
