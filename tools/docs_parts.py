@@ -67,11 +67,12 @@ def _bytes(*paths: Path) -> int:
     return sum(p.stat().st_size for p in paths if p.is_file())
 
 
-def bench_run(out_dir: Path, key: str) -> tuple[Path, float] | None:
-    """The bench's own default run of `key` ("ours": CartPole, "car_quality": CarRacing), if the bench ran:
-    one measurement feeds every table that names the default run."""
+def bench_run(out_dir: Path, flags: dict, key: str) -> tuple[Path, float] | None:
+    """The bench's own default run of `key` ("ours": CartPole, "car_quality": CarRacing), if this build runs
+    the bench: one measurement feeds every table that names the default run. A bench of an earlier build
+    is not this build's."""
     path = out_dir / "bench" / "bench.json"
-    if not path.exists():
+    if not flags["bench"] or not path.exists():
         return None
     runs = json.loads(path.read_text())
     last = (runs.get("quality", {}).get("ours") if key == "ours" else runs.get(key)) or [{}]
@@ -92,7 +93,7 @@ def bench(out_dir: Path, flags: dict) -> dict:
 
 def results(out_dir: Path, flags: dict) -> dict:
     """The default CartPole run (the bench's own, if it ran), scored: the README's results table."""
-    run, seconds = bench_run(out_dir, "ours") or (out_dir / "default_run", None)
+    run, seconds = bench_run(out_dir, flags, "ours") or (out_dir / "default_run", None)
     return scored_run(run, seconds or timed_run(run), flags["fresh"], "python train_vae.py", "", "cartpole.pt")
 
 
@@ -106,7 +107,7 @@ def control(out_dir: Path, flags: dict) -> dict:
 
 def car(out_dir: Path, flags: dict) -> dict:
     """CarRacing's default run (the bench's own, if it ran), scored on every driver's fresh frames."""
-    run, seconds = bench_run(out_dir, "car_quality") or (out_dir / "car_default_run", None)
+    run, seconds = bench_run(out_dir, flags, "car_quality") or (out_dir / "car_default_run", None)
     car_racing = ("--env_id", "CarRacing-v3")
     return scored_run(run, seconds or timed_run(run, car_racing), flags["fresh"],
                       "python train_vae.py --env_id CarRacing-v3", "car_", "carracing.pt")
