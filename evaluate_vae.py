@@ -101,11 +101,10 @@ def sample_scores(model: MyVAE, prior_name: str, fitted: dict | None, config: di
     def samples(prior_: dict | None) -> plausible.Images:
         return prior.new_frame_batches(model, prior_, n_samples, torch.Generator().manual_seed(seed))
 
-    judged = {}
-    for name in ("fitted", "normal") if fitted is not None else ("normal",):
-        reconstructions = (model.reconstruct(batch) for batch in plausible.float_batches(others_u8, device))
-        judged[name] = plausible.judge(samples(fitted if name == "fitted" else None), n_samples, reconstructions,
-                                       reference_u8, others_u8)
+    samplers = {"fitted": samples(fitted)} if fitted is not None else {}
+    reconstructions = (model.reconstruct(batch) for batch in plausible.float_batches(others_u8, device))
+    judged = plausible.judge(samplers | {"normal": samples(None)}, n_samples, reconstructions, reference_u8,
+                             others_u8)
     nearest = plausible.nearest_frame_mse(samples(fitted), training_frames, n_samples)
     return {"sample_prior": prior_name,
             "implausible_samples": {name: score["implausible"] for name, score in judged.items()},

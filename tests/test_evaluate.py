@@ -250,9 +250,9 @@ def test_the_plausibility_line_is_set_by_reconstructions_of_frames_the_reference
         reconstructed.append((batch * 255).round().to(torch.uint8).flatten(1).numpy())
         return real_reconstruct(batch)
 
-    def judge(samples, n_samples, reconstructions, reference_u8, others_u8) -> dict:
+    def judge(samplers, n_samples, reconstructions, reference_u8, others_u8) -> dict:
         judged["reference"] = reference_u8
-        return real_judge(samples, n_samples, reconstructions, reference_u8, others_u8)
+        return real_judge(samplers, n_samples, reconstructions, reference_u8, others_u8)
 
     frames = np.random.default_rng(0).integers(0, 256, (200, 3, 32, 32), dtype=np.uint8)  # each frame its own
     monkeypatch.setattr(evaluate_vae, "rendered_frames", lambda config, n: {"frames": frames[:n],

@@ -65,9 +65,10 @@ def nearest_both_ways(images: torch.Tensor | Images, frames_u8: np.ndarray, tota
     return torch.cat(to_image).numpy(), (frame_best.clamp(min=0) / pixels).numpy()
 
 
-def judge(samples: Images, n_samples: int, reconstructions: Images, reference_u8: np.ndarray,
-          others_u8: np.ndarray) -> dict:
-    """Samples judged both ways against `reference_u8`, fresh frames of episodes the model never saw.
+def judge(samplers: dict[str, Images], n_samples: int, reconstructions: Images, reference_u8: np.ndarray,
+          others_u8: np.ndarray) -> dict[str, dict]:
+    """Each sampler's `n_samples` samples (named: one prior each) judged both ways against `reference_u8`,
+    fresh frames of episodes the model never saw, by one line and one perfect sampler.
 
     The line: QUANTILE of the distances from `reconstructions` (of `others_u8`, fresh frames of other
     episodes, never of the reference's own) to their nearest reference frame. Precision: the share of
@@ -76,10 +77,13 @@ def judge(samples: Images, n_samples: int, reconstructions: Images, reference_u8
     not a win. Recall: the share of reference frames that have a sample within the line, beside the same
     share for as many of `others_u8` (real frames: a perfect sampler) as there are samples."""
     line = float(np.quantile(nearest_frame_mse(reconstructions, reference_u8, len(others_u8)), QUANTILE))
-    to_reference, from_reference = nearest_both_ways(samples, reference_u8, n_samples)
     perfect = others_u8[np.linspace(0, len(others_u8) - 1, min(n_samples, len(others_u8))).astype(int)]
-    perfect_from_reference = nearest_both_ways(float_batches(perfect), reference_u8, len(perfect))[1]
-    return {"implausible": float((to_reference > line).mean()), "recall": float((from_reference <= line).mean()),
-            "perfect_recall": float((perfect_from_reference <= line).mean()), "line": line,
-            "median": float(np.median(to_reference)), "samples": len(to_reference),
-            "reference_frames": len(reference_u8), "perfect_sampler_frames": len(perfect)}
+    perfect_recall = float((nearest_both_ways(float_batches(perfect), reference_u8, len(perfect))[1] <= line).mean())
+    judged = {}
+    for name, samples in samplers.items():
+        to_reference, from_reference = nearest_both_ways(samples, reference_u8, n_samples)
+        judged[name] = {"implausible": float((to_reference > line).mean()),
+                        "recall": float((from_reference <= line).mean()), "perfect_recall": perfect_recall,
+                        "line": line, "median": float(np.median(to_reference)), "samples": len(to_reference),
+                        "reference_frames": len(reference_u8), "perfect_sampler_frames": len(perfect)}
+    return judged
