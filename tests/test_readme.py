@@ -49,11 +49,12 @@ def test_readme_tables_list_every_constant_with_its_real_default(module) -> None
 
 SCRIPT_FILES = sorted(p for p in REPO.glob("*.py") if p.name != "MyVAE.py")  # what a user runs, at the top
 LIBRARY = sorted((REPO / "worldvae").glob("*.py"))  # the package beneath them
-TOOLS = sorted((REPO / "tools").glob("*.py"))  # the maintainers' tools
+TOOLS = sorted((REPO / "tools").rglob("*.py"))  # the maintainers' tools, and the docs build's parts
 EXAMPLES = sorted((REPO / "examples").glob("[!_]*.py"))  # recipes for what users put on top: the library's clients
 # may call another script's main(argv) or read its constants (constants.defaults), nothing else
-ORCHESTRATORS = {"compare_vae.py", "bench.py", "homework.py", "activities.py", "make_docs.py", "bench_ppo.py",
-                 "docs_parts.py"}
+ORCHESTRATORS = {"compare_vae.py", *(f"tools/{name}.py" for name in ("bench", "homework", "activities", "make_docs",
+                                                                      "bench_ppo", "docs_parts")),
+                 *(f"tools/parts/{p.name}" for p in (REPO / "tools" / "parts").glob("*.py"))}
 
 
 def _our_imports(path) -> set[str]:
@@ -105,7 +106,7 @@ def test_imports_point_one_way_scripts_then_library_then_the_model() -> None:
     for path in SCRIPT_FILES + TOOLS:
         imports = _our_imports(path)
         assert not {name for name in imports if name.startswith("tools")} - {"tools.bench"} or path in TOOLS, path.name
-        if path.name not in ORCHESTRATORS:
+        if str(path.relative_to(REPO)) not in ORCHESTRATORS:
             assert not imports & scripts and not any(n.startswith("examples") for n in imports), \
                 f"{path.name} imports a script"
             continue
@@ -176,6 +177,19 @@ def test_every_table_says_where_and_when_it_was_measured_in_plain_sight() -> Non
                 assert body.startswith("*Measured on "), f"{name}: the {block} table hides its provenance"
 
 
+def test_every_measured_block_on_the_pages_is_its_records_rendering() -> None:
+    """What a page shows between a part's markers is what make_docs renders from that part's committed record,
+    label for label: a table edited by hand, or a renderer changed without `--tables_only`, fails here."""
+    pages = make_docs.Pages()
+    for part, blocks in make_docs._BLOCKS.items():
+        record = make_docs.read_record(make_docs.record_path(part))
+        assert record is not None, f"docs/records/{part}.json: the committed pages come from a record of each part"
+        tables = make_docs.rendered(record)
+        assert tuple(tables) == blocks
+        for block, (body, provenance) in tables.items():
+            assert pages.block(block) == make_docs.block_text(body, provenance), f"{block}: not its record's table"
+
+
 def test_make_docs_replaces_only_its_marked_blocks() -> None:
     text = "intro\n<!-- results: old; do not edit by hand -->\n| a | 1 |\n<!-- results end -->\noutro\n"
     new = make_docs.replace_block(text, "results", "| a | 2 |", "a test machine, 2026-12-01")
@@ -197,7 +211,7 @@ def _one_part_tree(tmp_path, monkeypatch) -> tuple:
     monkeypatch.setattr(make_docs, "REPO", tmp_path)
     monkeypatch.setattr(make_docs, "_RECORDS", tmp_path / "records")
     monkeypatch.setattr(make_docs, "_PAGES", dict.fromkeys(blocks, page))
-    monkeypatch.setattr(make_docs.docs_parts, "MEASURE", {"compare": None})
+    monkeypatch.setattr(make_docs, "_PARTS", ("compare",))
     cfg = constants.defaults(make_docs, out_dir=str(tmp_path / "out"))
     record = {"part": "compare", "flags": {}, "minutes": 12.0, "machine": compute.machine(), "date": "2026-12-07",
               "loaded": ["a.py"], "measurements": {"kl_weights": "(1e-5,)", "table": "| model |\n| --- |"}}
@@ -234,6 +248,26 @@ def test_a_table_edited_by_hand_is_stale_and_a_label_changes_without_measuring(t
     assert not make_docs.status(cfg, tmp_path / "out"), "the page no longer says what its record measured"
     make_docs.main(["--tables_only", "--out_dir", str(tmp_path / "out")])
     assert "| model |" in page.read_text() and make_docs.status(cfg, tmp_path / "out")
+
+
+def test_a_test_file_added_to_the_suite_makes_the_part_that_times_the_suite_stale(tmp_path, monkeypatch,
+                                                                                 capsys) -> None:
+    """first_hour times the whole suite: a new test file changes that time, though no earlier build imported it."""
+    import subprocess
+
+    cfg, page = _one_part_tree(tmp_path, monkeypatch)
+    monkeypatch.setattr(make_docs, "_READS_ALL", {"compare": "tests/"})
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+    make_docs.main(["--tables_only", "--out_dir", str(tmp_path / "out")])
+    assert make_docs.status(cfg, tmp_path / "out"), "no test file yet: current"
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_new.py").write_text("def test_it() -> None:\n    pass\n")
+    assert make_docs.status(cfg, tmp_path / "out"), "a file git does not track is no part of the code"
+    subprocess.run(["git", "add", "tests"], cwd=tmp_path, check=True)
+    capsys.readouterr()
+    assert not make_docs.status(cfg, tmp_path / "out")
+    assert "stale, tests/test_new.py changed" in capsys.readouterr().out
 
 
 def test_every_process_of_a_part_logs_the_project_files_it_imported(tmp_path) -> None:

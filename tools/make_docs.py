@@ -5,11 +5,11 @@
     python tools/make_docs.py --tables_only   # render every table from its record again; nothing runs
 
 The build runs in parts (the bench, the default runs, PPO on the control model's codes, CarRacing,
-the homework's activities, the first hour, the AE-versus-VAE comparison), each in a process of its
-own (tools/docs_parts.py). A part's record (docs/records/PART.json, committed with the pages) keeps
-its measurements, not its tables, and its stamp: the project files the part's processes imported,
-its flags, the versions of torch, gymnasium and stable-baselines3, and the machine. A part whose
-stamp the code as it is would give again is not run again: a build stopped half-way goes on where
+the homework's activities, the first hour, the AE-versus-VAE comparison), each a module of tools/parts/
+run in a process of its own (tools/docs_parts.py). A part's record (docs/records/PART.json, committed
+with the pages) keeps its measurements, not its tables, and its stamp: the project files the part's
+processes imported, its flags, the versions of torch, gymnasium and stable-baselines3, and the
+machine. A part whose stamp the code as it is would give again is not run again: a build stopped half-way goes on where
 it stopped, and an edit to a page, or to a file no part imports, redoes nothing. The tables are
 rendered from the records, so a label's wording changes without measuring anything.
 
@@ -39,6 +39,7 @@ import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
 from examples import ppo_on_codes  # noqa: E402
 from tools import activities, bench, bench_ppo, docs_parts, first_hour, homework  # noqa: E402
+from tools.parts import DOCS  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -54,7 +55,8 @@ FRESH = 2000  # new frames (another seed) each default run is scored on
 OUT_DIR = "outputs/docs"  # the runs behind the pictures; the pictures themselves go to docs/
 # -----------------------------------------------------------------------------
 
-_README, _DOCS, _RECORDS = REPO / "README.md", REPO / "docs", REPO / "docs" / "records"
+_README, _DOCS = REPO / "README.md", DOCS
+_RECORDS = _DOCS / "records"
 _PAGES = {  # each table, and the page that holds it
     "provenance": _README, "results": _README, "control": _README, "times": _README,
     "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
@@ -62,12 +64,15 @@ _PAGES = {  # each table, and the page that holds it
     "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
+_PARTS = ("bench", "results", "control", "ppo", "car", "activities", "first_hour", "compare")  # a whole build, in
+# order (tools/parts/): the bench's runs feed the results and CarRacing, the control run feeds PPO
 _BLOCKS = {  # the tables each part's measurements render to
     "bench": ("bench", "threads", "scaling"), "results": ("results",), "control": ("control",), "ppo": ("ppo",),
     "car": ("car",), "activities": ("activities",), "first_hour": ("times",), "compare": ("compare",)}
 _MINUTES = {  # what each part took on the 2-core box, for the plan where this machine has no record yet
     "bench": 45, "results": 4, "control": 6, "ppo": 25, "car": 12, "activities": 15, "first_hour": 15, "compare": 12}
 _BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
+_READS_ALL = {"first_hour": "tests/"}  # a part that runs every file of a folder (the suite): one added there counts
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
 _OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo, homework, first_hour,
                   activities, sys.modules[__name__])
@@ -129,7 +134,7 @@ class Pages:
 # ----------------------------------------------------------------------------- the tables, from measurements
 
 def run_table(measured: dict) -> str:
-    """A default run's table (tools/docs_parts.scored_run's measurements)."""
+    """A default run's table (tools/parts/runs.scored_run's measurements)."""
     metrics, disk = measured["metrics"], measured["disk_bytes"]
     probe = ", ".join(f"{name} {r2:.3f}" for name, r2 in metrics["probe_r2"].items()) or "(no state vector)"
     rows = [
@@ -219,14 +224,14 @@ def ppo_table(report: dict) -> str:
             f"{report['total_steps']:,} steps a side.")
 
 
-def bench_tables(results: dict) -> dict[str, str]:
+def bench_tables(results: dict) -> tuple[str, str, str]:
     """bench.json's tables as markdown: performance, threads, one process against two."""
     rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
     threads = "\n".join(f"| {t} | {n} | {s} | {i} |" for t, n, s, i in results["threads_table"])
     scaling = "\n".join(f"| {processes} | {images} | {mse} |" for processes, images, mse in results["scaling_table"])
-    return {"bench": "| measurement | value | note |\n| --- | --- | --- |\n" + rows,
-            "threads": "| THREADS | busy neighbours | wall s | images/s |\n| --- | --- | --- | --- |\n" + threads,
-            "scaling": "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling}
+    return ("| measurement | value | note |\n| --- | --- | --- |\n" + rows,
+            "| THREADS | busy neighbours | wall s | images/s |\n| --- | --- | --- | --- |\n" + threads,
+            "| processes | images/s, all together | held-out MSE |\n| --- | --- | --- |\n" + scaling)
 
 
 def times_table(report: dict) -> str:
@@ -237,22 +242,23 @@ def times_table(report: dict) -> str:
 
 
 def rendered(record: dict) -> dict[str, tuple[str, str]]:
-    """A part's tables from its record: {block: (table, provenance)}."""
+    """A part's tables from its record: {block: (table, provenance)}, in _BLOCKS' order."""
     part, measured = record["part"], record["measurements"]
-    where = _where(record["machine"], record["date"])
     if part == "bench":
-        return {name: (table, f"{where}, by `python tools/bench.py`") for name, table in bench_tables(measured).items()}
-    if part in ("results", "control", "car"):
-        return {part: (run_table(measured), f"{where}, by `{measured['command']}`")}
-    if part == "ppo":
-        return {"ppo": (ppo_table(measured), f"{where}, by `python tools/bench_ppo.py`")}
-    if part == "activities":
-        return {"activities": (activity_table(measured), f"{where}, by `python tools/activities.py`, each scored by "
-                               f"`python evaluate_vae.py --fresh {measured['fresh']}`")}
-    if part == "first_hour":
-        return {"times": (times_table(measured), f"{where}, by `python tools/first_hour.py`")}
-    command = f"python compare_vae.py --kl_weights \"{measured['kl_weights']}\""
-    return {"compare": (measured["table"], f"{where}, by `{command}`")}
+        tables, command = bench_tables(measured), "python tools/bench.py"
+    elif part in ("results", "control", "car"):
+        tables, command = (run_table(measured),), measured["command"]
+    elif part == "ppo":
+        tables, command = (ppo_table(measured),), "python tools/bench_ppo.py"
+    elif part == "activities":
+        tables, command = (activity_table(measured),), "python tools/activities.py"
+    elif part == "first_hour":
+        tables, command = (times_table(measured),), "python tools/first_hour.py"
+    else:
+        tables, command = (measured["table"],), f"python compare_vae.py --kl_weights \"{measured['kl_weights']}\""
+    scored = f", each scored by `python evaluate_vae.py --fresh {measured['fresh']}`" if part == "activities" else ""
+    provenance = f"{_where(record['machine'], record['date'])}, by `{command}`{scored}"
+    return {block: (table, provenance) for block, table in zip(_BLOCKS[part], tables, strict=True)}
 
 
 def gpu_table(out_dir: Path) -> tuple[str, str]:
@@ -340,18 +346,29 @@ def changed(record: dict | None, part: str, cfg) -> list[str]:
     """Why the code as it is would build `part` again: what differs from its record's stamp; [] if nothing."""
     if record is None:
         return ["never built"]
-    now = stamp(record["loaded"], part_flags(part, cfg), compute.machine(), uses(part, cfg))
+    now = stamp(sorted({*record["loaded"], *read_all(part)}), part_flags(part, cfg), compute.machine(),
+                uses(part, cfg))
     was = record["stamp"]
     reasons = [f"{name} changed" for name in sorted(now["files"]) if now["files"][name] != was["files"].get(name)]
     reasons += [f"{key} differ" for key in ("flags", "versions", "machine", "uses") if now[key] != was.get(key)]
     return reasons
 
 
+def tracked_files() -> list[str]:
+    return subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+
+
+def read_all(part: str) -> list[str]:
+    """The tracked files of the folder a part runs whole (_READS_ALL), as the tree holds them now."""
+    folder = _READS_ALL.get(part)
+    return [name for name in tracked_files() if name.startswith(folder)] if folder else []
+
+
 def chosen_parts(cfg) -> list[str]:
     """The parts of this build, in order: the bench's runs feed the results, the control run feeds PPO."""
     wanted = {"bench": cfg.bench, "ppo": cfg.ppo, "car": cfg.car, "activities": cfg.activities,
               "first_hour": cfg.first_hour, "compare": cfg.compare}
-    return [part for part in docs_parts.MEASURE if wanted.get(part, True)]
+    return [part for part in _PARTS if wanted.get(part, True)]
 
 
 def run_part(part: str, out_dir: Path, cfg) -> dict:
@@ -368,9 +385,9 @@ def run_part(part: str, out_dir: Path, cfg) -> dict:
     if done.returncode != 0:
         raise cli.UserError(f"the {part} part stopped (exit {done.returncode}; its output is above): run the same "
                             "command again to go on from it")
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     imported = {line for path in log.glob("*.txt") for line in path.read_text().split()}
-    loaded = sorted(name for name in imported & set(tracked) if not name.startswith(_BUILT))
+    loaded = sorted({*(name for name in imported & set(tracked_files()) if not name.startswith(_BUILT)),
+                     *read_all(part)})
     measured = json.loads(docs_parts.measured_path(out_dir, part).read_text())
     record = measured | {"loaded": loaded, "stamp": stamp(loaded, part_flags(part, cfg), measured["machine"],
                                                           uses(part, cfg))}
@@ -409,7 +426,7 @@ def render_all(pages: Pages, out_dir: Path, cfg) -> None:
     check's from its own file, and the provenance line."""
     pages.write_block("constants", constants_tables(_README_SCRIPTS))
     pages.write_block("constants_more", constants_tables(_OTHER_SCRIPTS))
-    for part in docs_parts.MEASURE:
+    for part in _PARTS:
         record = read_record(record_path(part))
         for block, (body, provenance) in (rendered(record) if record else {}).items():
             pages.write_block(block, body, provenance)
@@ -421,7 +438,7 @@ def render_all(pages: Pages, out_dir: Path, cfg) -> None:
 def provenance_line(cfg) -> str:
     """The README's one line on where every table came from: one build only when every part's record is current
     and all come from one machine."""
-    records = {part: read_record(record_path(part)) for part in docs_parts.MEASURE}
+    records = {part: read_record(record_path(part)) for part in _PARTS}
     current = all(record is not None and not changed(record, part, cfg) for part, record in records.items())
     machines = {json.dumps(record["machine"], sort_keys=True) for record in records.values() if record}
     if current and len(machines) == 1:
