@@ -69,8 +69,8 @@ _ENVS = {
         latent_dim=32,  # as World Models
         # measured on 2 cores (docs/carracing-atari.md): twice CartPole's channels and 3 epochs kept the road
         # (IoU 0.96) at a lower MSE than 4 epochs of CartPole's widths; the last two layers at 64, not 128 and
-        # 256, kept the three fixed drivers' MSE under 0.0008 (trained on `mixed`) and the run, collection
-        # included, under 10 minutes; the held-out drivers of the `drivers` family are not all there yet
+        # 256, kept the three fixed drivers' MSE under 0.0008 and the run, collection included, under 10
+        # minutes; of the drivers it never trained on, the racer's fast frames are not there yet (the page's table)
         epochs=3,
         hidden_dims=(16, 32, 64, 64, 64),
         # a controller in training drives off the road, spins and crosses the track, carefully or not: a
