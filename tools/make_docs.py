@@ -256,7 +256,8 @@ def rendered(record: dict) -> dict[str, tuple[str, str]]:
         tables, command = (times_table(measured),), "python tools/first_hour.py"
     else:
         tables, command = (measured["table"],), f"python compare_vae.py --kl_weights \"{measured['kl_weights']}\""
-    scored = f", each scored by `python evaluate_vae.py --fresh {measured['fresh']}`" if part == "activities" else ""
+    scored = (f", each scored by `python evaluate_vae.py --fresh {measured['fresh']} --control_episodes 0`"
+              if part == "activities" else "")
     provenance = f"{_where(record['machine'], record['date'])}, by `{command}`{scored}"
     return {block: (table, provenance) for block, table in zip(_BLOCKS[part], tables, strict=True)}
 

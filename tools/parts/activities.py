@@ -21,7 +21,7 @@ def measure(out_dir: Path, flags: dict) -> dict:
     for activity in homework.listed():
         run = homework.run_activity(activity, root)
         evaluate_vae.main(["--checkpoint", str(run / "vae.pt"), "--fresh", str(flags["fresh"]), "--out_dir",
-                           str(run / "eval")])
+                           str(run / "eval"), "--control_episodes", "0"])  # its table shows no control check
         for i in range(2):
             shutil.copyfile(run / "samples" / f"sample_{i:03d}.png",
                             DOCS / "homework" / f"activity{activity.number}_sample_{i}.png")
