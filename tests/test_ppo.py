@@ -77,7 +77,8 @@ def test_the_benchmark_puts_codes_and_state_side_by_side_with_their_ratio(capsys
         return result
 
     monkeypatch.setattr(ppo_on_codes, "main", recipe)
-    result = run_main(capsys, bench_ppo.main, "--seeds", "(3,)", "--total_steps", "256", "--out_dir", str(tmp_path))
+    result = run_main(capsys, bench_ppo.main, "--seeds", "(3,)", "--total_steps", "256", "--workers", "1",
+                      "--out_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "ppo.json").read_text())
     assert [run["observe"] for run in ran] == ["codes", "state"]
@@ -85,6 +86,18 @@ def test_the_benchmark_puts_codes_and_state_side_by_side_with_their_ratio(capsys
     codes, state = (np.mean(run["returns"]) for run in ran)  # from the recipe's own returns, not the report's means
     assert report["ratio"] == pytest.approx(codes / state)
     assert f"codes / state: {report['ratio']:.3f}" in result.stdout and report["machine"]["cpu"]
+
+
+@pytest.mark.slow
+def test_the_benchmarks_runs_side_by_side_come_back_each_to_its_seed_and_side(capsys, tmp_path) -> None:
+    result = run_main(capsys, bench_ppo.main, "--seeds", "(3, 4)", "--total_steps", "256", "--workers", "2",
+                      "--out_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "ppo.json").read_text())
+    for observe in ("codes", "state"):
+        assert [(run["observe"], run["seed"]) for run in report["runs"][observe]] == [(observe, 3), (observe, 4)]
+    codes, state = (np.mean([r for run in report["runs"][side] for r in run["returns"]]) for side in ("codes", "state"))
+    assert report["ratio"] == pytest.approx(codes / state)
 
 
 def test_a_missing_checkpoint_or_library_is_one_line(capsys, monkeypatch, tmp_path) -> None:
