@@ -1,7 +1,7 @@
 """PPO on a VAE's codes beside PPO on CartPole's true state: the same seeds, the same budget.
 
-    python tools/bench_ppo.py                    # 3 seeds, 200k steps a side: about 11 minutes on 2 cores
-    python tools/bench_ppo.py --seeds "(0,)"     # one seed: about 5 minutes
+    python tools/bench_ppo.py                    # 3 seeds, 200k steps a side, two runs at a time on 2 cores
+    python tools/bench_ppo.py --seeds "(0,)"     # one seed: its two runs side by side
 
 Runs examples/ppo_on_codes.py (rl-zoo's published PPO settings for CartPole-v1) once on the codes
 of CHECKPOINT and once on the true state for each seed, and prints each side's mean test return,
