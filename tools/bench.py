@@ -1,6 +1,6 @@
 """Speed and quality per minute, measured side by side with the homework's approach in one run.
 
-    python tools/bench.py                          # all of it: 40 to 70 minutes on 2 cores
+    python tools/bench.py                          # all of it: about half an hour on 2 cores
     python tools/bench.py --quality False --memory_frames "()" --scaling_frames 0 --threads_frames 0  # ~3 minutes
     python tools/bench.py --gpu                    # the GPU acceptance check instead (under 10 minutes on one GPU)
 
@@ -52,7 +52,7 @@ QUALITY_BUDGETS = (0.25, 0.5, 1.0)  # shares of our default N_FRAMES, each one w
 CAR_QUALITY = True  # also CarRacing-v3's defaults at those budgets: held-out MSE and road IoU against wall seconds
 MEMORY_FRAMES = (20_000, 200_000)  # N_FRAMES of the `--epochs 1` runs whose peak RSS is measured; ()
 MEMORY_IMG_SIZE = 32  # their IMG_SIZE: 32 keeps the largest run short; a large dataset streams from disk either way
-SCALING_FRAMES = 24_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
+SCALING_FRAMES = 12_000  # frames that one process and two (torchrun) both train on, 2 epochs each; 0 skips it
 THREADS_FRAMES = 4000  # frames of the runs timed at THREADS 1 and 2, idle and beside two busy programs; 0 skips it
 GPU = False  # instead: the GPU acceptance check (default run, 40k x 5, compile, torchrun, resume, CarRacing)
 SEED = 0  # seeds data, weights and shuffling on both sides

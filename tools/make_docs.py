@@ -69,8 +69,8 @@ _PARTS = ("bench", "results", "control", "ppo", "car", "activities", "first_hour
 _BLOCKS = {  # the tables each part's measurements render to
     "bench": ("bench", "threads", "scaling"), "results": ("results",), "control": ("control",), "ppo": ("ppo",),
     "car": ("car",), "activities": ("activities",), "first_hour": ("times",), "compare": ("compare",)}
-_MINUTES = {  # what each part took on the 2-core box, for the plan where this machine has no record yet
-    "bench": 45, "results": 4, "control": 6, "ppo": 25, "car": 12, "activities": 15, "first_hour": 15, "compare": 12}
+_MINUTES = {  # what each part took on a 2-core AMD EPYC, for the plan where this machine has no record yet
+    "bench": 28, "results": 3, "control": 4, "ppo": 11, "car": 7, "activities": 12, "first_hour": 12, "compare": 13}
 _BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
 _READS_ALL = {"first_hour": "tests/"}  # a part that runs every file of a folder (the suite): one added there counts
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
