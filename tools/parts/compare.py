@@ -14,6 +14,7 @@ KL_WEIGHTS = "(1e-6, 1e-5, 1e-4, 1e-3)"  # the comparison's VAEs
 def measure(out_dir: Path, flags: dict) -> dict:
     import compare_vae
 
+    shutil.rmtree(out_dir / "compare", ignore_errors=True)  # make_docs' own runs: each build starts them afresh
     compare_vae.main(["--kl_weights", KL_WEIGHTS, "--out_dir", str(out_dir / "compare")])
     shutil.copyfile(out_dir / "compare" / "samples.png", DOCS / "ae_vs_vae_samples.png")
     shutil.copyfile(out_dir / "compare" / "beta_sweep.png", DOCS / "beta_sweep.png")
