@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: the library beside the scripts
-from worldvae import cli, constants, files  # noqa: E402
+from worldvae import cli, compute, constants, files  # noqa: E402
 from worldvae.checkpoints import build_vae, load_checkpoint, run_config  # noqa: E402
 from worldvae.cli import UserError  # noqa: E402
 from worldvae.compute import to_unit_float  # noqa: E402
@@ -59,7 +59,10 @@ CHECKPOINT = "pretrained/carracing.pt"  # the CarRacing VAE whose codes the cont
 HIDDEN = 0  # 0: World Models' linear controller; N: one tanh layer of N units before the actions
 # training (DAgger)
 ROUNDS = 8  # rounds of driving and fitting; round 0 the teacher drives, later rounds the controller
-EPISODES = 8  # episodes (tracks) driven each round, each a full episode of up to 1000 steps
+EPISODES = 8  # episodes (tracks) driven each round
+EPISODE_STEPS = 1000  # a training episode ends here at the latest (gymnasium ends CarRacing's at 1000); evaluation
+# always drives whole episodes
+MIX = 0.5  # round r takes the teacher's action, not the controller's, at each step with probability MIX ** r
 FIT_STEPS = 1000  # full-batch Adam steps fitting the controller to every label so far, after each round
 LR = 1e-2  # Adam's learning rate for that fit
 SEED = 0  # training drives tracks SEED * 100,000 onward; also seeds the controller's first weights
@@ -96,6 +99,9 @@ def check(cfg: SimpleNamespace) -> None:
     cli.require(0 <= cfg.hidden <= 1024, f"HIDDEN must lie in 0 .. 1024, got {cfg.hidden}")
     cli.require(1 <= cfg.rounds <= 1000, f"ROUNDS must lie in 1 .. 1000, got {cfg.rounds}")
     cli.require(1 <= cfg.episodes <= 1000, f"EPISODES must lie in 1 .. 1000, got {cfg.episodes}")
+    cli.require(_ZOOM_STEPS < cfg.episode_steps <= 10**6, f"EPISODE_STEPS must lie in {_ZOOM_STEPS + 1} .. 1000000 "
+                f"(the first {_ZOOM_STEPS} steps zoom in on the car), got {cfg.episode_steps}")
+    cli.require(0 <= cfg.mix <= 1, f"MIX must lie in 0 .. 1 (a probability), got {cfg.mix}")
     cli.require(1 <= cfg.fit_steps <= 10**6, f"FIT_STEPS must lie in 1 .. 1000000, got {cfg.fit_steps}")
     cli.require_learning_rate(cfg.lr)
     cli.require_seed(cfg.seed)
@@ -210,13 +216,14 @@ def make_env(checkpoint: str):
 
 
 def drive(task: dict) -> dict:
-    """One full episode on track `task["track"]`, driven by the teacher (no "weights"), the controller
-    (its "weights", "hidden") or uniformly random actions ("random"). Returns the return, the steps, and
-    with "label", every code the driver acted on beside the teacher's action for it."""
+    """One episode on track `task["track"]` (whole, or its first "steps"), driven by the teacher (no "weights"),
+    the controller (its "weights", "hidden"; the teacher taking over at each step with probability "mix") or
+    uniformly random actions ("random"). Returns the return, the steps, and with "label", every code the
+    controller acted on beside the teacher's action for it."""
     env = make_env(task["checkpoint"])
     code, _ = env.reset(seed=task["track"])
     env.action_space.seed(task["track"])
-    net = None
+    net, mix = None, np.random.default_rng(task["track"])
     if "weights" in task:
         net = controller_net(env.observation_space.shape[0], task["hidden"])
         net.load_state_dict({name: torch.tensor(value) for name, value in task["weights"].items()})
@@ -233,9 +240,11 @@ def drive(task: dict) -> dict:
             if task.get("label"):
                 codes.append(code)
                 labels.append(label)
-            action = label if net is None else act(net, torch.from_numpy(code)[None])[0].detach().numpy()
+            teaches = net is None or mix.random() < task.get("mix", 0.0)
+            action = label if teaches else act(net, torch.from_numpy(code)[None])[0].detach().numpy()
         code, reward, terminated, truncated, _ = env.step(action)
-        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+        total, steps = total + float(reward), steps + 1
+        done = terminated or truncated or steps == task.get("steps")
     return {"track": task["track"], "return": total, "steps": steps,
             "codes": np.array(codes, np.float32).reshape(-1, env.observation_space.shape[0]),
             "labels": np.array(labels, np.float32).reshape(-1, _ACTIONS)}
@@ -272,7 +281,7 @@ def fit(codes: np.ndarray, labels: np.ndarray, cfg: SimpleNamespace, round_: int
     return net
 
 
-_SHARED = ("checkpoint", "hidden", "episodes", "fit_steps", "lr", "seed")  # a resumed training's, as the stopped one's
+_SHARED = ("checkpoint", "hidden", "episodes", "episode_steps", "mix", "fit_steps", "lr", "seed")
 
 
 def training_config(cfg: SimpleNamespace) -> dict:
@@ -290,7 +299,8 @@ def start_or_resume(cfg: SimpleNamespace, out_dir: Path) -> dict:
         files.refuse_foreign_file(controller_path, lambda _: False, "a controller this training wrote")
         latent_dim = load_checkpoint(cfg.checkpoint)["model_args"]["latent_dim"]
         return {"config": training_config(cfg), "round": 0, "codes": np.zeros((0, latent_dim), np.float32),
-                "labels": np.zeros((0, _ACTIONS), np.float32), "history": [], "weights": None, "seconds": 0.0}
+                "labels": np.zeros((0, _ACTIONS), np.float32), "history": [], "weights": None, "seconds": 0.0,
+                "machine": compute.machine()}
     if not state_path.exists():
         raise UserError(f"OUT_DIR={str(out_dir)!r} holds no training to resume ({_STATE}): drop --resume to start one")
     try:
@@ -314,7 +324,8 @@ def save_controller(net: nn.Sequential, cfg: SimpleNamespace, state: dict, out_d
     vision = {"checkpoint": cfg.checkpoint, "weights_digest": weights_digest(load_checkpoint(cfg.checkpoint))}
     training = {"method": "DAgger", "teacher": Driver(_TEACHER).params(), "rounds": state["round"],
                 "tracks": list(training_tracks(cfg)), "labels": len(state["labels"]),
-                "seconds": round(state["seconds"], 1)} | training_config(cfg)
+                "seconds": round(state["seconds"], 1), "machine": state["machine"], "date": state["date"]} \
+        | training_config(cfg)
     record = files.json_safe(controller_record(net, cfg.hidden, vision, training) | {"history": state["history"]})
     files.atomic_write(out_dir / "controller.json", lambda f: f.write(json.dumps(record, indent=1).encode()))
     rounds = [row["round"] for row in state["history"]]
@@ -329,15 +340,16 @@ def train(cfg: SimpleNamespace) -> None:
     out_dir = files.prepare_out_dir(cfg.out_dir)
     files.remove_litter(out_dir)
     first, _ = training_tracks(cfg)
-    print(f"DAgger on the codes of {cfg.checkpoint}: {cfg.rounds} rounds of {cfg.episodes} tracks (from track "
-          f"{first}), {'linear' if not cfg.hidden else f'{cfg.hidden} hidden units'}, into {out_dir}"
-          + (f"; resuming after round {state['round']}" if state["round"] else ""))
-    with driving_pool(cfg.workers) as pool, cli.StopRequests() as stop, ProgressBar(cfg.rounds * cfg.episodes, "DAgger", "episode",
-                                                 initial=state["round"] * cfg.episodes) as bar:
+    bar = ProgressBar(cfg.rounds * cfg.episodes, "DAgger", "episode", initial=state["round"] * cfg.episodes)
+    with driving_pool(cfg.workers) as pool, cli.StopRequests() as stop, bar:
+        print(f"DAgger on the codes of {cfg.checkpoint}: {cfg.rounds} rounds of {cfg.episodes} tracks (from track "
+              f"{first}), {'linear' if not cfg.hidden else f'{cfg.hidden} hidden units'}, into {out_dir}"
+              + (f"; resuming after round {state['round']}" if state["round"] else ""))
         for round_ in range(state["round"], cfg.rounds):
             started = time.monotonic()
-            tasks = [{"checkpoint": cfg.checkpoint, "track": first + round_ * cfg.episodes + e, "label": True}
-                     | ({"weights": state["weights"], "hidden": cfg.hidden} if round_ else {})
+            tasks = [{"checkpoint": cfg.checkpoint, "track": first + round_ * cfg.episodes + e, "label": True,
+                      "steps": cfg.episode_steps}
+                     | ({"weights": state["weights"], "hidden": cfg.hidden, "mix": cfg.mix ** round_} if round_ else {})
                      for e in range(cfg.episodes)]
             episodes = drive_all(pool, tasks, bar)
             codes = np.concatenate([state["codes"]] + [episode["codes"] for episode in episodes])
@@ -348,7 +360,7 @@ def train(cfg: SimpleNamespace) -> None:
                    "worst": float(min(returns)), "labels": len(labels)}
             state |= {"round": round_ + 1, "codes": codes, "labels": labels, "history": state["history"] + [row],
                       "weights": {name: t.tolist() for name, t in net.state_dict().items()},
-                      "seconds": state["seconds"] + time.monotonic() - started}
+                      "seconds": state["seconds"] + time.monotonic() - started, "date": time.strftime("%Y-%m-%d")}
             save_state(state, out_dir)
             save_controller(net, cfg, state, out_dir)
             bar.update(0, note=f"round {round_}: the {row['driver']} drove {row['mean']:.0f} mean")
@@ -357,8 +369,9 @@ def train(cfg: SimpleNamespace) -> None:
             if stop.signum and round_ + 1 < cfg.rounds:
                 raise cli.Stopped(f"{stop.name}: stopped after round {round_}, which is saved in {out_dir}: "
                                   "--resume True goes on", stop.signum)
-    print(f"controller: {out_dir / 'controller.json'} ({state['seconds'] / 60:.1f} minutes of driving and fitting); "
-          f"score it: python examples/carracing_controller.py --evaluate True --controller {out_dir / 'controller.json'}")
+    path = out_dir / "controller.json"
+    print(f"controller: {path} ({state['seconds'] / 60:.1f} minutes of driving and fitting); score it: "
+          f"python examples/carracing_controller.py --evaluate True --controller {path}")
 
 
 # ---------------------------------------------------------------------- evaluation and the rollout
@@ -372,8 +385,8 @@ def evaluate(cfg: SimpleNamespace) -> dict:
     trained_on = record["training"]["tracks"]
     held_out = (cfg.eval_seed, cfg.eval_tracks)
     cli.require(not overlaps(trained_on, held_out), f"{cfg.controller} trained on tracks {trained_on[0]} .. "
-                f"{sum(trained_on) - 1}, which the evaluation's {held_out[0]} .. {sum(held_out) - 1} reach: give another "
-                "EVAL_SEED")
+                f"{sum(trained_on) - 1}, which the evaluation's {held_out[0]} .. {sum(held_out) - 1} reach: give "
+                "another EVAL_SEED")
     path = Path(cfg.out_dir) / "evaluation.json"
     files.refuse_foreign_file(path, lambda p: "world_models" in p.read_text(errors="replace"),
                               "an evaluation this script wrote")
@@ -386,16 +399,18 @@ def evaluate(cfg: SimpleNamespace) -> dict:
         episodes = drive_all(pool, tasks, bar)
     returns = [e["return"] for e in episodes[:len(seeds)]]
     random_returns = [e["return"] for e in episodes[len(seeds):]]
-    result = {"controller": cfg.controller, "checkpoint": cfg.checkpoint, "tracks": len(seeds), "seeds": [seeds[0],
-              seeds[-1]]} | summary(returns) | {"returns": returns, "steps": [e["steps"] for e in episodes[:len(seeds)]],
-              "random": summary(random_returns) | {"returns": random_returns},
-              "world_models": {name: {"mean": m, "std": s} for name, (m, s) in _WORLD_MODELS.items()}}
+    result = ({"controller": cfg.controller, "checkpoint": cfg.checkpoint, "tracks": len(seeds),
+               "seeds": [seeds[0], seeds[-1]]} | summary(returns)
+              | {"returns": returns, "steps": [e["steps"] for e in episodes[:len(seeds)]],
+                 "random": summary(random_returns) | {"returns": random_returns},
+                 "world_models": {name: {"mean": m, "std": s} for name, (m, s) in _WORLD_MODELS.items()}})
     files.atomic_write(path, lambda f: f.write(json.dumps(result, indent=1).encode()))
     print(f"{cfg.controller} on {len(seeds)} held-out tracks ({seeds[0]} .. {seeds[-1]}): mean {result['mean']:.0f} "
           f"± {result['std']:.0f}, worst {result['worst']:.0f}")
     print(f"a uniformly random policy, the same tracks: mean {result['random']['mean']:.0f} "
           f"± {result['random']['std']:.0f}, worst {result['random']['worst']:.0f}")
-    print("World Models, 100 random tracks: " + "; ".join(f"{name} {m} ± {s}" for name, (m, s) in _WORLD_MODELS.items()))
+    print("World Models, 100 random tracks: " + "; ".join(f"{name} {m} ± {s}"
+                                                          for name, (m, s) in _WORLD_MODELS.items()))
     print(f"wrote {path}")
     return result
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -303,3 +304,44 @@ def test_the_results_table_gives_each_priors_judgement_and_a_dash_where_none_was
     assert make_docs.by_prior({"plausibility": judged}) == "**4%** / 9%"
     assert make_docs.by_prior({"plausibility": judged}, "recall") == "**85%** / 82%"
     assert make_docs.by_prior({"plausibility": {"normal": judged["normal"]}}, "recall") == "- / 82%"
+
+
+def test_the_controller_table_gives_the_controller_the_random_policy_world_models_and_how_it_was_trained() -> None:
+    from worldvae import compute
+
+    evaluation = {"mean": 700.4, "std": 120.2, "worst": 210.0, "tracks": 100, "seeds": [1_000_000, 1_000_099],
+                  "random": {"mean": -30.0, "std": 5.0, "worst": -41.0},
+                  "world_models": {"code only, linear controller": {"mean": 632, "std": 251}}}
+    training = {"method": "DAgger", "rounds": 8, "episodes": 8, "tracks": [0, 64], "seconds": 240.0,
+                "machine": compute.machine(), "date": "2026-12-07"}
+    table = make_docs.controller_table({"evaluation": evaluation, "training": training, "hidden": 0,
+                                        "shipped_bytes": 2400})
+    assert table.splitlines()[2:5] == [
+        "| this controller (linear, `pretrained/carracing_controller.json`, 2 KB) | **700 ± 120** | 210 |",
+        "| a uniformly random policy | -30 ± 5 | -41 |",
+        "| World Models: code only, linear controller | 632 ± 251 | - |"]
+    assert "tracks 1,000,000 .. 1,000,099 (100)" in table
+    assert "(DAgger, 8 rounds of 8 tracks: tracks 0 .. 63) in 4.0 minutes on " in table and "2026-12-07." in table
+
+
+def test_a_second_build_starts_the_comparisons_runs_afresh(tmp_path, monkeypatch) -> None:
+    """compare_vae.py rightly refuses a folder holding a run: the part clears the folder of its own last build."""
+    import compare_vae
+    from tools.parts import compare
+
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "vae.pt").write_text("the last build's")
+    found = []
+
+    def comparison(argv: list[str]) -> None:
+        out = Path(argv[argv.index("--out_dir") + 1])
+        found.append(sorted(p.name for p in out.iterdir()) if out.exists() else [])
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("samples.png", "beta_sweep.png", "comparison.json", "comparison.md"):
+            (out / name).write_text("{}")
+
+    monkeypatch.setattr(compare_vae, "main", comparison)
+    monkeypatch.setattr(compare, "DOCS", tmp_path / "docs")
+    (tmp_path / "docs").mkdir()
+    assert compare.measure(tmp_path, {})["table"] == "{}"
+    assert found == [[]]

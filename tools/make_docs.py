@@ -37,7 +37,7 @@ import encode_vae  # noqa: E402
 import evaluate_vae  # noqa: E402
 import sample_vae  # noqa: E402
 import train_vae  # noqa: E402
-from examples import ppo_on_codes  # noqa: E402
+from examples import carracing_controller, ppo_on_codes  # noqa: E402
 from tools import activities, bench, bench_ppo, docs_parts, first_hour, homework  # noqa: E402
 from tools.parts import DOCS  # noqa: E402
 from worldvae import REPO, cli, compute, constants, files  # noqa: E402
@@ -48,6 +48,7 @@ COMPARE = True  # also train the autoencoder and four VAEs for the AE-vs-VAE tab
 BENCH = True  # also run tools/bench.py: the performance, threads and scaling tables, the quality curves
 ACTIVITIES = True  # also run the homework's five activities (tools/activities.py) for docs/homework.md
 PPO = True  # also run tools/bench_ppo.py: PPO on the control model's codes beside PPO on the state
+CONTROLLER = True  # also drive the shipped CarRacing controller on its held-out tracks (needs requirements-envs.txt)
 FIRST_HOUR = True  # also run tools/first_hour.py: the README's first commands timed idle and busy
 TABLES_ONLY = False  # only render every table from its record again (and the constants tables); nothing runs
 STATUS = False  # only list every table, its stamp and whether the build would redo it; exit 0 when none
@@ -61,21 +62,27 @@ _PAGES = {  # each table, and the page that holds it
     "provenance": _README, "results": _README, "control": _README, "times": _README,
     "constants": _DOCS / "constants.md", "constants_more": _DOCS / "constants.md",
     "activities": _DOCS / "homework.md", "car": _DOCS / "carracing-atari.md", "ppo": _DOCS / "carracing-atari.md",
+    "controller": _DOCS / "carracing-atari.md",
     "compare": _DOCS / "evaluation.md", "bench": _DOCS / "performance.md",
     "threads": _DOCS / "performance.md", "gpu": _DOCS / "performance.md", "scaling": _DOCS / "scaling-out.md",
 }
-_PARTS = ("bench", "results", "control", "ppo", "car", "activities", "first_hour", "compare")  # a whole build, in
-# order (tools/parts/): the bench's runs feed the results and CarRacing, the control run feeds PPO
+_PARTS = ("bench", "results", "control", "ppo", "car", "controller", "activities", "first_hour", "compare")  # a whole
+# build, in order (tools/parts/): the bench's runs feed the results and CarRacing, the control run feeds PPO, and
+# CarRacing's ships the V stage the controller reads
 _BLOCKS = {  # the tables each part's measurements render to
     "bench": ("bench", "threads", "scaling"), "results": ("results",), "control": ("control",), "ppo": ("ppo",),
-    "car": ("car",), "activities": ("activities",), "first_hour": ("times",), "compare": ("compare",)}
+    "car": ("car",), "controller": ("controller",), "activities": ("activities",), "first_hour": ("times",),
+    "compare": ("compare",)}
 _MINUTES = {  # what each part took on a 2-core AMD EPYC, for the plan where this machine has no record yet
-    "bench": 28, "results": 3, "control": 4, "ppo": 11, "car": 7, "activities": 12, "first_hour": 12, "compare": 13}
+    "bench": 28, "results": 3, "control": 4, "ppo": 11, "car": 7, "controller": 10, "activities": 12, "first_hour": 12,
+    "compare": 13}
 _BUILT = ("docs/", "README.md", "pretrained/")  # what a build writes: not part of the code its numbers depend on
-_READS_ALL = {"first_hour": "tests/"}  # a part that runs every file of a folder (the suite): one added there counts
+# what a part reads that no process of it imports: every file of the suite it times (one added there counts), the
+# controller it drives
+_READS_ALL = {"first_hour": "tests/", "controller": "pretrained/carracing_controller.json"}
 _README_SCRIPTS = (train_vae, sample_vae)  # the knobs a newcomer turns, first on the constants page
-_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo, homework, first_hour,
-                  activities, sys.modules[__name__])
+_OTHER_SCRIPTS = (evaluate_vae, encode_vae, compare_vae, ppo_on_codes, carracing_controller, bench, bench_ppo, homework,
+                  first_hour, activities, sys.modules[__name__])
 _VERSIONED = ("torch", "gymnasium", "stable-baselines3")
 
 
@@ -224,6 +231,26 @@ def ppo_table(report: dict) -> str:
             f"{report['total_steps']:,} steps a side.")
 
 
+def controller_table(measured: dict) -> str:
+    """The shipped controller's evaluation beside a random policy and World Models' figures, then how it was
+    trained."""
+    evaluation, training = measured["evaluation"], measured["training"]
+    kind = f"one hidden layer of {measured['hidden']}" if measured["hidden"] else "linear"
+    first, count = training["tracks"]
+    size = f"{measured['shipped_bytes'] / 1000:.0f} KB"
+    rows = [f"| this controller ({kind}, `pretrained/carracing_controller.json`, {size}) | "
+            f"**{evaluation['mean']:.0f} ± {evaluation['std']:.0f}** | {evaluation['worst']:.0f} |",
+            f"| a uniformly random policy | {evaluation['random']['mean']:.0f} ± {evaluation['random']['std']:.0f} | "
+            f"{evaluation['random']['worst']:.0f} |"]
+    rows += [f"| World Models: {name} | {figure['mean']} ± {figure['std']} | - |"
+             for name, figure in evaluation["world_models"].items()]
+    return (f"| controller | mean ± std over tracks {evaluation['seeds'][0]:,} .. {evaluation['seeds'][1]:,} "
+            f"({evaluation['tracks']}) | worst |\n| --- | --- | --- |\n" + "\n".join(rows)
+            + f"\n\nTrained by `python examples/carracing_controller.py` ({training['method']}, {training['rounds']} "
+            f"rounds of {training['episodes']} tracks: tracks {first:,} .. {first + count - 1:,}) in "
+            f"{training['seconds'] / 60:.1f} minutes on {_where(training['machine'], training['date'])}.")
+
+
 def bench_tables(results: dict) -> tuple[str, str, str]:
     """bench.json's tables as markdown: performance, threads, one process against two."""
     rows = "\n".join(f"| {name.strip()} | {value} | {note} |" for name, value, note in results["table"])
@@ -250,6 +277,8 @@ def rendered(record: dict) -> dict[str, tuple[str, str]]:
         tables, command = (run_table(measured),), measured["command"]
     elif part == "ppo":
         tables, command = (ppo_table(measured),), "python tools/bench_ppo.py"
+    elif part == "controller":
+        tables, command = (controller_table(measured),), "python examples/carracing_controller.py --evaluate True"
     elif part == "activities":
         tables, command = (activity_table(measured),), "python tools/activities.py"
     elif part == "first_hour":
@@ -339,7 +368,8 @@ def part_flags(part: str, cfg) -> dict:
 
 def uses(part: str, cfg) -> dict[str, str]:
     """The stamps (digests) of the parts whose output this one reads, as their records hold them now."""
-    read = {"results": ("bench",) if cfg.bench else (), "car": ("bench",) if cfg.bench else (), "ppo": ("control",)}
+    read = {"results": ("bench",) if cfg.bench else (), "car": ("bench",) if cfg.bench else (), "ppo": ("control",),
+            "controller": ("car",)}
     return {name: stamp_digest(read_record(record_path(name))) for name in read.get(part, ())}
 
 
@@ -367,7 +397,8 @@ def read_all(part: str) -> list[str]:
 
 def chosen_parts(cfg) -> list[str]:
     """The parts of this build, in order: the bench's runs feed the results, the control run feeds PPO."""
-    wanted = {"bench": cfg.bench, "ppo": cfg.ppo, "car": cfg.car, "activities": cfg.activities,
+    wanted = {"bench": cfg.bench, "ppo": cfg.ppo, "car": cfg.car, "controller": cfg.controller,
+              "activities": cfg.activities,
               "first_hour": cfg.first_hour, "compare": cfg.compare}
     return [part for part in _PARTS if wanted.get(part, True)]
 
