@@ -16,10 +16,10 @@ World Models trained C by CMA-ES on the return alone, on 64 cores for days. Here
 (Ross, Gordon and Bagnell, 2011) in minutes: a teacher that reads the track from the simulator
 (`teach`: steering toward the track a few tiles ahead, braking in corners) labels every
 frame the controller sees with the action it would take. In round 0 the teacher drives; in every
-later round the controller drives and the teacher only labels, so the controller also learns from
-frames of its own mistakes, which copying the teacher's drives alone never shows it. After each round
-the controller is fit (Adam, FIT_STEPS full-batch steps) to every label so far. The teacher is
-privileged; the controller is not.
+later round the controller drives, the teacher taking over at each step with probability MIX ** round,
+so the controller also learns from frames of its own mistakes, which copying the teacher's drives alone
+never shows it. After each round the controller is fit (Adam, FIT_STEPS full-batch steps) to every
+label so far. The teacher is privileged; the controller is not.
 
 Training drives tracks SEED * 100,000 onward, evaluation EVAL_TRACKS tracks from EVAL_SEED on; the
 controller file records its training tracks, and an evaluation that would drive one is refused.
@@ -58,7 +58,7 @@ CHECKPOINT = "pretrained/carracing.pt"  # the CarRacing VAE whose codes the cont
 HIDDEN = 0  # 0: World Models' linear controller; N: one tanh layer of N units before the actions
 # training (DAgger)
 ROUNDS = 8  # rounds of driving and fitting; round 0 the teacher drives, later rounds the controller
-EPISODES = 8  # episodes (tracks) driven each round
+EPISODES = 16  # episodes (tracks) driven each round
 EPISODE_STEPS = 1000  # a training episode ends here at the latest (gymnasium ends CarRacing's at 1000); evaluation
 # always drives whole episodes
 MIX = 0.5  # round r takes the teacher's action, not the controller's, at each step with probability MIX ** r
@@ -91,7 +91,7 @@ _WORLD_MODELS = {"code only, linear controller": (632, 251), "code only, one hid
                 "full world model (V and M)": (906, 21)}
 _FORMAT = "worldvae-carracing-controller/1"  # controller.json's "format"
 _STATE = "training_state.pt"
-_ROLLOUT_EVERY = 4  # the rollout GIF keeps every 4th step (one second of driving at 50 steps per second is 12 frames)
+_ROLLOUT_EVERY = 4  # the rollout GIF keeps every 4th step: CarRacing steps 50 times a second, the GIF shows 12.5
 
 
 # ---------------------------------------------------------------------- checks
@@ -438,7 +438,7 @@ def rollout(cfg: SimpleNamespace) -> Path:
         while not done:
             action = (act(net, torch.from_numpy(code)[None])[0].numpy() if steps >= _ZOOM_STEPS
                       else np.zeros(_ACTIONS, np.float32))
-            if steps >= _ZOOM_STEPS and steps % _ROLLOUT_EVERY == 0:
+            if steps >= _ZOOM_STEPS and (steps - _ZOOM_STEPS) % _ROLLOUT_EVERY == 0:
                 frame = torch.from_numpy(env.frame(env.unwrapped.state))[None]
                 reconstruction = vae.generate(torch.from_numpy(code)[None]).clamp(0, 1)
                 pictures.append(labelled_grid(torch.cat([to_unit_float(frame), reconstruction]), 2,
@@ -450,7 +450,7 @@ def rollout(cfg: SimpleNamespace) -> Path:
 
     images = [Image.fromarray(picture) for picture in pictures]
     files.atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                                                      duration=80, loop=0))
+                                                      duration=1000 * _ROLLOUT_EVERY // 50, loop=0))
     print(f"{cfg.controller} on track {cfg.eval_seed}: return {total:.0f} in {steps} steps; wrote {path}")
     return path
 

@@ -15,7 +15,7 @@ import encode_vae
 import evaluate_vae
 import sample_vae
 import train_vae
-from examples import ppo_on_codes
+from examples import carracing_controller, ppo_on_codes
 from tools import activities, bench, bench_ppo, first_hour, homework, make_docs
 from worldvae import cli, constants
 
@@ -140,8 +140,8 @@ def test_the_constants_blocks_are_what_make_docs_writes() -> None:
     """So `python tools/make_docs.py --tables_only` is all it takes to fix this test after changing a constant."""
     page = (REPO / "docs" / "constants.md").read_text()
     assert make_docs.constants_tables([train_vae, sample_vae]) in page, "the knobs a newcomer turns, first"
-    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, ppo_on_codes, bench, bench_ppo,
-                                         homework, first_hour, activities, make_docs])
+    others = make_docs.constants_tables([evaluate_vae, encode_vae, compare_vae, ppo_on_codes, carracing_controller,
+                                         bench, bench_ppo, homework, first_hour, activities, make_docs])
     assert others in page
 
 
